@@ -1,0 +1,1 @@
+"""target-profile-sync domain package: validation, splitting, Target client, accounting."""

@@ -1,0 +1,1 @@
+"""AWS adapters (S3, DynamoDB, Secrets Manager) behind the domain code."""

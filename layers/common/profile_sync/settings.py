@@ -1,0 +1,79 @@
+"""Every limit and knob of the pipeline, with the stricter documented figure as default.
+
+Functions read them from environment variables (fed by the stack's Parameters); the CLI and
+tests build them directly. See TARGET_API.md for where each Target figure comes from.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+API_VERSIONS = ("v2", "v1", "single")
+INPUT_MODES = ("encoded", "raw")
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Batch files (Target: < 50 MB current pages, < 60 MB seed; <= 500,000 rows).
+    batch_max_rows: int = 500_000
+    batch_max_bytes: int = 50 * 1000 * 1000  # a batch file stays strictly under this
+    # Per row: external profile data <= 64 KB (current pages).
+    row_max_bytes: int = 64 * 1024
+    id_max_chars: int = 256
+    # A whole dropped file above this is rejected before any work (0 = no limit).
+    file_max_bytes: int = 20 * 1024**3
+    input_mode: str = "encoded"  # "encoded": values already URL-encoded; "raw": we encode them
+    api_version: str = "v2"  # "v2" (create + update), "v1" (update only), "single"
+    # Quotas and rate (0 = off).
+    daily_row_quota: int = 1_000_000  # rows per client per UTC day, all files
+    single_update_quota: int = 1_000_000  # single updates per rolling 24 h
+    calls_per_minute: int = 50  # Admin + Reporting + bulk profile calls share this
+    single_get_max_bytes: int = 8 * 1024
+    single_post_max_bytes: int = 60 * 1024
+    # Target endpoint: "{client}" is replaced by the client code.
+    target_base_url: str = "https://{client}.tt.omtrdc.net"
+    # Secrets Manager secret with a profile token or OAuth credentials ("" = no auth).
+    token_secret_id: str = ""
+    http_timeout_seconds: float = 30.0
+    http_max_attempts: int = 5
+    # Workflow.
+    max_concurrency: int = 4
+    single_update_concurrency: int = 8
+    poll_initial_delay_seconds: int = 60
+    poll_max_delay_seconds: int = 1800
+    poll_deadline_seconds: int = 24 * 3600
+
+    def __post_init__(self) -> None:
+        if self.api_version not in API_VERSIONS:
+            raise ValueError(f"api_version must be one of {', '.join(API_VERSIONS)}, not {self.api_version!r}")
+        if self.input_mode not in INPUT_MODES:
+            raise ValueError(f"input_mode must be one of {', '.join(INPUT_MODES)}, not {self.input_mode!r}")
+        for name in ("batch_max_rows", "batch_max_bytes", "row_max_bytes", "id_max_chars"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        """A copy with the given fields changed; None values are ignored."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read each field from its upper-case environment variable (BATCH_MAX_ROWS, ...)."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field in fields(cls):
+            raw = environ.get(field.name.upper())
+            if raw is None or raw == "":
+                continue
+            kind = type(field.default)
+            try:
+                values[field.name] = kind(raw)
+            except ValueError as exc:
+                raise ValueError(f"environment variable {field.name.upper()}={raw!r} is not a valid {kind.__name__}") from exc
+        return cls(**values)
+
+    def target_url_for(self, client_code: str) -> str:
+        return self.target_base_url.replace("{client}", client_code).rstrip("/")

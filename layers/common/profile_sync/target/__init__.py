@@ -1,0 +1,1 @@
+"""Adobe Target profile API client."""
