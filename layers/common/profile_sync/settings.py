@@ -48,7 +48,9 @@ class Settings:
 
     def __post_init__(self) -> None:
         if self.api_version not in API_VERSIONS:
-            raise ValueError(f"api_version must be one of {', '.join(API_VERSIONS)}, not {self.api_version!r}")
+            raise ValueError(
+                f"api_version must be one of {', '.join(API_VERSIONS)}, not {self.api_version!r}"
+            )
         if self.input_mode not in INPUT_MODES:
             raise ValueError(f"input_mode must be one of {', '.join(INPUT_MODES)}, not {self.input_mode!r}")
         for name in ("batch_max_rows", "batch_max_bytes", "row_max_bytes", "id_max_chars"):
@@ -72,7 +74,9 @@ class Settings:
             try:
                 values[field.name] = kind(raw)
             except ValueError as exc:
-                raise ValueError(f"environment variable {field.name.upper()}={raw!r} is not a valid {kind.__name__}") from exc
+                raise ValueError(
+                    f"environment variable {field.name.upper()}={raw!r} is not a valid {kind.__name__}"
+                ) from exc
         return cls(**values)
 
     def target_url_for(self, client_code: str) -> str:

@@ -1,0 +1,54 @@
+# target-profile-sync: `make demo` runs the job locally, `make test` runs every check.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON313 ?= $(shell command -v python3.13 2>/dev/null || echo $(HOME)/.pyenv/versions/3.13.0/bin/python3.13)
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+# The venv's python3.13 on PATH is what `sam build` (no container) needs.
+export PATH := $(BIN):$(PATH)
+export SAM_CLI_TELEMETRY := 0
+export AWS_DEFAULT_REGION ?= us-east-1
+
+.PHONY: help setup test lint format unit sam-validate sam-build demo bench clean
+
+help:
+	@echo "make demo   set up and run the job locally on the bundled sample"
+	@echo "make test   ruff, pytest, sam validate --lint, sam build"
+	@echo "make bench  engine throughput and memory against baselines (takes minutes)"
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml requirements-dev.lock layers/common/requirements.txt
+	test -x $(BIN)/python || $(PYTHON313) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c requirements-dev.lock -e '.[dev]'
+	touch $@
+
+test: setup lint unit sam-validate sam-build
+
+lint: setup
+	ruff check .
+	ruff format --check .
+
+format: setup
+	ruff format .
+	ruff check --fix .
+
+unit: setup
+	pytest
+
+sam-validate: setup
+	sam validate --lint
+
+sam-build: setup
+	sam build
+
+demo: setup
+	profile-sync validate local/samples/visitors.csv --out out/demo
+
+bench: setup
+	python bench/bench_validate.py
+
+clean:
+	rm -rf .aws-sam out .pytest_cache .ruff_cache

@@ -1,0 +1,98 @@
+"""Ingest: an object created under incoming/<clientCode>/ becomes a validated, split job.
+
+Thin handler: reads the EventBridge event, makes the work idempotent, and hands it to
+profile_sync.ingest with the AWS adapters.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.data_classes import S3EventBridgeNotificationEvent, event_source
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from profile_sync.aws.jobs import DynamoJobStore
+from profile_sync.aws.s3 import S3ObjectStore
+from profile_sync.aws.workflow import StepFunctionsWorkflow
+from profile_sync.ingest import Drop, JobStatus, ingest_drop
+from profile_sync.settings import Settings
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+settings = Settings.from_env()
+jobs = DynamoJobStore(os.environ["JOBS_TABLE"])
+workflow = StepFunctionsWorkflow(os.environ["STATE_MACHINE_ARN"])
+idempotency = IdempotencyConfig(
+    # One S3 event (bucket, key, sequencer) is one job, however often EventBridge delivers it.
+    event_key_jmespath="[bucket, key, sequencer, etag]",
+    expires_after_seconds=7 * 24 * 3600,
+    raise_on_no_idempotency_key=True,
+)
+persistence = DynamoDBPersistenceLayer(table_name=os.environ["IDEMPOTENCY_TABLE"])
+
+
+@idempotent_function(data_keyword_argument="drop", persistence_store=persistence, config=idempotency)
+def process_drop(drop: dict) -> dict:
+    job = ingest_drop(
+        Drop(**drop),
+        objects=S3ObjectStore(drop["bucket"]),
+        jobs=jobs,
+        workflow=workflow,
+        settings=settings,
+    )
+    _record_metrics(job)
+    logger.info(
+        "ingest finished",
+        extra={
+            "status": job["status"],
+            "received": job.get("received"),
+            "accepted": job.get("accepted"),
+            "rejected": job.get("rejected"),
+            "skipped": job.get("skipped"),
+            "batches": job.get("batchCount"),
+            "reason": job.get("reason"),
+        },
+    )
+    return {key: job.get(key) for key in ("jobId", "status", "batchCount", "reason", "executionId")}
+
+
+def _record_metrics(job: dict) -> None:
+    metrics.add_metric(name="FilesReceived", unit=MetricUnit.Count, value=1)
+    if job["status"] == JobStatus.REJECTED:
+        metrics.add_metric(name="FilesRejected", unit=MetricUnit.Count, value=1)
+    for name, field in (
+        ("RowsReceived", "received"),
+        ("RowsRejected", "rejected"),
+        ("RowsSkipped", "skipped"),
+    ):
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=job.get(field) or 0)
+    metrics.add_metric(name="BatchesCreated", unit=MetricUnit.Count, value=job.get("batchCount") or 0)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+@event_source(data_class=S3EventBridgeNotificationEvent)
+def lambda_handler(event: S3EventBridgeNotificationEvent, context: LambdaContext) -> dict:
+    idempotency.register_lambda_context(context)
+    detail = event.detail
+    drop = Drop(
+        bucket=detail.bucket.name,
+        key=detail.object.key,  # decoded: spaces, '+' and unicode arrive URL-encoded
+        size=detail.object.size,
+        sequencer=detail.object.get("sequencer", ""),
+        etag=detail.object.etag,
+        event_time=event.time,
+    )
+    logger.append_keys(job_id=drop.job_id(), source_key=drop.key)
+    return process_drop(drop=asdict(drop))

@@ -1,0 +1,102 @@
+"""Job and batch records in the pk/sk JobsTable.
+
+Layout: job `pk=JOB#<jobId>, sk=JOB` (listed newest first through gsi1: `gsi1pk=JOBS`,
+`gsi1sk=<createdAt>#<jobId>`), its batches `pk=JOB#<jobId>, sk=BATCH#<00001>`.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import boto3
+from boto3.dynamodb.conditions import Key
+from botocore.exceptions import ClientError
+
+JOB_SK = "JOB"
+
+
+def job_key(job_id: str) -> dict:
+    return {"pk": f"JOB#{job_id}", "sk": JOB_SK}
+
+
+def batch_key(job_id: str, index: int) -> dict:
+    return {"pk": f"JOB#{job_id}", "sk": f"BATCH#{index:05d}"}
+
+
+def plain(value):
+    """DynamoDB gives numbers back as Decimal: turn them into int/float for JSON and callers."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
+def _strip_keys(item: dict) -> dict:
+    return {k: v for k, v in plain(item).items() if k not in ("pk", "sk", "gsi1pk", "gsi1sk")}
+
+
+class DynamoJobStore:
+    def __init__(self, table_name: str, resource=None) -> None:
+        self.table = (resource or boto3.resource("dynamodb")).Table(table_name)
+
+    def create_job(self, job: dict) -> bool:
+        item = {
+            **job_key(job["jobId"]),
+            "gsi1pk": "JOBS",
+            "gsi1sk": f"{job['createdAt']}#{job['jobId']}",
+            **job,
+        }
+        try:
+            self.table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def get_job(self, job_id: str) -> dict | None:
+        item = self.table.get_item(Key=job_key(job_id), ConsistentRead=True).get("Item")
+        return _strip_keys(item) if item else None
+
+    def update_job(self, job_id: str, changes: dict) -> None:
+        changes = {k: v for k, v in changes.items() if v is not None}
+        if not changes:
+            return
+        names = {f"#f{i}": name for i, name in enumerate(changes)}
+        values = {f":v{i}": value for i, value in enumerate(changes.values())}
+        assignments = ", ".join(f"#f{i} = :v{i}" for i in range(len(changes)))
+        self.table.update_item(
+            Key=job_key(job_id),
+            UpdateExpression=f"SET {assignments}",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+
+    def put_batches(self, job_id: str, batches: list[dict]) -> None:
+        with self.table.batch_writer() as writer:
+            for batch in batches:
+                writer.put_item(Item={**batch_key(job_id, batch["batchIndex"]), "status": "PENDING", **batch})
+
+    def list_batches(self, job_id: str) -> list[dict]:
+        items, kwargs = (
+            [],
+            {"KeyConditionExpression": Key("pk").eq(f"JOB#{job_id}") & Key("sk").begins_with("BATCH#")},
+        )
+        while True:
+            page = self.table.query(**kwargs)
+            items.extend(_strip_keys(i) for i in page["Items"])
+            if "LastEvaluatedKey" not in page:
+                return items
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def recent_jobs(self, limit: int = 20) -> list[dict]:
+        page = self.table.query(
+            IndexName="gsi1",
+            KeyConditionExpression=Key("gsi1pk").eq("JOBS"),
+            ScanIndexForward=False,
+            Limit=limit,
+        )
+        return [_strip_keys(i) for i in page["Items"]]

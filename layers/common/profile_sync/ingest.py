@@ -1,0 +1,335 @@
+"""From a dropped object to a job: key parsing, job ids, and the ingest flow over ports.
+
+The flow reads the object once through the streaming engine, stores each batch file as soon as
+it is closed, writes the rejects and the manifest, records the job and starts the workflow.
+Storage, job records and the workflow are ports (Protocols) so this module has no AWS in it;
+profile_sync.aws holds the implementations.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import re
+import shutil
+import tempfile
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from profile_sync.settings import API_VERSIONS, INPUT_MODES, Settings
+from profile_sync.validate import BatchInfo, ValidationResult, validate_and_split
+
+INCOMING_PREFIX = "incoming/"
+JOBS_PREFIX = "jobs/"
+# Target client codes are short lower-case names; allow what is safe in keys and execution names.
+CLIENT_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
+
+
+class JobStatus:
+    RECEIVED = "RECEIVED"  # record created, file being validated
+    REJECTED = "REJECTED"  # the file failed as a whole: nothing sent
+    QUEUED = "QUEUED"  # validated and split, workflow started
+    RUNNING = "RUNNING"
+    COMPLETE = "COMPLETE"
+    COMPLETE_WITH_ERRORS = "COMPLETE_WITH_ERRORS"
+    FAILED = "FAILED"
+
+
+class DropRejected(Exception):
+    """The dropped object can't become a job at all (bad key, too big, unreadable, bad header)."""
+
+
+@dataclass(frozen=True)
+class Drop:
+    """An object created under incoming/, as the S3 event tells it (key already decoded)."""
+
+    bucket: str
+    key: str
+    size: int | None = None
+    sequencer: str = ""  # S3's per-event ordering token: the same event delivered twice shares it
+    etag: str = ""
+    event_time: str = ""  # ISO-8601, as in the event
+
+    def job_id(self) -> str:
+        """Deterministic: the same event gives the same job (and execution name), a new upload a new one."""
+        token = self.sequencer or self.etag
+        digest = hashlib.sha256(f"{self.bucket}\0{self.key}\0{token}".encode()).hexdigest()[:12]
+        stamp = _parse_time(self.event_time).strftime("%Y%m%dT%H%M%SZ")
+        return f"{stamp}-{digest}"
+
+
+@dataclass(frozen=True)
+class DropOptions:
+    client_code: str
+    api_version: str
+    input_mode: str
+    file_name: str
+    compressed: bool
+
+
+def parse_drop_key(key: str, settings: Settings) -> DropOptions:
+    """`incoming/<clientCode>/[api=v1/][mode=raw/]<file>.csv[.gz]`.
+
+    The optional `api=` and `mode=` folders choose the Target API and the input mode for this
+    drop; without them the stack's defaults apply.
+    """
+    if not key.startswith(INCOMING_PREFIX):
+        raise DropRejected(f"{key}: not under {INCOMING_PREFIX}")
+    parts = key[len(INCOMING_PREFIX) :].split("/")
+    if len(parts) < 2 or not parts[-1]:
+        raise DropRejected(f"{key}: expected {INCOMING_PREFIX}<clientCode>/<file>.csv")
+    client_code, *options, file_name = parts
+    if not CLIENT_CODE.match(client_code):
+        raise DropRejected(
+            f"{key}: {client_code!r} is not a valid Target client code (letters, digits, - and _)"
+        )
+    chosen = {"api": settings.api_version, "mode": settings.input_mode}
+    allowed = {"api": API_VERSIONS, "mode": INPUT_MODES}
+    for option in options:
+        name, sep, value = option.partition("=")
+        if not sep or name not in allowed:
+            raise DropRejected(f"{key}: unknown folder {option!r}; use api=v2|v1|single or mode=encoded|raw")
+        if value not in allowed[name]:
+            raise DropRejected(f"{key}: {option!r}: {name} must be one of {', '.join(allowed[name])}")
+        chosen[name] = value
+    return DropOptions(
+        client_code=client_code,
+        api_version=chosen["api"],
+        input_mode=chosen["mode"],
+        file_name=file_name,
+        compressed=file_name.lower().endswith(".gz"),
+    )
+
+
+# ------------------------------------------------------------------------------------- ports
+class ObjectStore(Protocol):
+    def open(self, key: str) -> BinaryIO: ...
+    def upload_file(self, path: Path, key: str, content_type: str) -> None: ...
+    def put_json(self, key: str, document: object) -> None: ...
+
+
+class JobStore(Protocol):
+    def create_job(self, job: dict) -> bool:
+        """Create the job record; False if a record with its id exists already."""
+
+    def get_job(self, job_id: str) -> dict | None: ...
+    def update_job(self, job_id: str, changes: dict) -> None: ...
+    def put_batches(self, job_id: str, batches: list[dict]) -> None: ...
+
+
+class Workflow(Protocol):
+    def start(self, name: str, payload: dict) -> str:
+        """Start (or find, when the name was used already) the execution; return its id."""
+
+
+class FileTooLarge(Exception):
+    pass
+
+
+class _CappedReader:
+    """Counts what the engine reads and stops past the configured maximum (gzip bombs too)."""
+
+    def __init__(self, raw: BinaryIO, limit: int) -> None:
+        self._raw, self._limit, self.bytes_read = raw, limit, 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        self.bytes_read += len(data)
+        if self._limit and self.bytes_read > self._limit:
+            raise FileTooLarge(f"larger than the configured maximum of {self._limit:,} bytes")
+        return data
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def readable(self) -> bool:
+        return True
+
+
+# ------------------------------------------------------------------------------------- flow
+def job_prefix(job_id: str) -> str:
+    return f"{JOBS_PREFIX}{job_id}/"
+
+
+def ingest_drop(
+    drop: Drop,
+    *,
+    objects: ObjectStore,
+    jobs: JobStore,
+    workflow: Workflow,
+    settings: Settings,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    workdir: Path | None = None,
+) -> dict:
+    """Validate and split one drop into a job; returns the job record as stored.
+
+    Safe to repeat: a job that got past validation is returned as it is; one that stopped midway
+    is done again with the same keys, and the workflow start is idempotent by name.
+    """
+    job_id = drop.job_id()
+    stamp = now().isoformat(timespec="seconds")
+    job = {
+        "jobId": job_id,
+        "status": JobStatus.RECEIVED,
+        "sourceBucket": drop.bucket,
+        "sourceKey": drop.key,
+        "sourceSize": drop.size,
+        "createdAt": stamp,
+        "updatedAt": stamp,
+    }
+    if not jobs.create_job(job):
+        existing = jobs.get_job(job_id) or job
+        if existing.get("status") != JobStatus.RECEIVED:
+            return existing  # a duplicate event: this job has been handled
+    try:
+        options = parse_drop_key(drop.key, settings)
+        job.update(
+            clientCode=options.client_code, apiVersion=options.api_version, inputMode=options.input_mode
+        )
+        if settings.file_max_bytes and drop.size and drop.size > settings.file_max_bytes:
+            raise DropRejected(
+                f"{drop.key}: {drop.size:,} bytes is over the configured maximum of "
+                f"{settings.file_max_bytes:,} bytes (FILE_MAX_BYTES)"
+            )
+        result = _split(
+            drop=drop,
+            options=options,
+            job_id=job_id,
+            objects=objects,
+            settings=settings.with_overrides(input_mode=options.input_mode),
+            workdir=workdir,
+        )
+    except DropRejected as exc:
+        return _reject(jobs, job, str(exc), now)
+    if result.file_error:
+        job.update(_counts(result), rejectsKey=f"{job_prefix(job_id)}rejects.csv")
+        return _reject(jobs, job, result.file_error, now)
+
+    prefix = job_prefix(job_id)
+    batches = [_batch_entry(job_id, b) for b in result.batches]
+    manifest = {
+        "jobId": job_id,
+        "clientCode": options.client_code,
+        "apiVersion": options.api_version,
+        "inputMode": options.input_mode,
+        "source": {"bucket": drop.bucket, "key": drop.key},
+        "idColumn": result.id_column,
+        "columns": result.columns,
+        "counts": _counts(result),
+        "warnings": result.warnings,
+        "batches": [
+            {**entry, "lineRuns": b.line_runs} for entry, b in zip(batches, result.batches, strict=True)
+        ],
+    }
+    objects.put_json(f"{prefix}manifest.json", manifest)
+    # The workflow's map reads this list: pointers only, never rows.
+    objects.put_json(f"{prefix}batches.json", batches)
+    jobs.put_batches(job_id, batches)
+    job.update(
+        _counts(result),
+        status=JobStatus.QUEUED,
+        idColumn=result.id_column,
+        batchCount=len(batches),
+        manifestKey=f"{prefix}manifest.json",
+        batchesKey=f"{prefix}batches.json",
+        rejectsKey=f"{prefix}rejects.csv",
+        warnings=result.warnings,
+        updatedAt=now().isoformat(timespec="seconds"),
+    )
+    jobs.update_job(job_id, {k: v for k, v in job.items() if k not in ("jobId", "createdAt")})
+    execution = workflow.start(
+        job_id,
+        {
+            "jobId": job_id,
+            "bucket": drop.bucket,
+            "clientCode": options.client_code,
+            "apiVersion": options.api_version,
+            "batchesKey": f"{prefix}batches.json",
+            "manifestKey": f"{prefix}manifest.json",
+            "batchCount": len(batches),
+        },
+    )
+    jobs.update_job(job_id, {"executionId": execution})
+    job["executionId"] = execution
+    return job
+
+
+def _split(
+    *,
+    drop: Drop,
+    options: DropOptions,
+    job_id: str,
+    objects: ObjectStore,
+    settings: Settings,
+    workdir: Path | None,
+) -> ValidationResult:
+    prefix = job_prefix(job_id)
+    out_dir = Path(tempfile.mkdtemp(prefix=f"{job_id}-", dir=workdir))
+
+    def store_batch(batch: BatchInfo) -> None:
+        # Upload and delete at once: the disk never holds more than one batch.
+        path = Path(batch.path)
+        objects.upload_file(path, f"{prefix}batches/{path.name}", "application/x-www-form-urlencoded")
+        path.unlink()
+
+    try:
+        try:
+            body = objects.open(drop.key)
+        except FileNotFoundError as exc:
+            raise DropRejected(f"{drop.key}: the object no longer exists") from exc
+        # The cap applies to what the engine reads: the decompressed bytes of a .gz.
+        raw = gzip.GzipFile(fileobj=body, mode="rb") if options.compressed else body
+        stream = _CappedReader(raw, settings.file_max_bytes)
+        try:
+            result = validate_and_split(stream, out_dir, settings, source_name=drop.key, on_batch=store_batch)
+        except FileTooLarge as exc:
+            raise DropRejected(f"{drop.key}: {exc} (FILE_MAX_BYTES)") from exc
+        except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+            raise DropRejected(f"{drop.key}: not a readable gzip file ({exc})") from exc
+        objects.upload_file(out_dir / "rejects.csv", f"{prefix}rejects.csv", "text/csv; charset=utf-8")
+        return result
+    finally:
+        shutil.rmtree(out_dir, ignore_errors=True)
+
+
+def _batch_entry(job_id: str, batch: BatchInfo) -> dict:
+    name = Path(batch.path).name
+    return {
+        "jobId": job_id,
+        "batchIndex": batch.index,
+        "key": f"{job_prefix(job_id)}batches/{name}",
+        "rows": batch.rows,
+        "bytes": batch.bytes,
+    }
+
+
+def _counts(result: ValidationResult) -> dict:
+    return {
+        "received": result.received,
+        "accepted": result.accepted,
+        "rejected": result.rejected,
+        "skipped": result.skipped,
+        "duplicateIds": result.duplicate_ids,
+        "reasons": dict(result.reasons),
+    }
+
+
+def _reject(jobs: JobStore, job: dict, reason: str, now: Callable[[], datetime]) -> dict:
+    job.update(status=JobStatus.REJECTED, reason=reason, updatedAt=now().isoformat(timespec="seconds"))
+    jobs.update_job(job["jobId"], {k: v for k, v in job.items() if k not in ("jobId", "createdAt")})
+    return job
+
+
+def _parse_time(value: str) -> datetime:
+    if value:
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            pass
+    return datetime(1970, 1, 1, tzinfo=UTC)

@@ -1,0 +1,132 @@
+"""`profile-sync`: the command line of target-profile-sync."""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import sys
+from pathlib import Path
+
+from profile_sync.settings import INPUT_MODES, Settings
+from profile_sync.validate import ValidationResult, validate_and_split
+
+EXIT_OK = 0
+EXIT_ROWS_REJECTED = 1  # only with --strict
+EXIT_FILE_REJECTED = 2
+
+
+def _limit_options(parser: argparse.ArgumentParser) -> None:
+    defaults = Settings()
+    parser.add_argument(
+        "--input-mode",
+        choices=INPUT_MODES,
+        default=defaults.input_mode,
+        help="encoded: values are URL-encoded already (Target's format); raw: encode them",
+    )
+    parser.add_argument(
+        "--batch-max-rows",
+        type=int,
+        metavar="N",
+        help=f"rows per batch file (default {defaults.batch_max_rows:,})",
+    )
+    parser.add_argument(
+        "--batch-max-bytes",
+        type=int,
+        metavar="N",
+        help=f"a batch file stays under this size (default {defaults.batch_max_bytes:,})",
+    )
+    parser.add_argument(
+        "--row-max-bytes",
+        type=int,
+        metavar="N",
+        help=f"largest decoded row (default {defaults.row_max_bytes:,})",
+    )
+
+
+def _settings_from(args: argparse.Namespace) -> Settings:
+    return Settings().with_overrides(
+        input_mode=args.input_mode,
+        batch_max_rows=args.batch_max_rows,
+        batch_max_bytes=args.batch_max_bytes,
+        row_max_bytes=args.row_max_bytes,
+    )
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    source = Path(args.file)
+    out_dir = Path(args.out) if args.out else Path("out") / source.name.split(".")[0]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        opener = gzip.open if source.name.lower().endswith(".gz") else open
+        with opener(source, "rb") as stream:
+            result = validate_and_split(stream, out_dir, _settings_from(args), source_name=str(source))
+    except FileNotFoundError:
+        print(f"profile-sync: {source}: no such file", file=sys.stderr)
+        return EXIT_FILE_REJECTED
+    except (gzip.BadGzipFile, EOFError, OSError) as exc:
+        print(f"profile-sync: {source}: cannot read: {exc}", file=sys.stderr)
+        return EXIT_FILE_REJECTED
+    if args.json:
+        print(json.dumps({**result.to_dict(), "out_dir": str(out_dir)}, indent=2))
+    else:
+        print(format_summary(source, result, out_dir))
+    if result.file_error:
+        return EXIT_FILE_REJECTED
+    if args.strict and result.rejected:
+        return EXIT_ROWS_REJECTED
+    return EXIT_OK
+
+
+def format_summary(source: Path, result: ValidationResult, out_dir: Path) -> str:
+    if result.file_error:
+        return f"REJECTED {result.file_error}"
+    lines = [
+        f"{source}: {result.received:,} rows received ({result.id_column} + {len(result.columns)} parameters)"
+    ]
+    batch_word = "batch" if len(result.batches) == 1 else "batches"
+    lines.append(f"  accepted  {result.accepted:>10,}  in {len(result.batches)} {batch_word}")
+    for batch in result.batches:
+        lines.append(f"            {Path(batch.path).name}: {batch.rows:,} rows, {batch.bytes:,} bytes")
+    reasons = ", ".join(f"{code}: {count:,}" for code, count in sorted(result.reasons.items()))
+    lines.append(f"  rejected  {result.rejected:>10,}" + (f"  ({reasons})" if reasons else ""))
+    lines.append(f"  skipped   {result.skipped:>10,}" + ("  (no values to send)" if result.skipped else ""))
+    for warning in result.warnings:
+        lines.append(f"  warning: {warning}")
+    if result.rejected:
+        lines.append(f"  rejected rows with line numbers and reasons: {out_dir / 'rejects.csv'}")
+    lines.append(f"  batch files: {out_dir}")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="profile-sync",
+        description="Validate CSV visitor attributes and load them into Adobe Target profiles.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    validate = commands.add_parser(
+        "validate",
+        help="validate and split a CSV file offline",
+        description="Validate a CSV (plain or .gz) the way the ingest function does, and write the batch "
+        "files and the rejects file into --out.",
+    )
+    validate.add_argument("file", help="CSV file, plain or .gz")
+    validate.add_argument(
+        "--out", metavar="DIR", help="where batch files and rejects.csv go (default out/<name>)"
+    )
+    validate.add_argument("--json", action="store_true", help="print one JSON object instead of the summary")
+    validate.add_argument("--strict", action="store_true", help="exit 1 when any row is rejected")
+    _limit_options(validate)
+    validate.set_defaults(handler=cmd_validate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
