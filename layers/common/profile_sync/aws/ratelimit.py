@@ -1,0 +1,56 @@
+"""DynamoDB-backed limiter: the 50 calls/minute per client, shared by every concurrent Lambda.
+
+One item per client and fixed one-minute window (pk="RATE#<clientCode>", sk="<window start>"),
+incremented with a conditional ADD so the count can never pass the limit whatever the concurrency.
+Items expire through the table's TTL attribute `expiresAt`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+
+from profile_sync.target.ratelimit import WINDOW_SECONDS, WindowedLimiter, window_start
+
+TTL_SECONDS = 3600  # keep a window an hour for inspection, then let TTL remove it
+
+
+class DynamoDBRateLimiter(WindowedLimiter):
+    def __init__(
+        self,
+        table: str | Any,
+        calls_per_minute: int = 50,
+        clock: Callable[[], float] = time.time,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if calls_per_minute <= 0:
+            raise ValueError("calls_per_minute must be positive")
+        self.table = boto3.resource("dynamodb").Table(table) if isinstance(table, str) else table
+        self.calls_per_minute = calls_per_minute
+        self.clock = clock
+        self.sleep = sleep
+
+    def try_acquire(self, key: str) -> float:
+        now = self.clock()
+        start = window_start(now)
+        try:
+            self.table.update_item(
+                Key={"pk": f"RATE#{key}", "sk": str(start)},
+                UpdateExpression="ADD calls :one SET expiresAt = if_not_exists(expiresAt, :ttl)",
+                ConditionExpression="attribute_not_exists(calls) OR calls < :limit",
+                ExpressionAttributeValues={
+                    ":one": 1,
+                    ":limit": self.calls_per_minute,
+                    ":ttl": start + WINDOW_SECONDS + TTL_SECONDS,
+                },
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            return max(start + WINDOW_SECONDS - now, 0.001)
+        return 0.0

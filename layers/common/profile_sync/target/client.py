@@ -1,0 +1,457 @@
+"""Adobe Target profile API client: bulk submit (v2/v1), batch status, single update, profile fetch.
+
+Every call goes through _request(): rate-limit slot (bulk and status calls only), bearer token,
+a per-attempt timeout, bounded retries with full-jitter exponential back-off for 503/429/5xx and
+transport errors, and one re-mint of the token on 401/403. What is left after that surfaces as a
+typed exception (see errors.py). Only loopback hosts may be reached over plain HTTP.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import IO, Any
+from urllib.parse import quote, urlencode
+
+import requests
+
+from .auth import NoAuth, TokenProvider
+from .errors import TargetAuthError, TargetRejected, TargetRetryLater
+from .ratelimit import NoLimit, RateLimiter
+from .responses import (
+    UNKNOWN,
+    BatchStatus,
+    parse_batch_status,
+    parse_single_update,
+    parse_submit,
+)
+from .urls import require_secure, upgrade_to_https, with_show_details
+
+logger = logging.getLogger(__name__)
+
+FORM = "application/x-www-form-urlencoded"
+ID_PARAMS = {"pcId": "mboxPC", "thirdPartyId": "mbox3rdPartyId"}
+SPOOL_IN_MEMORY_BYTES = 8 * 1024 * 1024  # non-seekable bodies above this spill to /tmp
+BatchBody = bytes | bytearray | str | os.PathLike[str] | IO[bytes]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Back-off bases per failure kind (seconds); the delay of attempt n is uniform(0, base * 2**(n-1))."""
+
+    throttled_base: float = 60.0  # 503: Target's rate-limit answer, wait about a minute
+    too_many_base: float = 10.0  # 429
+    server_error_base: float = 2.0  # other 5xx
+    transport_base: float = 2.0  # timeouts, dropped connections
+    max_delay: float = 300.0
+    rng: random.Random = field(default_factory=random.Random, compare=False)
+
+    def delay(self, base: float, attempt: int, retry_after: float | None = None) -> float:
+        ceiling = min(self.max_delay, base * 2 ** (attempt - 1))
+        wait = self.rng.uniform(0, ceiling)
+        if retry_after is not None:
+            wait = max(wait, min(retry_after, self.max_delay))
+        return wait
+
+    @classmethod
+    def fast(cls, seed: int | None = 0) -> RetryPolicy:
+        """Millisecond delays for tests and local runs."""
+        return cls(0.01, 0.01, 0.005, 0.005, 0.05, random.Random(seed))
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    status_url: str
+    message: str
+    attempts: int
+    version: str = "v2"
+
+    @property
+    def batch_id(self) -> str:
+        return self.status_url.partition("batchId=")[2].split("&", 1)[0]
+
+
+@dataclass(frozen=True)
+class SingleUpdateResult:
+    success: bool
+    message: str
+    method: str  # GET or POST
+    request_bytes: int
+    attempts: int
+
+
+class _Body:
+    """A batch body that can be replayed for each attempt without reading it all into memory."""
+
+    def __init__(self, body: BatchBody) -> None:
+        self._path: str | None = None
+        self._stream: IO[bytes] | None = None
+        self._owned = False
+        if isinstance(body, (bytes, bytearray)):
+            self._stream, self._owned = io.BytesIO(bytes(body)), True
+        elif isinstance(body, str) and not os.path.exists(body) and body.startswith("batch="):
+            self._stream, self._owned = io.BytesIO(body.encode("utf-8")), True
+        elif isinstance(body, (str, os.PathLike)):
+            self._path = os.fspath(body)
+        elif _seekable(body):
+            self._stream = body
+        else:
+            # e.g. an S3 StreamingBody: copy once so retries can resend it.
+            spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY_BYTES)  # noqa: SIM115
+            shutil.copyfileobj(body, spool, 1024 * 1024)
+            self._stream, self._owned = spool, True
+        self._start = self._stream.tell() if self._stream is not None else 0
+
+    def open(self) -> tuple[IO[bytes], int]:
+        """A stream positioned at the start of the body, and its length."""
+        if self._path is not None:
+            handle = open(self._path, "rb")  # noqa: SIM115 - closed by close()
+            self._stream, self._owned, self._start = handle, True, 0
+            self._path = None
+        assert self._stream is not None
+        self._stream.seek(0, io.SEEK_END)
+        length = self._stream.tell() - self._start
+        self._stream.seek(self._start)
+        return self._stream, length
+
+    def close(self) -> None:
+        if self._owned and self._stream is not None:
+            self._stream.close()
+
+
+def _seekable(stream: Any) -> bool:
+    try:
+        return bool(stream.seekable()) and stream.tell() >= 0
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+class _Sized:
+    """Gives requests a length so it sends Content-Length, not chunked encoding; reads from the stream."""
+
+    def __init__(self, stream: IO[bytes], length: int) -> None:
+        self._stream = stream
+        self._length = length
+
+    def __len__(self) -> int:
+        return self._length
+
+    def read(self, size: int = -1) -> bytes:
+        return self._stream.read(size)
+
+    def __iter__(self) -> Iterator[bytes]:
+        while chunk := self._stream.read(64 * 1024):
+            yield chunk
+
+
+class TargetClient:
+    def __init__(
+        self,
+        base_url: str,
+        client_code: str,
+        *,
+        auth: TokenProvider | None = None,
+        limiter: RateLimiter | None = None,
+        timeout: float = 30,
+        max_attempts: int = 5,
+        sleep: Callable[[float], None] = time.sleep,
+        session: requests.Session | None = None,
+        retry: RetryPolicy | None = None,
+        limiter_max_wait: float = 60.0,
+        single_get_max_bytes: int = 8 * 1024,
+        single_post_max_bytes: int = 60 * 1024,
+    ) -> None:
+        if not client_code or "/" in client_code:
+            raise ValueError("client_code must be a non-empty code without '/'")
+        self.base_url = require_secure(base_url.rstrip("/"))
+        self.client_code = client_code
+        self.auth: TokenProvider = auth or NoAuth()
+        self.limiter: RateLimiter = limiter or NoLimit()
+        self.timeout = timeout
+        self.max_attempts = max(1, max_attempts)
+        self.sleep = sleep
+        self.session = session or requests.Session()
+        self.retry = retry or RetryPolicy()
+        self.limiter_max_wait = limiter_max_wait
+        self.single_get_max_bytes = single_get_max_bytes
+        self.single_post_max_bytes = single_post_max_bytes
+
+    @classmethod
+    def from_settings(
+        cls, settings: Any, client_code: str, *, auth: TokenProvider | None = None, **kwargs: Any
+    ) -> TargetClient:
+        """Build from profile_sync.settings.Settings (URL, timeout, attempts, single-update sizes)."""
+        return cls(
+            settings.target_url_for(client_code),
+            client_code,
+            auth=auth,
+            timeout=settings.http_timeout_seconds,
+            max_attempts=settings.http_max_attempts,
+            single_get_max_bytes=settings.single_get_max_bytes,
+            single_post_max_bytes=settings.single_post_max_bytes,
+            **kwargs,
+        )
+
+    def __repr__(self) -> str:
+        return f"TargetClient({self.base_url!r}, {self.client_code!r})"
+
+    # URLs -----------------------------------------------------------------------------------
+
+    def batch_url(self, version: str = "v2") -> str:
+        if version == "v2":
+            return f"{self.base_url}/m2/{self.client_code}/v2/profile/batchUpdate"
+        if version == "v1":
+            return f"{self.base_url}/m2/{self.client_code}/profile/batchUpdate"
+        raise ValueError(f"unknown bulk API version {version!r}")
+
+    def update_url(self) -> str:
+        return f"{self.base_url}/m2/{self.client_code}/profile/update"
+
+    # Bulk -----------------------------------------------------------------------------------
+
+    def submit_batch(
+        self, body: BatchBody, *, version: str = "v2", content_length: int | None = None
+    ) -> SubmitResult:
+        """POST a batch file (bytes, a path, or a binary stream whose bytes start with `batch=`).
+
+        content_length is optional: the length is measured from the stream (non-seekable streams
+        such as an S3 StreamingBody are spooled once so retries can resend them).
+        """
+        url = self.batch_url(version)
+        replayable = _Body(body)
+        try:
+            stream, length = replayable.open()
+            if content_length is not None and content_length != length:
+                raise TargetRejected(f"batch body is {length} bytes, expected {content_length}")
+            if stream.read(6) != b"batch=":
+                raise TargetRejected("batch body must start with 'batch='")
+
+            def data() -> _Sized:
+                stream.seek(replayable._start)
+                return _Sized(stream, length)
+
+            resp, attempts = self._request(
+                "POST", url, "batchUpdate", limited=True, data=data, content_type=FORM
+            )
+        finally:
+            replayable.close()
+        parsed = parse_submit(resp.content)
+        if not parsed.parsed:
+            # A 2xx that isn't Target's XML (a proxy page?): resending the same batch is harmless.
+            raise TargetRetryLater(
+                "batch submit: answer is not XML",
+                status=resp.status_code,
+                attempts=attempts,
+                retry_after_seconds=60,
+            )
+        if not parsed.success:
+            raise TargetRejected(
+                f"batch submit refused: {parsed.message[:200] or 'success=false'}",
+                status=resp.status_code,
+                attempts=attempts,
+            )
+        if not parsed.status_url:
+            raise TargetRejected(
+                "batch submit answered success without a status URL", status=resp.status_code
+            )
+        result = SubmitResult(parsed.status_url, parsed.message, attempts, version)
+        logger.info(
+            "batch submitted",
+            extra={"batch_id": result.batch_id, "bytes": length, "attempts": attempts, "version": version},
+        )
+        return result
+
+    def batch_status(self, status_url: str, *, details: bool = True) -> BatchStatus:
+        """Follow the status URL Target returned (only http->https is changed for non-loopback hosts).
+
+        A status Target no longer knows (404/410, or a body without a status) is state "unknown".
+        """
+        url = upgrade_to_https(status_url)
+        if details:
+            url = with_show_details(url)
+        resp, attempts = self._request("GET", url, "batchStatus", limited=True, allow_statuses=(404, 410))
+        if resp.status_code in (404, 410):
+            return BatchStatus(state=UNKNOWN, attempts=attempts, http_status=resp.status_code)
+        status = parse_batch_status(resp.content)
+        status = BatchStatus(**{**status.__dict__, "attempts": attempts, "http_status": resp.status_code})
+        logger.info(
+            "batch status",
+            extra={"batch_id": status.batch_id, "state": status.state, "profile_rows": len(status.profiles)},
+        )
+        return status
+
+    # Single update ----------------------------------------------------------------------------
+
+    def single_update(
+        self, id_type: str, visitor_id: str, params: Mapping[str, str], *, encoded: bool = False
+    ) -> SingleUpdateResult:
+        """Update one existing profile. GET while the request fits single_get_max_bytes, POST up to
+        single_post_max_bytes, TargetRejected above. encoded=True: names and values are already
+        URL-encoded (as in batch files) and are sent as they are.
+        """
+        if id_type not in ID_PARAMS:
+            raise TargetRejected(f"id_type must be pcId or thirdPartyId, not {id_type!r}")
+        _check_id(id_type, visitor_id)
+        pairs = [(ID_PARAMS[id_type], visitor_id)]
+        pairs += [(f"profile.{name}", value) for name, value in params.items()]
+        if encoded:
+            head = urlencode(pairs[:1], quote_via=quote)
+            query = "&".join([head] + [f"{k}={v}" for k, v in pairs[1:]])
+        else:
+            query = urlencode(pairs, quote_via=quote)
+        url = self.update_url()
+        path_len = len(url.split("/", 3)[3]) + 2 + len(query)  # "/" + path + "?" + query
+        if path_len <= self.single_get_max_bytes:
+            method, size = "GET", path_len
+            resp, attempts = self._request("GET", f"{url}?{query}", "update", limited=False)
+        elif len(query) <= self.single_post_max_bytes:
+            method, size = "POST", len(query)
+            body = query.encode("ascii")
+            resp, attempts = self._request(
+                "POST", url, "update", limited=False, data=lambda: body, content_type=FORM
+            )
+        else:
+            raise TargetRejected(
+                f"single update of {len(query)} bytes exceeds the "
+                f"{self.single_post_max_bytes}-byte POST limit"
+            )
+        parsed = parse_single_update(resp.content)
+        if not parsed.success:
+            raise TargetRejected(
+                f"single update refused: {parsed.message[:200] or 'success=false'}",
+                status=resp.status_code,
+                attempts=attempts,
+            )
+        return SingleUpdateResult(True, parsed.message, method, size, attempts)
+
+    def fetch_profile(self, id_type: str, visitor_id: str) -> dict[str, Any] | None:
+        """The profile as Target's fetch API shows it, or None when there is none."""
+        if id_type == "thirdPartyId":
+            path = f"/rest/v1/profiles/thirdPartyId/{quote(visitor_id, safe='')}"
+        elif id_type in ("pcId", "tntId"):
+            path = f"/rest/v1/profiles/{quote(visitor_id, safe='')}"
+        else:
+            raise TargetRejected(f"id_type must be pcId or thirdPartyId, not {id_type!r}")
+        url = f"{self.base_url}{path}?client={quote(self.client_code, safe='')}"
+        resp, _ = self._request("GET", url, "profiles", limited=False, allow_statuses=(404,))
+        try:
+            body = resp.json()
+        except ValueError:
+            body = None
+        if resp.status_code == 404 or not isinstance(body, dict) or body.get("status") == 404:
+            return None
+        return body
+
+    # Transport ----------------------------------------------------------------------------------
+
+    def _request(
+        self,
+        method: str,
+        url: str,
+        endpoint: str,
+        *,
+        limited: bool,
+        data: Callable[[], Any] | None = None,
+        content_type: str | None = None,
+        allow_statuses: tuple[int, ...] = (),
+    ) -> tuple[requests.Response, int]:
+        """Send with retries; returns the final 2xx (or allowed) response and the attempts used."""
+        url = require_secure(url)
+        attempts = 0
+        reauthenticated = False
+        last_status: int | None = None
+        suggestion = self.retry.server_error_base
+        while True:
+            if attempts >= self.max_attempts:
+                raise TargetRetryLater(
+                    f"{endpoint}: giving up for now",
+                    status=last_status,
+                    attempts=attempts,
+                    retry_after_seconds=suggestion,
+                )
+            if limited:
+                self.limiter.acquire(self.client_code, max_wait=self.limiter_max_wait)
+            attempts += 1
+            headers = {"Accept": "application/xml, text/xml, */*"}
+            if content_type:
+                headers["Content-Type"] = content_type
+            token = self.auth.token()
+            if token:
+                headers["Authorization"] = f"Bearer {token}"
+            try:
+                resp = self.session.request(
+                    method,
+                    url,
+                    data=data() if data else None,
+                    headers=headers,
+                    timeout=self.timeout,
+                    allow_redirects=False,
+                )
+            except (
+                requests.ConnectionError,
+                requests.Timeout,
+                requests.exceptions.ChunkedEncodingError,
+            ) as exc:
+                last_status = None
+                suggestion = self.retry.transport_base
+                delay = self.retry.delay(self.retry.transport_base, attempts)
+                logger.warning(
+                    "target call failed",
+                    extra={"endpoint": endpoint, "error": type(exc).__name__, "attempt": attempts},
+                )
+            else:
+                status = resp.status_code
+                last_status = status
+                if 200 <= status < 300 or status in allow_statuses:
+                    return resp, attempts
+                if status in (401, 403):
+                    if reauthenticated or isinstance(self.auth, NoAuth):
+                        raise TargetAuthError(f"{endpoint}: not authorised", status=status, attempts=attempts)
+                    # The token expired or was revoked: mint once more, don't count it as a retry.
+                    logger.warning("target refused the token, re-minting", extra={"endpoint": endpoint})
+                    self.auth.invalidate()
+                    reauthenticated = True
+                    attempts -= 1
+                    continue
+                retry_after = _retry_after(resp)
+                if status == 503:
+                    base = self.retry.throttled_base
+                elif status == 429:
+                    base = self.retry.too_many_base
+                elif status >= 500:
+                    base = self.retry.server_error_base
+                else:
+                    message = parse_submit(resp.content).message or ""
+                    raise TargetRejected(
+                        f"{endpoint}: refused {message[:200]}".rstrip(), status=status, attempts=attempts
+                    )
+                suggestion = retry_after if retry_after is not None else base
+                delay = self.retry.delay(base, attempts, retry_after)
+                logger.warning(
+                    "target call retryable",
+                    extra={"endpoint": endpoint, "status": status, "attempt": attempts},
+                )
+            if attempts < self.max_attempts:
+                self.sleep(delay)
+
+
+def _retry_after(resp: requests.Response) -> float | None:
+    value = resp.headers.get("Retry-After", "")
+    try:
+        return max(float(value), 0.0) if value else None
+    except ValueError:
+        return None
+
+
+def _check_id(id_type: str, visitor_id: str) -> None:
+    if not visitor_id:
+        raise TargetRejected("empty visitor id")
+    if id_type == "thirdPartyId" and (len(visitor_id) > 256 or "+" in visitor_id or "/" in visitor_id):
+        raise TargetRejected("thirdPartyId must be at most 256 characters without '+' or '/'")
