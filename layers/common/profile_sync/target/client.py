@@ -106,6 +106,7 @@ class _Body:
             # e.g. an S3 StreamingBody: copy once so retries can resend it.
             spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY_BYTES)  # noqa: SIM115
             shutil.copyfileobj(body, spool, 1024 * 1024)
+            spool.seek(0)
             self._stream, self._owned = spool, True
         self._start = self._stream.tell() if self._stream is not None else 0
 

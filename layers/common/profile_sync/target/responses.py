@@ -136,10 +136,12 @@ def _is_true(text: str | None) -> bool:
 
 def parse_submit(body: bytes | str) -> SubmitResponse:
     root = _root(body)
-    if root is None:
+    success = None if root is None else _find_text(root, "success")
+    if root is None or success is None:
+        # Not Target's answer (e.g. an HTML page from a proxy, even a well-formed one).
         return SubmitResponse(success=False, status_url="", message=_text_excerpt(body), parsed=False)
     return SubmitResponse(
-        success=_is_true(_find_text(root, "success")),
+        success=_is_true(success),
         status_url=_find_text(root, "batchStatus") or "",
         message=_find_text(root, "message") or "",
     )
@@ -189,9 +191,10 @@ def parse_single_update(body: bytes | str) -> SingleUpdateResponse:
                 success=match.group(1).lower() == "true", message=text[match.end() :].strip()[:200]
             )
         return SingleUpdateResponse(success=False, message=_text_excerpt(body), parsed=False)
-    return SingleUpdateResponse(
-        success=_is_true(_find_text(root, "success")), message=_find_text(root, "message") or ""
-    )
+    success = _find_text(root, "success")
+    if success is None:
+        return SingleUpdateResponse(success=False, message=_text_excerpt(body), parsed=False)
+    return SingleUpdateResponse(success=_is_true(success), message=_find_text(root, "message") or "")
 
 
 def _text_excerpt(body: bytes | str, limit: int = 200) -> str:
