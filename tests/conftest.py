@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +83,12 @@ def stack(monkeypatch: pytest.MonkeyPatch):
 
 def load_handler(function: str):
     """Import functions/<function>/app.py afresh (module state is per test, as per cold start)."""
+    # A cold start also means a fresh Powertools logger, bound to the stdout in place now.
+    service_logger = logging.getLogger(os.environ.get("POWERTOOLS_SERVICE_NAME", "service_undefined"))
+    service_logger.handlers.clear()
+    for attribute in ("init", "powertools_handler"):
+        if hasattr(service_logger, attribute):
+            delattr(service_logger, attribute)
     path = ROOT / "functions" / function / "app.py"
     module_name = f"handler_{function}"
     spec = importlib.util.spec_from_file_location(module_name, path)

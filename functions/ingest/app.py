@@ -85,6 +85,8 @@ def _record_metrics(job: dict) -> None:
 @event_source(data_class=S3EventBridgeNotificationEvent)
 def lambda_handler(event: S3EventBridgeNotificationEvent, context: LambdaContext) -> dict:
     idempotency.register_lambda_context(context)
+    # Events against files: the difference is duplicate deliveries that idempotency absorbed.
+    metrics.add_metric(name="DropEventsReceived", unit=MetricUnit.Count, value=1)
     detail = event.detail
     drop = Drop(
         bucket=detail.bucket.name,

@@ -191,7 +191,7 @@ def test_gzip_file_under_an_odd_key_with_per_drop_options(stack, ingest, lambda_
     [
         ("incoming/acme/empty.csv", b"", "header"),
         ("incoming/acme/ecid.csv", b"ECID,tier\n123,gold\n", "pcId or thirdPartyId"),
-        ("incoming/acme/dup.csv", b"pcId,a,a\n1,x,y\n", "duplicate"),
+        ("incoming/acme/dup.csv", b"pcId,a,a\n1,x,y\n", "more than once"),
         ("incoming/acme/broken.csv.gz", b"not gzip at all", "gzip"),
         ("incoming/visitors.csv", b"pcId,a\n1,x\n", "client"),
         ("incoming/acme/api=v3/visitors.csv", b"pcId,a\n1,x\n", "api"),
@@ -226,7 +226,7 @@ def test_a_file_over_the_configured_maximum_is_rejected_before_reading(stack, mo
 def test_a_gzip_that_inflates_past_the_maximum_is_rejected(stack, monkeypatch, lambda_context):
     monkeypatch.setenv("FILE_MAX_BYTES", "4096")
     ingest = load_handler("ingest")
-    body = gzip.compress(b"pcId,a\n" + b"".join(b"%d,x\n" % i for i in range(10_000)))
+    body = gzip.compress(b"pcId,a\n" + b"1,x\n" * 10_000)
     assert len(body) < 4096
     put(stack, "incoming/acme/bomb.csv.gz", body)
 
@@ -265,7 +265,9 @@ def test_batches_split_at_the_configured_row_limit(stack, monkeypatch, lambda_co
     ]
 
 
-def test_logs_carry_counts_and_ids_never_profile_values(stack, ingest, lambda_context, capsys):
+def test_logs_carry_counts_and_ids_never_profile_values(capsys, stack, lambda_context):
+    # Imported here, not in a fixture: the Logger binds to the stdout in place at import.
+    ingest = load_handler("ingest")
     put(stack, "incoming/acme/visitors.csv", SAMPLE)
     ingest.lambda_handler(make_event("incoming/acme/visitors.csv", len(SAMPLE)), lambda_context)
 

@@ -275,7 +275,7 @@ def _split(
     def store_batch(batch: BatchInfo) -> None:
         # Upload and delete at once: the disk never holds more than one batch.
         path = Path(batch.path)
-        objects.upload_file(path, f"{prefix}batches/{path.name}", "application/x-www-form-urlencoded")
+        objects.upload_file(path, f"{prefix}batches/{path.name}", "text/plain; charset=utf-8")
         path.unlink()
 
     try:

@@ -1,0 +1,208 @@
+"""What happened to each row of a batch, and the account of a whole job.
+
+Every row ends in exactly one bucket: received = rejected + skipped + succeeded + failed +
+not_found + pending. Where Target names rows (failed ids, or every row in the 2017-2020 format)
+they are mapped back to their source lines; where a batch ends without per-row answers (stuck,
+deadline, vanished status, refused upload) all its rows share the batch's outcome, so the report
+can still list every row that is not a success.
+"""
+
+from __future__ import annotations
+
+import bisect
+import csv
+import io
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from urllib.parse import unquote
+
+from profile_sync.target.responses import (
+    COMPLETE,
+    OUTCOME_FAILED,
+    OUTCOME_PENDING,
+    OUTCOME_SUCCESS,
+    STUCK,
+    BatchStatus,
+)
+
+SUCCEEDED, FAILED, NOT_FOUND, PENDING = "succeeded", "failed", "not_found", "pending"
+ROW_OUTCOMES = (SUCCEEDED, FAILED, NOT_FOUND, PENDING)
+REPORT_COLUMNS = ("line", "id", "outcome", "reason", "batch")
+
+# How a batch ended, besides Target's own complete/stuck.
+END_COMPLETE = "complete"
+END_STUCK = "stuck"
+END_DEADLINE = "deadline"
+END_VANISHED = "vanished"
+END_SUBMIT_FAILED = "submit_failed"
+
+_WHOLE_BATCH = {
+    END_STUCK: (FAILED, "Target reported the batch stuck: it will not complete"),
+    END_DEADLINE: (PENDING, "polling deadline reached before Target completed the batch"),
+    END_VANISHED: (PENDING, "Target no longer reports a status for this batch"),
+    END_SUBMIT_FAILED: (FAILED, "the batch could not be submitted"),
+}
+
+
+@dataclass
+class BatchOutcome:
+    """How a batch ended and what decides each row's bucket; counts fill in as rows are resolved."""
+
+    end: str
+    unnamed: tuple[str, str]  # (outcome, reason) of every row Target did not name
+    by_id: dict[str, tuple[str, str]] = field(default_factory=dict)  # rows Target named
+    not_found: int = 0  # v1 counts rows without a profile but never names them
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ROW_OUTCOMES, 0))
+
+
+def end_of(status: BatchStatus) -> str | None:
+    if status.state == COMPLETE:
+        return END_COMPLETE
+    if status.state == STUCK:
+        return END_STUCK
+    return None
+
+
+def batch_outcome(end: str, status: BatchStatus | None = None, reason: str = "") -> BatchOutcome:
+    """The rules for a batch that ended as `end`, from Target's last status if there is one."""
+    if end == END_COMPLETE:
+        if status is None:
+            raise ValueError("a complete batch needs its status")
+        unnamed = (SUCCEEDED, "")
+    else:
+        outcome, default_reason = _WHOLE_BATCH[end]
+        unnamed = (outcome, reason or default_reason)
+    by_id: dict[str, tuple[str, str]] = {}
+    # Rows Target named: failures today, every row in the 2017-2020 format (even when stuck).
+    for visitor_id, answer in status.profiles if status is not None else ():
+        if answer == OUTCOME_FAILED:
+            by_id[visitor_id] = (FAILED, "Target reported the update failed")
+        elif answer == OUTCOME_PENDING:
+            by_id[visitor_id] = (PENDING, "Target still reported the update pending")
+        elif answer == OUTCOME_SUCCESS:
+            by_id[visitor_id] = (SUCCEEDED, "")
+    not_found = (status.not_found or 0) if status is not None and end == END_COMPLETE else 0
+    return BatchOutcome(end=end, unnamed=unnamed, by_id=by_id, not_found=not_found)
+
+
+@dataclass
+class LineRuns:
+    """Maps a batch row index back to its source line (runs of consecutive lines)."""
+
+    runs: list[tuple[int, int]]  # (first row index in the batch, its source line)
+
+    def __post_init__(self) -> None:
+        self._starts = [start for start, _ in self.runs]
+
+    def line(self, row_index: int) -> int:
+        at = bisect.bisect_right(self._starts, row_index) - 1
+        start, line = self.runs[at]
+        return line + row_index - start
+
+
+def batch_rows(lines: Iterable[bytes]) -> Iterator[tuple[int, str]]:
+    """(row index, id) of each data row of a batch file read as lines (the `batch=` header skipped)."""
+    rows = iter(lines)
+    next(rows, None)
+    for index, raw in enumerate(rows):
+        yield index, raw.split(b",", 1)[0].rstrip(b"\r\n").decode("utf-8")
+
+
+def resolve_rows(
+    outcome: BatchOutcome, rows: Iterable[tuple[int, str]], line_runs: LineRuns
+) -> Iterator[tuple[int, str, str, str]]:
+    """Every row of the batch that is not a success, as (source line, id, outcome, reason).
+
+    Fills `outcome.counts` as it goes, so the counts and the listed rows always agree.
+    """
+    counts = outcome.counts
+    for index, encoded_id in rows:
+        # Target answers with decoded ids; the batch file holds them URL-encoded.
+        bucket, reason = (
+            outcome.by_id.get(encoded_id) or outcome.by_id.get(unquote(encoded_id)) or outcome.unnamed
+        )
+        counts[bucket] += 1
+        if bucket != SUCCEEDED:
+            yield line_runs.line(index), encoded_id, bucket, reason
+    # v1 counts rows whose profile did not exist without naming them: they were counted as
+    # succeeded above and are moved here (they can't be listed by line).
+    moved = min(outcome.not_found, counts[SUCCEEDED])
+    counts[SUCCEEDED] -= moved
+    counts[NOT_FOUND] += moved
+
+
+def rows_csv(rows: Iterable[tuple[int, str, str, str]], batch_index: int) -> Iterator[bytes]:
+    """The report lines of one batch (no header), streamed."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    for line, visitor_id, outcome, reason in rows:
+        writer.writerow((line, visitor_id, outcome, reason, batch_index))
+        if buffer.tell() > 1 << 16:
+            yield buffer.getvalue().encode()
+            buffer.seek(0)
+            buffer.truncate()
+    if buffer.tell():
+        yield buffer.getvalue().encode()
+
+
+@dataclass(frozen=True)
+class JobAccount:
+    received: int
+    rejected: int
+    skipped: int
+    succeeded: int
+    failed: int
+    not_found: int
+    pending: int
+
+    @property
+    def balanced(self) -> bool:
+        return self.received == (
+            self.rejected + self.skipped + self.succeeded + self.failed + self.not_found + self.pending
+        )
+
+    @property
+    def clean(self) -> bool:
+        return not (self.rejected or self.failed or self.not_found or self.pending)
+
+    def to_dict(self) -> dict:
+        return {
+            "received": self.received,
+            "rejected": self.rejected,
+            "skipped": self.skipped,
+            "succeeded": self.succeeded,
+            "failed": self.failed,
+            "not_found": self.not_found,
+            "pending": self.pending,
+        }
+
+
+class AccountingError(Exception):
+    """The rows don't add up: a bug or lost data. Never papered over."""
+
+
+def account(job: dict, batches: Iterable[dict]) -> JobAccount:
+    totals = dict.fromkeys(ROW_OUTCOMES, 0)
+    accepted = 0
+    for batch in batches:
+        accepted += batch["rows"]
+        counts = batch.get("counts")
+        if counts is None:  # the batch never finished: its rows are still pending
+            totals[PENDING] += batch["rows"]
+            continue
+        for name in ROW_OUTCOMES:
+            totals[name] += counts.get(name, 0)
+    result = JobAccount(
+        received=job.get("received", 0),
+        rejected=job.get("rejected", 0),
+        skipped=job.get("skipped", 0),
+        **totals,
+    )
+    if accepted != job.get("accepted", 0) or not result.balanced:
+        raise AccountingError(
+            f"job {job.get('jobId')}: rows do not add up: received {result.received} != rejected "
+            f"{result.rejected} + skipped {result.skipped} + succeeded {result.succeeded} + failed "
+            f"{result.failed} + not_found {result.not_found} + pending {result.pending} "
+            f"(batches hold {accepted}, validation accepted {job.get('accepted', 0)})"
+        )
+    return result
