@@ -131,3 +131,27 @@ def client(make_client) -> TargetClient:
 
 def batch(*rows: str, header: str = "pcId,a,b") -> bytes:
     return ("batch=" + "\n".join((header, *rows)) + "\n").encode()
+
+
+@contextmanager
+def atomic_moto_dynamodb():
+    """Serialise moto's DynamoDB update_item across threads.
+
+    Real DynamoDB applies a conditional update atomically per item; moto checks the condition and
+    writes in plain Python, so two threads can both pass `calls < :limit`. The limiter relies on
+    DynamoDB's guarantee, so tests give moto the same one.
+    """
+    from moto.dynamodb.models import DynamoDBBackend
+
+    lock = threading.Lock()
+    original = DynamoDBBackend.update_item
+
+    def update_item(self, *args, **kwargs):
+        with lock:
+            return original(self, *args, **kwargs)
+
+    DynamoDBBackend.update_item = update_item
+    try:
+        yield
+    finally:
+        DynamoDBBackend.update_item = original

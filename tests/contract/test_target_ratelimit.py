@@ -1,0 +1,80 @@
+"""The 50 calls/minute limiter holding with several threads, checked by the emulator's own counter."""
+
+from __future__ import annotations
+
+import threading
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from profile_sync.aws.ratelimit import DynamoDBRateLimiter
+from profile_sync.target.client import RetryPolicy, TargetClient
+from profile_sync.target.ratelimit import InMemoryRateLimiter
+from profile_sync_local.emulator import EmulatorConfig, TargetEmulator
+from tests.contract.conftest import CLIENT, VirtualScheduler, atomic_moto_dynamodb, batch
+from tests.support.template import table_definition
+
+THREADS = 6
+BATCHES_PER_THREAD = 20  # 120 submits + 120 status calls = 240 limited calls: at least 5 windows
+
+
+def _run(limiter_factory) -> TargetEmulator:
+    clock = VirtualScheduler(THREADS)
+    errors: list[BaseException] = []
+    with TargetEmulator(EmulatorConfig(calls_per_minute=50, seed=1), clock=clock.time) as emulator:
+        limiter = limiter_factory(clock)
+
+        def work(n: int) -> None:
+            with clock.worker():
+                try:
+                    client = TargetClient(
+                        emulator.url,
+                        CLIENT,
+                        limiter=limiter,
+                        sleep=clock.sleep,
+                        retry=RetryPolicy.fast(n),
+                        max_attempts=2,
+                    )
+                    for i in range(BATCHES_PER_THREAD):
+                        url = client.submit_batch(batch(f"{n}-{i},x")).status_url
+                        assert client.batch_status(url).state == "complete"
+                except BaseException as exc:
+                    errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(THREADS)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert not errors, errors
+        assert not any(t.is_alive() for t in threads)
+        return emulator
+
+
+def _check(emulator: TargetEmulator) -> None:
+    limited = THREADS * BATCHES_PER_THREAD * 2
+    assert emulator.calls["batchUpdate"] + emulator.calls["batchStatus"] == limited  # not a single 503
+    assert all(r["status"] != 503 for r in emulator.requests)
+    assert emulator.max_calls_per_window(CLIENT) == 50
+    assert sum(emulator.window_calls.values()) == limited
+    assert len(emulator.window_calls) == -(-limited // 50)  # every window filled before the next
+
+
+def test_in_memory_limiter_holds_50_per_minute_across_threads():
+    _check(_run(lambda clock: InMemoryRateLimiter(50, clock=clock.time, sleep=clock.sleep)))
+
+
+@pytest.mark.usefixtures("_no_real_aws")
+def test_dynamodb_limiter_holds_50_per_minute_across_threads():
+    with mock_aws(), atomic_moto_dynamodb():
+        boto3.client("dynamodb", region_name="us-east-1").create_table(
+            **table_definition("JobsTable", "profile-sync-jobs")
+        )
+        table = boto3.resource("dynamodb", region_name="us-east-1").Table("profile-sync-jobs")
+        emulator = _run(lambda clock: DynamoDBRateLimiter(table, 50, clock.time, sleep=clock.sleep))
+        _check(emulator)
+        windows = table.scan()["Items"]
+        assert {item["pk"] for item in windows} == {f"RATE#{CLIENT}"}
+        assert max(int(item["calls"]) for item in windows) == 50
+        assert all(int(item["expiresAt"]) > int(item["sk"]) for item in windows)
