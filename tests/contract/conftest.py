@@ -11,6 +11,7 @@ import threading
 from contextlib import contextmanager
 
 import pytest
+from moto.dynamodb.models import DynamoDBBackend
 
 from profile_sync.target.client import RetryPolicy, TargetClient
 from profile_sync_local.emulator import EmulatorConfig, TargetEmulator
@@ -141,8 +142,6 @@ def atomic_moto_dynamodb():
     writes in plain Python, so two threads can both pass `calls < :limit`. The limiter relies on
     DynamoDB's guarantee, so tests give moto the same one.
     """
-    from moto.dynamodb.models import DynamoDBBackend
-
     lock = threading.Lock()
     original = DynamoDBBackend.update_item
 

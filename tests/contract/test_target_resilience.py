@@ -163,7 +163,7 @@ def test_revoked_static_token_is_reloaded_once(make_client, emulator):
 
 def test_oauth_mints_ims_then_profile_token_and_caches_it(make_client, emulator, clock):
     emulator.configure(require_auth=True, valid_tokens=set())
-    auth = OAuthServerToServer(lambda: emulator.oauth_secret(), clock=clock.time)
+    auth = OAuthServerToServer(emulator.oauth_secret, clock=clock.time)
     client = make_client(auth=auth)
     for i in range(3):
         client.submit_batch(batch(f"{i},x"))
@@ -178,7 +178,7 @@ def test_oauth_mints_ims_then_profile_token_and_caches_it(make_client, emulator,
 
 def test_oauth_remints_once_when_target_refuses_the_token(make_client, emulator, clock):
     emulator.configure(require_auth=True)
-    auth = OAuthServerToServer(lambda: emulator.oauth_secret(), clock=clock.time)
+    auth = OAuthServerToServer(emulator.oauth_secret, clock=clock.time)
     client = make_client(auth=auth)
     url = client.submit_batch(batch("1,x")).status_url
     assert auth.mint_count == 1 and emulator.calls["token"] == 1  # GET returned the existing token
@@ -215,7 +215,7 @@ def test_oauth_refuses_non_https_token_endpoints():
 def test_tokens_never_reach_logs_or_reprs(make_client, emulator, clock, caplog):
     caplog.set_level(logging.DEBUG)
     emulator.configure(require_auth=True, valid_tokens=set())
-    auth = OAuthServerToServer(lambda: emulator.oauth_secret(), clock=clock.time)
+    auth = OAuthServerToServer(emulator.oauth_secret, clock=clock.time)
     client = make_client(auth=auth)
     emulator.queue_faults("batchUpdate", "503")
     result = client.submit_batch(batch("1,x"))

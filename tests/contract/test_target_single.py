@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from profile_sync.target.errors import TargetRejected
+from profile_sync.target.errors import TargetAuthError, TargetRejected
 from tests.contract.conftest import CLIENT
 
 
@@ -98,8 +98,6 @@ def test_fetch_profile_shows_what_was_applied(client, emulator):
 
 
 def test_fetch_needs_the_token_when_auth_is_required(client, emulator):
-    from profile_sync.target.errors import TargetAuthError
-
     emulator.configure(require_auth=True)
     with pytest.raises(TargetAuthError):
         client.fetch_profile("pcId", "1")
