@@ -1,0 +1,270 @@
+"""Benchmark the validate-and-split engine against a plain csv-module version and pandas.
+
+    .venv/bin/python bench/bench_validate.py              # 1,000,000 and 5,000,000 rows
+    .venv/bin/python bench/bench_validate.py --rows 100000 200000   # quick check
+
+Input files are generated once into bench/data/ (git-ignored) and reused. Each contender runs in a
+fresh subprocess that reports its own time and peak RSS, so peaks do not mix. Exits 1 when the
+engine is under 5x the csv version's speed or its peak memory grows more than 20% from the
+smallest to the largest file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import random
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import unquote_to_bytes
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "bench" / "data"
+CONTENDERS = ("engine", "csv", "pandas")
+MIN_SPEEDUP = 5.0
+MAX_PEAK_GROWTH = 1.2
+
+HEADER = "pcId,firstName,city,tier,score,lastPurchase\n"
+FIRST = ["John", "Mary", "Zo%C3%A9", "Jos%C3%A9", "Anna", "Li", "Mar%C3%ADa", "Kevin", "Fatima", "Ole"]
+CITY = ["Paris", "New%20York", "S%C3%A3o%20Paulo", "Berlin", "Tokyo", "Z%C3%BCrich", "Austin", ""]
+TIER = ["gold", "silver", "bronze", "platinum", ""]
+BAD = [
+    "{id},John Smith,Paris,gold,1,2024-01-01",  # raw space
+    "{id},50%,Paris,gold,1,2024-01-01",  # bad percent
+    ",Mary,Berlin,silver,2,2024-02-02",  # empty id
+    "{id},a,b,c,d,e,f,g",  # too many fields
+    "{id},,,,,",  # nothing to send: skipped
+    '{id},"Smith, John",Paris,gold,3,2024-03-03',  # quoted comma: accepted
+]
+
+
+# ---- data -------------------------------------------------------------------------------------
+
+
+def generate(path: Path, rows: int) -> None:
+    rng = random.Random(rows)
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", encoding="ascii", newline="") as f:
+        f.write(HEADER)
+        block = 100_000
+        for start in range(0, rows, block):
+            lines = []
+            for i in range(start, min(rows, start + block)):
+                ident = 10_000_000 + (rng.randrange(i) if i and rng.random() < 0.01 else i)
+                if rng.random() < 0.0005:
+                    lines.append(rng.choice(BAD).format(id=ident))
+                    continue
+                lines.append(
+                    f"{ident},{rng.choice(FIRST)},{rng.choice(CITY)},{rng.choice(TIER)},"
+                    f"{rng.randrange(1000)},2024-{rng.randrange(1, 13):02d}-{rng.randrange(1, 29):02d}"
+                )
+            f.write("\n".join(lines) + "\n")
+    tmp.rename(path)
+
+
+def data_file(rows: int) -> Path:
+    DATA.mkdir(parents=True, exist_ok=True)
+    path = DATA / f"visitors-{rows}.csv"
+    if not path.exists():
+        print(f"generating {path.name} ...", flush=True)
+        generate(path, rows)
+    return path
+
+
+# ---- contenders (each runs in its own process) ------------------------------------------------
+
+
+def run_engine(path: Path, out: Path) -> dict:
+    sys.path.insert(0, str(ROOT / "layers" / "common"))
+    from profile_sync.settings import Settings  # noqa: PLC0415 (imported in the child only)
+    from profile_sync.validate import validate_and_split  # noqa: PLC0415
+
+    with path.open("rb") as f:
+        result = validate_and_split(
+            f, out, Settings(), source_name=path.name, on_batch=lambda b: Path(b.path).unlink()
+        )
+    return {
+        "accepted": result.accepted,
+        "rejected": result.rejected,
+        "skipped": result.skipped,
+        "duplicates": result.duplicate_ids,
+    }
+
+
+_BAD = re.compile(r'%(?![0-9A-Fa-f]{2})|[^\x21-\x7e]|"')
+
+
+def run_csv(path: Path, out: Path, max_rows: int = 500_000, max_bytes: int = 50_000_000) -> dict:
+    """The straightforward version: csv.reader, per-field checks, csv.writer, a set of ids."""
+    accepted = rejected = skipped = duplicates = 0
+    seen: set[str] = set()
+    batch_index, batch, writer, batch_rows, batch_bytes = 0, None, None, 0, 0
+    with (
+        path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as f,
+        (out / "rejects.csv").open("w", newline="") as rej,
+    ):
+        rejects = csv.writer(rej)
+        reader = csv.reader(f)
+        header = [h.strip() for h in next(reader)]
+        head_line = "batch=" + ",".join(header) + "\n"
+        for fields in reader:
+            if not fields:
+                continue
+            row = [v.strip() for v in fields]
+            reason = None
+            if len(row) > len(header):
+                reason = "too_many_fields"
+            elif not row[0]:
+                reason = "empty_id"
+            else:
+                size = 0
+                for i, given in enumerate(row):
+                    v = given.replace(",", "%2C").replace('"', "%22") if i else given
+                    row[i] = v
+                    if _BAD.search(v):
+                        reason = "invalid_encoding"
+                        break
+                    try:
+                        decoded = unquote_to_bytes(v).decode()
+                    except UnicodeDecodeError:
+                        reason = "invalid_encoding"
+                        break
+                    if i == 0 and len(decoded) > 256:
+                        reason = "id_too_long"
+                        break
+                    size += len(decoded) if i else 0
+                else:
+                    if size > 65536:
+                        reason = "row_too_large"
+            if reason:
+                rejected += 1
+                rejects.writerow([reader.line_num, reason, ",".join(row)])
+                continue
+            if not any(row[1:]):
+                skipped += 1
+                continue
+            if row[0] in seen:
+                duplicates += 1
+            seen.add(row[0])
+            line = ",".join(row) + "\n"
+            if batch is None or batch_rows >= max_rows or batch_bytes + len(line) >= max_bytes:
+                if batch is not None:
+                    batch.close()
+                batch_index += 1
+                batch = (out / f"batch-{batch_index:05d}.txt").open("w", newline="")
+                batch.write(head_line)
+                writer = csv.writer(batch, lineterminator="\n")
+                batch_rows, batch_bytes = 0, len(head_line)
+            writer.writerow(row)
+            batch_rows += 1
+            batch_bytes += len(line)
+            accepted += 1
+    if batch is not None:
+        batch.close()
+    return {"accepted": accepted, "rejected": rejected, "skipped": skipped, "duplicates": duplicates}
+
+
+def run_pandas(path: Path, out: Path, max_rows: int = 500_000) -> dict:
+    """pandas chunked read + to_csv into batches (only the id check)."""
+    import pandas as pd  # noqa: PLC0415 (imported in the child only)
+
+    chunk_rows = 100_000
+    accepted = 0
+    batch_index, batch_rows, batch = 0, 0, None
+    reader = pd.read_csv(
+        path, chunksize=chunk_rows, dtype=str, keep_default_na=False, on_bad_lines="skip", engine="c"
+    )
+    for frame in reader:
+        chunk = frame[frame["pcId"] != ""]
+        if batch is None or batch_rows + len(chunk) > max_rows:
+            if batch is not None:
+                batch.close()
+            batch_index += 1
+            batch = (out / f"batch-{batch_index:05d}.txt").open("w", newline="")
+            batch.write("batch=" + ",".join(chunk.columns) + "\n")
+            batch_rows = 0
+        chunk.to_csv(batch, header=False, index=False, lineterminator="\n")
+        batch_rows += len(chunk)
+        accepted += len(chunk)
+    if batch is not None:
+        batch.close()
+    return {"accepted": accepted}
+
+
+def child(contender: str, path: Path) -> None:
+    out = Path(tempfile.mkdtemp(prefix=f"bench-{contender}-"))
+    try:
+        start = time.perf_counter()
+        counts = {"engine": run_engine, "csv": run_csv, "pandas": run_pandas}[contender](path, out)
+        seconds = time.perf_counter() - start
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"seconds": seconds, "peak_mib": peak_kib / 1024, **counts}))
+
+
+# ---- driver -----------------------------------------------------------------------------------
+
+
+def measure(contender: str, path: Path) -> dict:
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", contender, str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    stats = json.loads(proc.stdout.strip().splitlines()[-1])
+    stats["mb_s"] = path.stat().st_size / 1e6 / stats["seconds"]
+    return stats
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 5_000_000])
+    parser.add_argument("--child", nargs=2, metavar=("CONTENDER", "FILE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child[0], Path(args.child[1]))
+        return 0
+
+    ok = True
+    peaks: dict[int, float] = {}
+    for rows in sorted(args.rows):
+        path = data_file(rows)
+        size_mb = path.stat().st_size / 1e6
+        print(f"\n{rows:,} rows, {size_mb:.0f} MB")
+        print(f"  {'contender':<9} {'seconds':>8} {'MB/s':>8} {'peak MiB':>9}  counts")
+        stats = {}
+        for contender in CONTENDERS:
+            stats[contender] = s = measure(contender, path)
+            counts = {k: v for k, v in s.items() if k not in ("seconds", "peak_mib", "mb_s")}
+            print(
+                f"  {contender:<9} {s['seconds']:8.2f} {s['mb_s']:8.1f} {s['peak_mib']:9.1f}  {counts}",
+                flush=True,
+            )
+        speedup = stats["engine"]["mb_s"] / stats["csv"]["mb_s"]
+        print(f"  engine/csv speed: {speedup:.1f}x (need >= {MIN_SPEEDUP}x)")
+        ok &= speedup >= MIN_SPEEDUP
+        if stats["engine"]["accepted"] != stats["csv"]["accepted"]:
+            print("  WARNING: engine and csv versions accept different row counts")
+        peaks[rows] = stats["engine"]["peak_mib"]
+    if len(peaks) > 1:
+        small, large = min(peaks), max(peaks)
+        growth = peaks[large] / peaks[small]
+        print(f"\nengine peak {large:,} rows / {small:,} rows: {growth:.2f} (need <= {MAX_PEAK_GROWTH})")
+        ok &= growth <= MAX_PEAK_GROWTH
+    print("PASS" if ok else "FAIL")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

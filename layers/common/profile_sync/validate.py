@@ -1,0 +1,735 @@
+"""Validate a visitor-attribute CSV and split its accepted rows into Bulk Profile Update batch files.
+
+Pure Python, stdlib only. The input is read once, in large chunks, and never held whole in memory.
+
+Input: UTF-8 (a leading BOM is dropped), LF or CRLF line endings (CRLF is normalised to LF, also
+inside quoted fields), RFC 4180 quoting, an optional final newline. An empty line is not a row, but
+it still counts for line numbers. Line numbers are 1-based physical lines (header = line 1); a
+record that spans lines (newline inside quotes) carries the line where it starts.
+
+Header (first non-empty line): the first column is exactly ``pcId`` or ``thirdPartyId``; then at
+least one parameter column. Names are trimmed of spaces and lose a ``profile.`` prefix (with a
+warning). Anything else rejects the whole file (``ValidationResult.file_error``).
+
+Input modes (``Settings.input_mode``):
+
+- ``encoded`` (default): ids, names and values are already URL-encoded UTF-8 and are written as
+  they are. Inside a quoted field a raw ``,`` or ``"`` is allowed and written as ``%2C`` / ``%22``
+  (batch files never contain quotes); anything else that is not URL-encoding is rejected.
+- ``raw``: ids, names and values are plain text; the engine URL-encodes them like
+  ``urllib.parse.quote(text, safe="")``.
+
+Every data row ends in exactly one of: accepted (written to a batch), skipped (nothing to send:
+every value is empty, which Target ignores), rejected (written to ``rejects.csv`` with one reason).
+Checks run in this order and the first failure is the reason:
+
+=========================  ==========================================================================
+reason code                meaning
+=========================  ==========================================================================
+``invalid_quoting``        a quoted field is never closed, or text follows its closing quote
+``invalid_utf8``           the line's bytes are not valid UTF-8
+``too_many_fields``        more fields than the header has columns
+``empty_id``               the id (first field) is empty
+``invalid_encoding``       encoded mode: a ``%`` not followed by two hex digits, a raw space, control
+                           character, non-ASCII character or ``"`` outside quotes, or percent-escapes
+                           that decode to invalid UTF-8 (id or value)
+``id_too_long``            the decoded id is longer than ``Settings.id_max_chars`` characters
+``invalid_third_party_id`` a thirdPartyId holding ``+`` or ``/`` once decoded (raw, ``%2B``, ``%2F``)
+``row_too_large``          decoded parameter values over ``Settings.row_max_bytes`` bytes, or the
+                           written row cannot fit in a batch file together with the header
+=========================  ==========================================================================
+
+Duplicate ids: the number of accepted rows whose id (as written in the batch) already appeared in an
+earlier accepted row. Counted exactly (up to 64-bit hash collisions) with a fixed 32 MB bit filter,
+a temporary spill file of 8-byte hashes and a set of the few candidate hashes.
+
+Speed: clean lines are recognised by one compiled regex that runs over whole chunks and are copied
+to the batch file in bulk; only lines that fail it (quotes, spaces, bad rows, ...) take the per-row
+path, which is the reference for every rule.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import tempfile
+from array import array
+from bisect import bisect_right
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+from urllib.parse import quote, unquote_to_bytes
+
+from profile_sync.settings import Settings
+
+REASONS = (
+    "invalid_quoting",
+    "invalid_utf8",
+    "too_many_fields",
+    "empty_id",
+    "invalid_encoding",
+    "id_too_long",
+    "invalid_third_party_id",
+    "row_too_large",
+)
+ID_COLUMNS = ("pcId", "thirdPartyId")
+EXPERIENCE_CLOUD_IDS = ("marketingcloudvisitorid", "ecid", "mcid")
+REJECTS_HEADER = ("line", "reason", "detail", "original")
+
+# Tunables; tests shrink them to exercise chunk boundaries and the fast/slow split.
+_CHUNK_SIZE = 8 * 1024 * 1024
+_MIN_RECORD_LIMIT = 1024 * 1024  # a line or quoted record longer than this is never held whole
+_ORIGINAL_KEEP = 4096  # chars of an over-long line kept in rejects.csv
+_DUP_FILTER_BITS = 28  # 2**28 bits = 32 MB of duplicate filter
+_FAST_PATH = True
+
+_BOM = b"\xef\xbb\xbf"
+_SPREADSHEET_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+_BAD_ENCODED = re.compile(rb'%(?![0-9A-Fa-f]{2})|[^\x21-\x7e]|"')
+_ID_AFTER_NEWLINE = re.compile(rb"\n([^,\n]*)")
+_RAW_NEEDS_ESCAPE = re.compile(rb"[^A-Za-z0-9_.~\-,\n]+")
+_PERCENT = [b"%%%02X" % i for i in range(256)]
+_BIT = [1 << k for k in range(8)]
+# Percent-escaped multi-byte UTF-8 sequence, minus its leading '%' (RFC 3629 table).
+_CONT = rb"%[89AaBb][0-9A-Fa-f]"
+_UTF8_PCT = (
+    rb"(?:[Cc][2-9A-Fa-f]@|[Dd][0-9A-Fa-f]@"
+    rb"|[Ee]0%[AaBb][0-9A-Fa-f]@|[Ee][1-9A-Ca-cEeFf]@@|[Ee][Dd]%[89][0-9A-Fa-f]@"
+    rb"|[Ff]0%[9AaBb][0-9A-Fa-f]@@|[Ff][1-3]@@@|[Ff]4%8[0-9A-Fa-f]@@)"
+).replace(b"@", _CONT)
+
+
+class FileRejected(Exception):
+    """The whole file is unusable (bad or missing header). ``validate_and_split`` reports it in
+    ``ValidationResult.file_error`` instead of raising."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass
+class BatchInfo:
+    index: int  # 1-based
+    name: str  # batch-00001.txt
+    path: str
+    rows: int
+    bytes: int
+    first_line: int  # source line of the first row
+    last_line: int  # source line of the last row
+    # [row_index_in_batch, source_line] pairs; a new pair starts where source lines stop being consecutive.
+    line_runs: list[list[int]] = field(default_factory=list)
+
+    def source_line(self, row_index: int) -> int:
+        """Source line of the batch's 0-based row ``row_index``."""
+        if not 0 <= row_index < self.rows:
+            raise IndexError(row_index)
+        run = bisect_right(self.line_runs, row_index, key=lambda pair: pair[0]) - 1
+        start_row, start_line = self.line_runs[run]
+        return start_line + row_index - start_row
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class ValidationResult:
+    source_name: str
+    input_mode: str
+    id_column: str | None = None
+    columns: list[str] = field(default_factory=list)
+    received: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    skipped: int = 0
+    duplicate_ids: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    batches: list[BatchInfo] = field(default_factory=list)
+    rejects_path: str = ""
+    file_error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def validate_and_split(
+    stream: BinaryIO,
+    out_dir: Path,
+    settings: Settings,
+    *,
+    source_name: str = "<stream>",
+    on_batch: Callable[[BatchInfo], None] | None = None,
+) -> ValidationResult:
+    """Validate ``stream`` and write ``out_dir/batch-NNNNN.txt`` files and ``out_dir/rejects.csv``.
+
+    ``on_batch`` is called with each batch as soon as its file is closed. A bad header does not
+    raise: it sets ``file_error`` and no batch is written.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    engine = _Engine(out_dir, settings, source_name, on_batch)
+    try:
+        engine.run(stream)
+        engine.finish()
+    except FileRejected as exc:
+        engine.result.file_error = exc.message
+    finally:
+        engine.release()
+    return engine.result
+
+
+def _spreadsheet_safe(text: str) -> str:
+    # OWASP CSV injection: a leading quote keeps spreadsheets from evaluating the cell.
+    return "'" + text if text.startswith(_SPREADSHEET_TRIGGERS) else text
+
+
+def _encoding_problem(value: bytes) -> str | None:
+    """Why ``value`` is not URL-encoded UTF-8, or None."""
+    m = _BAD_ENCODED.search(value)
+    if m is not None:
+        c = m[0]
+        if c == b"%":
+            return "'%' not followed by two hex digits"
+        if c == b" ":
+            return "raw space (write %20)"
+        if c == b'"':
+            return "raw '\"' outside quotes (write %22)"
+        if c[0] >= 0x80:
+            return "raw non-ASCII character (percent-encode its UTF-8 bytes)"
+        return f"control character 0x{c[0]:02X}"
+    if b"%" in value:
+        try:
+            unquote_to_bytes(value).decode()
+        except UnicodeDecodeError:
+            return "percent-escapes do not decode to valid UTF-8"
+    return None
+
+
+def _parse_record(buf: bytes, pos: int) -> tuple[list[bytes], list[bool], int, str | None] | None:
+    """Split the RFC 4180 record at ``pos`` (``buf`` ends with a newline).
+
+    Returns (fields, quoted flags, index after the record's newline, quoting error or None), or
+    None when a quoted field is still open at the end of ``buf``. Fields are not trimmed.
+    """
+    fields: list[bytes] = []
+    quoted: list[bool] = []
+    i = pos
+    while True:
+        j = i
+        while buf[j] == 0x20:
+            j += 1
+        if buf[j] != 0x22:  # unquoted field: a '"' inside it is plain data
+            nl = buf.find(b"\n", i)
+            comma = buf.find(b",", i, nl)
+            fields.append(buf[i : comma if comma >= 0 else nl])
+            quoted.append(False)
+            if comma < 0:
+                return fields, quoted, nl + 1, None
+            i = comma + 1
+            continue
+        parts = []
+        k = j + 1
+        while True:
+            q = buf.find(b'"', k)
+            if q < 0:
+                return None
+            if buf[q + 1] == 0x22:  # "" is an escaped quote
+                parts.append(buf[k : q + 1])
+                k = q + 2
+                continue
+            parts.append(buf[k:q])
+            k = q + 1
+            break
+        while buf[k] == 0x20:
+            k += 1
+        fields.append(b"".join(parts))
+        quoted.append(True)
+        if buf[k] == 0x2C:
+            i = k + 1
+        elif buf[k] == 0x0A:
+            return fields, quoted, k + 1, None
+        else:
+            nl = buf.find(b"\n", k)
+            return fields, quoted, nl + 1, f"field {len(fields)}: text after the closing quote"
+
+
+def _good_line_pattern(mode: str, third_party: bool, columns: int, max_len: int) -> re.Pattern[bytes]:
+    """A run of lines that the per-row path would accept unchanged (encoded) or only escape (raw).
+
+    Conservative: any line it does not match simply takes the per-row path.
+    """
+    # Lookaheads: line length bound; id of 1..256 bytes followed by at least one non-empty value.
+    head = rb"(?=[^\n]{1,%d}+\n)(?=[^,\n]{1,256}+,,*+[^,\n])" % max_len
+    if mode == "encoded":
+        # Printable ASCII except space " % , (and + / in a thirdPartyId); %XX below 0x80 only so
+        # that escapes of non-ASCII bytes get the UTF-8 check.
+        plain = rb"[!#$&-+\--~]"
+        id_plain = rb"[!#$&-*\-.0-~]" if third_party else plain
+        ascii_pct = rb"(?!2[BbFf])[0-7][0-9A-Fa-f]" if third_party else rb"[0-7][0-9A-Fa-f]"
+        ident = id_plain + rb"*+(?:%(?:" + ascii_pct + rb"|" + _UTF8_PCT + rb")" + id_plain + rb"*+)*+"
+        value = plain + rb"*+(?:%(?:[0-7][0-9A-Fa-f]|" + _UTF8_PCT + rb")" + plain + rb"*+)*+"
+    else:
+        # Words without control chars, '"' or ',', separated by inner spaces (edges would be trimmed).
+        word = rb'[^\x00-\x20",\x7f]'
+        id_word = rb'[^\x00-\x20",\x7f+/]' if third_party else word
+        ident = id_word + rb"++(?: ++" + id_word + rb"++)*+"
+        value = rb"(?:" + word + rb"++(?: ++" + word + rb"++)*+)?"
+    line = head + ident + rb"(?:," + value + rb"){0,%d}+\n" % (columns - 1)
+    return re.compile(rb"(?:" + line + rb")*+")
+
+
+class _DuplicateCounter:
+    """Exact count of repeated hashes in bounded memory.
+
+    A bit filter marks hashes seen; a hash whose bit is set already is a candidate (a repeat, or a
+    bit collision). Every hash is spilled to disk; one pass at the end counts how often candidates
+    occur: duplicates = occurrences - distinct candidates (each candidate occurs at least once, a
+    collision exactly once). Memory: the filter plus the distinct candidates, that is the repeated
+    ids and about N**2 / 2**(bits + 1) collisions (~47,000 for 5,000,000 ids and 2**28 bits).
+    """
+
+    def __init__(self, spill_dir: Path) -> None:
+        self._mask = (1 << _DUP_FILTER_BITS) - 1
+        self._bits = bytearray(1 << max(_DUP_FILTER_BITS - 3, 0))
+        self._candidates: set[int] = set()
+        self._spill = tempfile.TemporaryFile(dir=spill_dir)  # noqa: SIM115 (closed by close())
+
+    def add(self, hashes: array) -> None:
+        bits, candidates, bit_of = self._bits, self._candidates, _BIT
+        # The hot loop of the fast path: as few Python operations per id as possible.
+        for h, i in zip(hashes, map(self._mask.__and__, hashes), strict=True):
+            j = i >> 3
+            bit = bit_of[i & 7]
+            v = bits[j]
+            if v & bit:
+                candidates.add(h)
+            else:
+                bits[j] = v | bit
+        hashes.tofile(self._spill)
+
+    def count(self) -> int:
+        if not self._candidates:
+            return 0
+        self._spill.flush()
+        self._spill.seek(0)
+        wanted = self._candidates.__contains__
+        occurrences = 0
+        more = True
+        while more:
+            part = array("q")
+            try:
+                part.fromfile(self._spill, 1 << 20)
+            except EOFError:  # the last, shorter part is still read
+                more = False
+            occurrences += sum(map(wanted, part))
+        return occurrences - len(self._candidates)
+
+    def close(self) -> None:
+        self._spill.close()
+
+
+class _Batch:
+    def __init__(self, index: int, path: Path, prefix: bytes) -> None:
+        self.index = index
+        self.path = path
+        self.file = path.open("wb")
+        self.file.write(prefix)
+        self.rows = 0
+        self.bytes = len(prefix)
+        self.runs: list[list[int]] = []
+        self.next_line = -1
+        self.first_line = 0
+
+    def add(self, data: bytes | memoryview, rows: int, first_line: int) -> None:
+        self.file.write(data)
+        if first_line != self.next_line:
+            self.runs.append([self.rows, first_line])
+        if not self.rows:
+            self.first_line = first_line
+        self.rows += rows
+        self.bytes += len(data)
+        self.next_line = first_line + rows
+
+
+class _Engine:
+    def __init__(
+        self,
+        out_dir: Path,
+        settings: Settings,
+        source_name: str,
+        on_batch: Callable[[BatchInfo], None] | None,
+    ) -> None:
+        self.out_dir = out_dir
+        self.settings = settings
+        self.source = source_name
+        self.on_batch = on_batch
+        self.raw = settings.input_mode == "raw"
+        self.result = ValidationResult(source_name=source_name, input_mode=settings.input_mode)
+        self.line = 1  # source line number of the next unprocessed byte
+        self.header_done = False
+        self.names: list[str] = []
+        self.prefix = b""
+        self.good: re.Pattern[bytes] | None = None
+        self.batch: _Batch | None = None
+        self.record_limit = max(_MIN_RECORD_LIMIT, 4 * settings.row_max_bytes)
+        rejects_path = out_dir / "rejects.csv"
+        self.result.rejects_path = str(rejects_path)
+        self.rejects_file = rejects_path.open("w", encoding="utf-8", newline="")
+        self.rejects = csv.writer(self.rejects_file)
+        self.rejects.writerow(REJECTS_HEADER)
+        self.duplicates = _DuplicateCounter(out_dir)
+
+    # ---- reading -------------------------------------------------------------------------------
+
+    def run(self, stream: BinaryIO) -> None:
+        pending = b""
+        started = False
+        discarding: tuple[int, bytes] | None = None  # (line, kept prefix) of an over-long line
+        while True:
+            data = stream.read(_CHUNK_SIZE)
+            eof = not data
+            if discarding is not None:
+                nl = data.find(b"\n")
+                if nl < 0 and not eof:
+                    continue
+                self._reject_overlong(*discarding)
+                discarding = None
+                data = data[nl + 1 :] if nl >= 0 else b""
+            buf = pending + data if pending else data
+            if not started:
+                if len(buf) < len(_BOM) and not eof:
+                    pending = buf
+                    continue
+                started = True
+                if buf.startswith(_BOM):
+                    buf = buf[len(_BOM) :]
+            if eof:
+                if buf and not buf.endswith(b"\n"):
+                    buf += b"\n"
+                work, pending = buf, b""
+            else:
+                cut = buf.rfind(b"\n") + 1
+                work, pending = buf[:cut], buf[cut:]
+            work = work.replace(b"\r\n", b"\n")
+            done = self._process(work, eof)
+            if done < len(work):  # a quoted record continues in the next chunk
+                pending = work[done:] + pending
+            elif len(pending) > self.record_limit:
+                discarding = (self.line, pending[: _ORIGINAL_KEEP * 4])
+                pending = b""
+            if eof:
+                break
+        if not self.header_done:
+            raise FileRejected(
+                f"{self.source}: no header: the file is empty or has only blank lines; "
+                "the first line must name the columns, starting with pcId or thirdPartyId"
+            )
+
+    def _process(self, work: bytes, eof: bool) -> int:
+        """Handle the records in ``work``; return where an unfinished record starts (or len)."""
+        pos = 0
+        n = len(work)
+        while pos < n:
+            if self.good is not None:
+                end = self.good.match(work, pos).end()
+                if end > pos and self.raw:
+                    end = self._utf8_prefix(work, pos, end)
+                if end > pos:
+                    self._emit_clean(work, pos, end)
+                    pos = end
+                    continue
+            nxt = self._slow(work, pos, eof)
+            if nxt < 0:
+                return pos
+            pos = nxt
+        return n
+
+    # ---- fast path -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _utf8_prefix(work: bytes, pos: int, end: int) -> int:
+        """End of the leading lines of work[pos:end] that are valid UTF-8."""
+        try:
+            work[pos:end].decode()
+        except UnicodeDecodeError as exc:
+            return work.rfind(b"\n", pos, pos + exc.start) + 1 or pos
+        return end
+
+    def _emit_clean(self, work: bytes, pos: int, end: int) -> None:
+        if self.raw:
+            buf = _RAW_NEEDS_ESCAPE.sub(lambda m: b"".join(map(_PERCENT.__getitem__, m[0])), work[pos:end])
+            pos, end = 0, len(buf)
+        else:
+            buf = work
+        rows = buf.count(b"\n", pos, end)
+        first_line = self.line
+        self.line += rows
+        self.result.received += rows
+        self.result.accepted += rows
+        hashes = array("q", (hash(buf[pos : buf.index(b",", pos)]),))
+        hashes.extend(map(hash, _ID_AFTER_NEWLINE.findall(buf, pos, end - 1)))
+        self.duplicates.add(hashes)
+        self._write_rows(buf, pos, end, rows, first_line)
+
+    def _write_rows(self, buf: bytes, start: int, end: int, rows: int, first_line: int) -> None:
+        """Write consecutive rows buf[start:end], splitting at batch limits."""
+        view = memoryview(buf)
+        max_rows, max_bytes = self.settings.batch_max_rows, self.settings.batch_max_bytes
+        while start < end:
+            batch = self.batch or self._open_batch()
+            room_bytes = max_bytes - 1 - batch.bytes  # a batch file stays strictly under the limit
+            cut, count = end, rows
+            if end - start > room_bytes:
+                cut = buf.rfind(b"\n", start, start + max(room_bytes, 0)) + 1
+                if cut <= start:
+                    if not batch.rows:  # the fast path only takes rows that fit an empty batch
+                        raise AssertionError("fast-path row larger than a batch")
+                    self._close_batch()
+                    continue
+                count = buf.count(b"\n", start, cut)
+            room_rows = max_rows - batch.rows
+            if count > room_rows:
+                cut = re.compile(rb"(?:[^\n]*+\n){%d}" % room_rows).match(buf, start).end()
+                count = room_rows
+            batch.add(view[start:cut], count, first_line)
+            start, rows, first_line = cut, rows - count, first_line + count
+            if batch.rows >= max_rows:
+                self._close_batch()
+
+    # ---- per-record path -----------------------------------------------------------------------
+
+    def _slow(self, work: bytes, pos: int, eof: bool) -> int:
+        """Handle the record at ``pos``; return the index after it, or -1 to wait for more data."""
+        nl = work.find(b"\n", pos)
+        line = self.line
+        if nl == pos:  # blank line: not a row
+            self.line += 1
+            return pos + 1
+        if work.find(b'"', pos, nl) < 0:
+            fields, quoted, end, error = work[pos:nl].split(b","), None, nl + 1, None
+        else:
+            parsed = _parse_record(work, pos)
+            if parsed is None:
+                if not eof and len(work) - pos <= self.record_limit:
+                    return -1
+                # Never closed: give up on this line only and resync at the next one.
+                fields, quoted, end, error = [], None, nl + 1, "a quoted field is never closed"
+            else:
+                fields, quoted, end, error = parsed
+        record = work[pos : end - 1]
+        self.line += record.count(b"\n") + 1
+        if not self.header_done:
+            if error:
+                raise FileRejected(f"{self.source}: line {line}: header: {error}")
+            self._header(fields, quoted, record, line)
+            return end
+        self.result.received += 1
+        if error:
+            self._reject(line, "invalid_quoting", error, record)
+        else:
+            self._row(fields, quoted, record, line)
+        return end
+
+    def _row(self, fields: list[bytes], quoted: list[bool] | None, record: bytes, line: int) -> None:
+        settings = self.settings
+        try:
+            record.decode()
+        except UnicodeDecodeError as exc:
+            self._reject(line, "invalid_utf8", f"byte {exc.start + 1} of the row is not valid UTF-8", record)
+            return
+        if len(fields) > len(self.names):
+            detail = f"{len(fields)} fields, the header has {len(self.names)} columns"
+            self._reject(line, "too_many_fields", detail, record)
+            return
+        values = [f.strip(b" ") for f in fields]
+        if not values[0]:
+            self._reject(line, "empty_id", f"field 1 ({self.names[0]}) is empty", record)
+            return
+        out: list[bytes] = []
+        decoded: list[bytes] = []
+        for i, value in enumerate(values):
+            if not value:
+                out.append(value)
+                decoded.append(value)
+                continue
+            if self.raw:
+                text = value.decode()
+                out.append(quote(text, safe="").encode())
+                decoded.append(value)
+                continue
+            written = value.replace(b",", b"%2C").replace(b'"', b"%22") if quoted and quoted[i] else value
+            problem = _encoding_problem(written)
+            if problem:
+                self._reject(line, "invalid_encoding", f"field {i + 1} ({self.names[i]}): {problem}", record)
+                return
+            out.append(written)
+            decoded.append(unquote_to_bytes(written) if b"%" in written else written)
+            if i == 0 and not self._id_ok(decoded[0], line, record):
+                return
+        if self.raw and not self._id_ok(decoded[0], line, record):
+            return
+        if not any(values[1:]):
+            self.result.skipped += 1
+            return
+        size = sum(len(v) for v in decoded[1:])
+        if size > settings.row_max_bytes:
+            detail = f"values are {size} bytes decoded, over the {settings.row_max_bytes}-byte profile limit"
+            self._reject(line, "row_too_large", detail, record)
+            return
+        row = b",".join(out) + b"\n"
+        if len(self.prefix) + len(row) >= settings.batch_max_bytes:
+            detail = (
+                f"the row ({len(row)} bytes) and the header cannot fit in a batch "
+                f"under {settings.batch_max_bytes} bytes"
+            )
+            self._reject(line, "row_too_large", detail, record)
+            return
+        self.result.accepted += 1
+        self.duplicates.add(array("q", (hash(out[0]),)))
+        batch = self.batch
+        if batch is not None and (
+            batch.rows >= settings.batch_max_rows or batch.bytes + len(row) >= settings.batch_max_bytes
+        ):
+            self._close_batch()
+        (self.batch or self._open_batch()).add(row, 1, line)
+        if self.batch is not None and self.batch.rows >= settings.batch_max_rows:
+            self._close_batch()
+
+    def _id_ok(self, ident: bytes, line: int, record: bytes) -> bool:
+        text = ident.decode()  # the caller checked the UTF-8
+        if len(text) > self.settings.id_max_chars:
+            detail = f"field 1 ({self.names[0]}) is {len(text)} characters, over {self.settings.id_max_chars}"
+            self._reject(line, "id_too_long", detail, record)
+            return False
+        if self.names[0] == "thirdPartyId" and ("+" in text or "/" in text):
+            self._reject(line, "invalid_third_party_id", "a thirdPartyId may not contain '+' or '/'", record)
+            return False
+        return True
+
+    def _header(self, fields: list[bytes], quoted: list[bool] | None, record: bytes, line: int) -> None:
+        where = f"{self.source}: line {line}: header"
+        try:
+            names = [f.decode().strip(" ") for f in fields]
+        except UnicodeDecodeError:
+            raise FileRejected(f"{where}: not valid UTF-8") from None
+        first = names[0]
+        if first.lower() in EXPERIENCE_CLOUD_IDS:
+            raise FileRejected(
+                f"{where}: first column '{first}' is an Experience Cloud id: Target's bulk API does not "
+                "accept Experience Cloud ids; use pcId or thirdPartyId"
+            )
+        if first not in ID_COLUMNS:
+            raise FileRejected(
+                f"{where}: first column is '{first}'; it must be exactly pcId or thirdPartyId "
+                "(the visitor id column, spelled with that case)"
+            )
+        if len(names) == 1:
+            raise FileRejected(f"{where}: no parameter columns after {first}; add at least one")
+        params: list[str] = []
+        prefixed: list[str] = []
+        for number, given in enumerate(names[1:], start=2):
+            name = given.removeprefix("profile.")
+            if name != given:
+                prefixed.append(given)
+            if not name:
+                raise FileRejected(f"{where}: column {number} has an empty name; give every column a name")
+            if self.raw:
+                name = quote(name, safe="")
+            else:
+                problem = _encoding_problem(name.encode())
+                if problem:
+                    raise FileRejected(
+                        f"{where}: column {number} name is not URL-encoded: {problem}; "
+                        "URL-encode it or use input mode raw"
+                    )
+            params.append(name)
+        seen: set[str] = set()
+        for name in [first, *params]:
+            if name in seen:
+                raise FileRejected(
+                    f"{where}: column name '{name}' appears more than once; names must be unique"
+                )
+            seen.add(name)
+        if prefixed:
+            self.result.warnings.append(
+                f"{where}: removed the 'profile.' prefix from {', '.join(prefixed)} (Target adds it itself)"
+            )
+        self.names = [first, *params]
+        self.result.id_column = first
+        self.result.columns = params
+        self.prefix = b"batch=" + ",".join(self.names).encode() + b"\n"
+        self.header_done = True
+        # Longest line the fast path may accept: fits in a batch with the header and (once
+        # decoded) under the profile limit; raw mode may triple in size when escaped.
+        fit = self.settings.batch_max_bytes - len(self.prefix) - 2
+        max_len = min(self.settings.row_max_bytes, fit // 3 if self.raw else fit)
+        if _FAST_PATH and max_len >= 1:
+            self.good = _good_line_pattern(
+                self.settings.input_mode, first == "thirdPartyId", len(self.names), max_len
+            )
+
+    # ---- outputs -------------------------------------------------------------------------------
+
+    def _reject(
+        self, line: int, reason: str, detail: str, record: bytes, original: str | None = None
+    ) -> None:
+        result = self.result
+        result.rejected += 1
+        result.reasons[reason] = result.reasons.get(reason, 0) + 1
+        if original is None:
+            original = record.decode("utf-8", errors="replace")
+        self.rejects.writerow([line, reason, _spreadsheet_safe(detail), _spreadsheet_safe(original)])
+
+    def _reject_overlong(self, line: int, kept: bytes) -> None:
+        if not self.header_done:
+            raise FileRejected(f"{self.source}: line {line}: header is longer than {self.record_limit} bytes")
+        self.result.received += 1
+        self.line = line + 1
+        original = kept.decode("utf-8", errors="replace")[:_ORIGINAL_KEEP] + "..."
+        detail = f"the line is longer than {self.record_limit} bytes (original cut short)"
+        self._reject(line, "row_too_large", detail, b"", original)
+
+    def _open_batch(self) -> _Batch:
+        index = len(self.result.batches) + 1
+        path = self.out_dir / f"batch-{index:05d}.txt"
+        self.batch = _Batch(index, path, self.prefix)
+        return self.batch
+
+    def _close_batch(self) -> None:
+        batch = self.batch
+        if batch is None:
+            return
+        self.batch = None
+        batch.file.close()
+        info = BatchInfo(
+            index=batch.index,
+            name=batch.path.name,
+            path=str(batch.path),
+            rows=batch.rows,
+            bytes=batch.bytes,
+            first_line=batch.first_line,
+            last_line=batch.next_line - 1,
+            line_runs=batch.runs,
+        )
+        self.result.batches.append(info)
+        if self.on_batch is not None:
+            self.on_batch(info)
+
+    def finish(self) -> None:
+        result = self.result
+        self._close_batch()
+        result.duplicate_ids = self.duplicates.count()
+        if result.duplicate_ids:
+            result.warnings.append(
+                f"{self.source}: {result.duplicate_ids} rows repeat an id from an earlier row; "
+                "Target applies them in order, so the last one wins"
+            )
+
+    def release(self) -> None:
+        # On an unexpected error the open batch is left unfinished and never handed to on_batch.
+        if self.batch is not None:
+            self.batch.file.close()
+        self.duplicates.close()
+        self.rejects_file.close()

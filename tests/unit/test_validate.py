@@ -1,0 +1,611 @@
+"""Tests for the validate-and-split engine (profile_sync.validate)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from profile_sync import validate
+from profile_sync.settings import Settings
+from profile_sync.validate import BatchInfo, ValidationResult, validate_and_split
+
+
+class Run:
+    """One engine run: the result, the batch files' bytes and the parsed rejects.csv."""
+
+    def __init__(self, result: ValidationResult, batches: list[bytes], rejects: list[list[str]]) -> None:
+        self.result = result
+        self.batches = batches
+        self.rejects = rejects
+
+    @property
+    def reasons(self) -> list[tuple[int, str]]:
+        return [(int(r[0]), r[1]) for r in self.rejects]
+
+
+@pytest.fixture(autouse=True)
+def small_duplicate_filter(monkeypatch):
+    # The default 32 MB filter costs time per run; a small one also exercises collisions.
+    monkeypatch.setattr(validate, "_DUP_FILTER_BITS", 12)
+
+
+@pytest.fixture
+def run(tmp_path: Path):
+    counter = iter(range(10**6))
+
+    def _run(data: bytes, **settings: object) -> Run:
+        out = tmp_path / f"out{next(counter)}"
+        result = validate_and_split(io.BytesIO(data), out, Settings(**settings), source_name="f.csv")
+        batches = [Path(b.path).read_bytes() for b in result.batches]
+        with (out / "rejects.csv").open(encoding="utf-8", newline="") as f:
+            rows = list(csv.reader(f))
+        assert rows[0] == ["line", "reason", "detail", "original"]
+        r = result
+        assert r.received == r.accepted + r.rejected + r.skipped
+        assert sum(r.reasons.values()) == r.rejected
+        assert sum(b.rows for b in r.batches) == r.accepted
+        assert sorted(out.iterdir()) == sorted([out / "rejects.csv", *(Path(b.path) for b in r.batches)])
+        return Run(result, batches, rows[1:])
+
+    return _run
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """Tiny reads so that chunk boundaries fall everywhere."""
+
+    def _set(size: int) -> None:
+        monkeypatch.setattr(validate, "_CHUNK_SIZE", size)
+
+    return _set
+
+
+def body(batch: bytes) -> bytes:
+    """A batch without its first (header) line."""
+    return batch.split(b"\n", 1)[1]
+
+
+# ---- the input format ---------------------------------------------------------------------------
+
+
+def test_seed_sample_trims_names_and_values(run):
+    r = run(b"pcId, param1, param2\n123, value1\n")
+    assert r.batches == [b"batch=pcId,param1,param2\n123,value1\n"]
+    assert r.result.id_column == "pcId"
+    assert r.result.columns == ["param1", "param2"]
+    assert (r.result.received, r.result.accepted) == (1, 1)
+
+
+def test_bom_is_dropped(run):
+    r = run(b"\xef\xbb\xbfpcId,a\n1,x\n")
+    assert r.result.file_error is None
+    assert r.batches == [b"batch=pcId,a\n1,x\n"]
+
+
+def test_crlf_and_missing_final_newline(run):
+    r = run(b"pcId,a,b\r\n1,x,y\r\n2, z\r\n3,,w")
+    assert r.batches == [b"batch=pcId,a,b\n1,x,y\n2,z\n3,,w\n"]
+    assert r.result.batches[0].line_runs == [[0, 2]]
+
+
+def test_blank_lines_are_not_rows_but_count_for_line_numbers(run):
+    r = run(b"\n\npcId,a\n1,x\n\n\n,y\n2,z\n\n")
+    assert r.result.received == 3
+    assert r.reasons == [(7, "empty_id")]
+    assert r.result.batches[0].line_runs == [[0, 4], [1, 8]]
+
+
+def test_quoted_fields_comma_and_escaped_quote(run):
+    r = run(b'pcId,a,b\n1,"x,y","say ""hi"""\n2," q ",p\n')
+    # Quoted content may hold raw , and " (written %2C / %22) but a raw space is still not encoding.
+    assert r.batches == [b"batch=pcId,a,b\n1,x%2Cy,say%20%22hi%22\n"[:0] + b"batch=pcId,a,b\n2,q,p\n"]
+    assert r.reasons == [(2, "invalid_encoding")]
+    r = run(b'pcId,a,b\n1,"x,y","say%20""hi"""\n"2","",z\n')
+    assert r.batches == [b"batch=pcId,a,b\n1,x%2Cy,say%20%22hi%22\n2,,z\n"]
+
+
+def test_newline_inside_quotes(run):
+    data = b'pcId,a,b\n1,"two\nlines",x\n2,y,z\n3,"a\r\nb\r\nc",\n4,k,\n'
+    raw = run(data, input_mode="raw")
+    assert raw.batches == [b"batch=pcId,a,b\n1,two%0Alines,x\n2,y,z\n3,a%0Ab%0Ac,\n4,k,\n"]
+    assert raw.result.batches[0].line_runs == [[0, 2], [1, 4], [3, 8]]
+    # Encoded mode: a raw line break is a control character; the record keeps its first line number.
+    enc = run(data)
+    assert enc.reasons == [(2, "invalid_encoding"), (5, "invalid_encoding")]
+    assert enc.rejects[0][3] == '1,"two\nlines",x'
+    assert body(enc.batches[0]) == b"2,y,z\n4,k,\n"
+
+
+def test_quoted_record_across_chunk_boundaries(run, small_chunks):
+    small_chunks(3)
+    r = run(b'pcId,a\n1,"x\n\ny"\n2,"p,q"\n', input_mode="raw")
+    assert r.batches == [b"batch=pcId,a\n1,x%0A%0Ay\n2,p%2Cq\n"]
+    assert r.result.batches[0].line_runs == [[0, 2], [1, 5]]
+
+
+def test_invalid_quoting(run):
+    r = run(b'pcId,a\n1,"x"y\n2,ok\n3,"never closed\n4,fine\n')
+    assert r.reasons == [(2, "invalid_quoting"), (4, "invalid_quoting")]
+    assert "text after the closing quote" in r.rejects[0][2]
+    assert "never closed" in r.rejects[1][2]
+    assert body(r.batches[0]) == b"2,ok\n4,fine\n"
+
+
+def test_unclosed_quote_longer_than_the_record_limit_resyncs(run, monkeypatch, small_chunks):
+    monkeypatch.setattr(validate, "_MIN_RECORD_LIMIT", 64)
+    small_chunks(16)
+    lines = b"".join(b"%d,v\n" % i for i in range(3, 40))
+    r = run(b'pcId,a\n1,"open\n' + lines)
+    assert r.reasons == [(2, "invalid_quoting")]
+    assert r.result.accepted == 37
+    assert r.result.batches[0].line_runs == [[0, 3]]
+
+
+def test_quote_inside_unquoted_field_is_data(run):
+    r = run(b'pcId,a\n1,5"\n', input_mode="raw")
+    assert r.batches == [b"batch=pcId,a\n1,5%22\n"]
+    r = run(b'pcId,a\n1,5"\n')
+    assert r.reasons == [(2, "invalid_encoding")]
+    assert "%22" in r.rejects[0][2]
+
+
+def test_overlong_line_without_newline_is_rejected_without_holding_it(run, monkeypatch, small_chunks):
+    monkeypatch.setattr(validate, "_MIN_RECORD_LIMIT", 100)
+    small_chunks(32)
+    r = run(b"pcId,a\n1,x\n2," + b"y" * 5000 + b"\n3,z\n4," + b"w" * 300, row_max_bytes=20)
+    assert r.reasons == [(3, "row_too_large"), (5, "row_too_large")]
+    assert r.rejects[0][3].endswith("...")
+    assert body(r.batches[0]) == b"1,x\n3,z\n"
+    assert r.result.batches[0].line_runs == [[0, 2], [1, 4]]
+
+
+# ---- the header ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name", ["marketingCloudVisitorId", "ECID", "mcid", "Ecid", "MARKETINGCLOUDVISITORID"]
+)
+def test_experience_cloud_id_rejects_the_file(run, name):
+    r = run(name.encode() + b",a\n1,x\n")
+    assert r.result.file_error == (
+        f"f.csv: line 1: header: first column '{name}' is an Experience Cloud id: Target's bulk API "
+        "does not accept Experience Cloud ids; use pcId or thirdPartyId"
+    )
+    assert r.batches == []
+    assert r.rejects == []
+    assert r.result.received == 0
+
+
+@pytest.mark.parametrize("name", ["pcid", "id", "email", "PCID", "thirdpartyid", ""])
+def test_other_first_column_rejects_the_file(run, name):
+    r = run(name.encode() + b",a\n1,x\n")
+    assert r.result.file_error == (
+        f"f.csv: line 1: header: first column is '{name}'; it must be exactly pcId or thirdPartyId "
+        "(the visitor id column, spelled with that case)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        (b"pcId,a,,b", "f.csv: line 1: header: column 3 has an empty name; give every column a name"),
+        (b"pcId,a,b,", "f.csv: line 1: header: column 4 has an empty name; give every column a name"),
+        (b"pcId,profile.", "f.csv: line 1: header: column 2 has an empty name; give every column a name"),
+        (
+            b"pcId,a,b,a",
+            "f.csv: line 1: header: column name 'a' appears more than once; names must be unique",
+        ),
+        (
+            b"pcId,a,profile.a",
+            "f.csv: line 1: header: column name 'a' appears more than once; names must be unique",
+        ),
+        (
+            b"pcId,pcId",
+            "f.csv: line 1: header: column name 'pcId' appears more than once; names must be unique",
+        ),
+        (b"pcId", "f.csv: line 1: header: no parameter columns after pcId; add at least one"),
+        (
+            b"pcId,my param",
+            "f.csv: line 1: header: column 2 name is not URL-encoded: raw space (write %20); "
+            "URL-encode it or use input mode raw",
+        ),
+        (
+            b"pcId,a%zz",
+            "f.csv: line 1: header: column 2 name is not URL-encoded: '%' not followed by two hex digits; "
+            "URL-encode it or use input mode raw",
+        ),
+        (b'pcId,"a\nb', "f.csv: line 1: header: a quoted field is never closed"),
+        (b"pcId,\xff", "f.csv: line 1: header: not valid UTF-8"),
+    ],
+)
+def test_bad_header_rejects_the_file(run, header, message):
+    r = run(header + b"\n1,x\n")
+    assert r.result.file_error == message
+    assert r.batches == []
+
+
+@pytest.mark.parametrize("data", [b"", b"\n\n\r\n", b"\xef\xbb\xbf"])
+def test_no_header_rejects_the_file(run, data):
+    r = run(data)
+    assert r.result.file_error == (
+        "f.csv: no header: the file is empty or has only blank lines; "
+        "the first line must name the columns, starting with pcId or thirdPartyId"
+    )
+
+
+def test_header_after_blank_lines_gives_its_line_number(run):
+    r = run(b"\n\nECID,a\n")
+    assert r.result.file_error.startswith("f.csv: line 3: header: first column 'ECID'")
+
+
+def test_header_only_file_is_fine(run):
+    r = run(b"thirdPartyId,a\n")
+    assert r.result.file_error is None
+    assert (r.result.received, r.result.batches, r.result.id_column) == (0, [], "thirdPartyId")
+
+
+def test_profile_prefix_is_removed_with_a_warning(run):
+    r = run(b"pcId,profile.a, b ,profile.c\n1,x,y,z\n")
+    assert r.result.columns == ["a", "b", "c"]
+    assert r.batches == [b"batch=pcId,a,b,c\n1,x,y,z\n"]
+    assert r.result.warnings == [
+        "f.csv: line 1: header: removed the 'profile.' prefix from profile.a, profile.c "
+        "(Target adds it itself)"
+    ]
+
+
+def test_raw_mode_encodes_names(run):
+    r = run("pcId,my param,prénom,a/b\n1,x,y,z\n".encode(), input_mode="raw")
+    assert r.result.columns == ["my%20param", "pr%C3%A9nom", "a%2Fb"]
+    assert r.batches[0].startswith(b"batch=pcId,my%20param,pr%C3%A9nom,a%2Fb\n")
+
+
+# ---- rows -----------------------------------------------------------------------------------------
+
+
+def test_each_reject_reason(run):
+    data = b"\n".join(
+        [
+            b"pcId,a,b",
+            b"1,ok,ok",  # 2 accepted
+            b",x,y",  # 3 empty_id
+            b"  ,x",  # 4 empty_id (trimmed)
+            b"2,x,y,z",  # 5 too_many_fields
+            b"3,\xff,y",  # 6 invalid_utf8
+            b"4,50%,y",  # 7 invalid_encoding
+            b"5,%4g,y",  # 8 invalid_encoding
+            b"6,a b,y",  # 9 invalid_encoding (raw space)
+            b"7,a\tb,y",  # 10 invalid_encoding (control)
+            "8,é,y".encode(),  # 11 invalid_encoding (raw non-ASCII)
+            b"9,%C3%28,y",  # 12 invalid_encoding (bad UTF-8 once decoded)
+            b"x" * 257 + b",v",  # 13 id_too_long
+            b"%41" * 256 + b",v",  # 14 accepted: 256 characters once decoded
+            b"10,,",  # 15 skipped
+            b"11",  # 16 skipped
+            b"%zz,v",  # 17 invalid_encoding in the id
+            b"12,%C3%A9,%F0%9F%98%80",  # 18 accepted
+            b"13,%E0%80%80,",  # 19 invalid_encoding (overlong UTF-8)
+        ]
+    )
+    r = run(data + b"\n")
+    assert r.reasons == [
+        (3, "empty_id"),
+        (4, "empty_id"),
+        (5, "too_many_fields"),
+        (6, "invalid_utf8"),
+        (7, "invalid_encoding"),
+        (8, "invalid_encoding"),
+        (9, "invalid_encoding"),
+        (10, "invalid_encoding"),
+        (11, "invalid_encoding"),
+        (12, "invalid_encoding"),
+        (13, "id_too_long"),
+        (17, "invalid_encoding"),
+        (19, "invalid_encoding"),
+    ]
+    details = {int(row[0]): row[2] for row in r.rejects}
+    assert details[3] == "field 1 (pcId) is empty"
+    assert details[5] == "4 fields, the header has 3 columns"
+    assert details[6] == "byte 3 of the row is not valid UTF-8"
+    assert details[7] == "field 2 (a): '%' not followed by two hex digits"
+    assert details[9] == "field 2 (a): raw space (write %20)"
+    assert details[10] == "field 2 (a): control character 0x09"
+    assert details[11] == "field 2 (a): raw non-ASCII character (percent-encode its UTF-8 bytes)"
+    assert details[12] == "field 2 (a): percent-escapes do not decode to valid UTF-8"
+    assert details[13] == "field 1 (pcId) is 257 characters, over 256"
+    assert details[17] == "field 1 (pcId): '%' not followed by two hex digits"
+    assert body(r.batches[0]) == b"1,ok,ok\n" + b"%41" * 256 + b",v\n12,%C3%A9,%F0%9F%98%80\n"
+    res = r.result
+    assert (res.received, res.accepted, res.rejected, res.skipped) == (18, 3, 13, 2)
+    assert res.reasons == {
+        "empty_id": 2,
+        "too_many_fields": 1,
+        "invalid_utf8": 1,
+        "invalid_encoding": 8,
+        "id_too_long": 1,
+    }
+    # The rejects never echo a value in the detail, the original line is kept as text.
+    assert r.rejects[3][3] == "3,\ufffd,y"
+
+
+@pytest.mark.parametrize("ident", [b"a+b", b"a/b", b"a%2Bb", b"a%2fb", b"%2F"])
+def test_third_party_id_with_plus_or_slash(run, ident):
+    r = run(b"thirdPartyId,a\n" + ident + b",x\nok%2A,y\n")
+    assert r.reasons == [(2, "invalid_third_party_id")]
+    assert body(r.batches[0]) == b"ok%2A,y\n"
+
+
+def test_third_party_id_rules_in_raw_mode(run):
+    r = run(b"thirdPartyId,a\na+b,x\na/b,x\nj d,x y\n", input_mode="raw")
+    assert r.reasons == [(2, "invalid_third_party_id"), (3, "invalid_third_party_id")]
+    assert body(r.batches[0]) == b"j%20d,x%20y\n"
+
+
+def test_pc_id_may_hold_plus_and_slash(run):
+    r = run(b"pcId,a\na+b/c,x\n")
+    assert body(r.batches[0]) == b"a+b/c,x\n"
+
+
+def test_id_length_counts_characters(run):
+    ok = "é" * 256
+    r = run(f"pcId,a\n{ok},x\n{ok}é,x\n".encode(), input_mode="raw")
+    assert r.reasons == [(3, "id_too_long")]
+    assert r.result.accepted == 1
+
+
+def test_row_too_large_at_the_profile_limit(run):
+    # Decoded values: %41 is one byte. 10 bytes is the limit.
+    data = b"pcId,a,b\n1,%41%41%41%41%41,12345\n2,%41%41%41%41%41,123456\n"
+    r = run(data, row_max_bytes=10)
+    assert r.reasons == [(3, "row_too_large")]
+    assert r.rejects[0][2] == "values are 11 bytes decoded, over the 10-byte profile limit"
+    assert body(r.batches[0]) == b"1,%41%41%41%41%41,12345\n"
+
+
+def test_skipped_rows(run):
+    r = run(b"pcId,a,b\n1\n2,,\n3, , \n4,,x\n")
+    assert (r.result.received, r.result.skipped, r.result.accepted, r.result.rejected) == (4, 3, 1, 0)
+    assert body(r.batches[0]) == b"4,,x\n"
+
+
+def test_fewer_fields_than_header_are_fine(run):
+    r = run(b"pcId,a,b,c\n1,x\n2,,,y\n")
+    assert body(r.batches[0]) == b"1,x\n2,,,y\n"
+
+
+def test_raw_mode_encodes_ids_and_values(run):
+    data = 'pcId,a,b\njohn smith,Zoé & co,50% off\n2,a+b/c~d_e.f-g,"x,""y"""\n3,  spaced  ,\t\n'
+    r = run(data.encode(), input_mode="raw")
+    assert body(r.batches[0]) == (
+        b"john%20smith,Zo%C3%A9%20%26%20co,50%25%20off\n2,a%2Bb%2Fc~d_e.f-g,x%2C%22y%22\n3,spaced,%09\n"
+    )
+
+
+def test_raw_mode_invalid_utf8(run, small_chunks):
+    small_chunks(7)
+    r = run(b"pcId,a\n1,ok\n2,\xc3\x28\n3,\xc3\xa9\n", input_mode="raw")
+    assert r.reasons == [(3, "invalid_utf8")]
+    assert body(r.batches[0]) == b"1,ok\n3,%C3%A9\n"
+
+
+# ---- batches --------------------------------------------------------------------------------------
+
+
+def rows_file(n: int, start: int = 1) -> bytes:
+    return b"pcId,a\n" + b"".join(b"%d,v%d\n" % (i, i) for i in range(start, start + n))
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_batch_row_limit_boundary(run, monkeypatch, fast):
+    monkeypatch.setattr(validate, "_FAST_PATH", fast)
+    r = run(rows_file(6), batch_max_rows=3)
+    assert [b.rows for b in r.result.batches] == [3, 3]
+    assert r.batches[1] == b"batch=pcId,a\n4,v4\n5,v5\n6,v6\n"
+    r = run(rows_file(7), batch_max_rows=3)
+    assert [b.rows for b in r.result.batches] == [3, 3, 1]
+    assert [b.name for b in r.result.batches] == ["batch-00001.txt", "batch-00002.txt", "batch-00003.txt"]
+    assert [(b.first_line, b.last_line) for b in r.result.batches] == [(2, 4), (5, 7), (8, 8)]
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_batch_byte_limit_boundary(run, monkeypatch, fast):
+    monkeypatch.setattr(validate, "_FAST_PATH", fast)
+    header = b"batch=pcId,a\n"  # 13 bytes
+    rows = b"1,v1\n2,v2\n3,v3\n"  # 5 bytes each
+    size = len(header) + len(rows)  # 28
+    # One byte under the limit fits in one batch ...
+    r = run(b"pcId,a\n" + rows, batch_max_bytes=size + 1)
+    assert r.batches == [header + rows]
+    assert r.result.batches[0].bytes == size
+    # ... exactly at the limit does not.
+    r = run(b"pcId,a\n" + rows, batch_max_bytes=size)
+    assert r.batches == [header + rows[:10], header + rows[10:]]
+    assert [b.bytes for b in r.result.batches] == [23, 18]
+
+
+def test_row_that_can_never_fit_a_batch(run):
+    # header 13 bytes + "1,v1\n" 5 bytes = 18: a limit of 18 leaves no room for it, 19 does.
+    r = run(b"pcId,a\n1,v1\n2,v\n", batch_max_bytes=18)
+    assert r.reasons == [(2, "row_too_large")]
+    assert "cannot fit in a batch under 18 bytes" in r.rejects[0][2]
+    assert r.batches == [b"batch=pcId,a\n2,v\n"]
+
+
+def test_line_runs_map_batch_rows_back_to_source_lines(run, small_chunks):
+    small_chunks(10)
+    data = b'pcId,a\n1,x\n2,x\n\n3,x\n,bad\n4,x\n5,x\n6,\n7,x\n8,"q"\n9,x\n'
+    r = run(data, batch_max_rows=4)
+    b1, b2 = r.result.batches
+    assert b1.line_runs == [[0, 2], [2, 5], [3, 7]]
+    assert [b1.source_line(i) for i in range(4)] == [2, 3, 5, 7]
+    assert [b2.source_line(i) for i in range(b2.rows)] == [8, 10, 11, 12]
+    assert b2.line_runs == [[0, 8], [1, 10]]
+    with pytest.raises(IndexError):
+        b1.source_line(4)
+
+
+def test_on_batch_is_called_as_each_batch_closes(tmp_path):
+    seen: list[tuple[int, bool, int]] = []
+
+    def on_batch(info: BatchInfo) -> None:
+        path = Path(info.path)
+        seen.append((info.index, path.exists(), len(list(tmp_path.glob("batch-*.txt")))))
+        path.unlink()  # what the Lambda does after uploading
+
+    result = validate_and_split(
+        io.BytesIO(rows_file(5)), tmp_path, Settings(batch_max_rows=2), on_batch=on_batch
+    )
+    assert seen == [(1, True, 1), (2, True, 1), (3, True, 1)]
+    assert result.accepted == 5
+
+
+def test_rejects_csv_escapes_spreadsheet_formulas(run):
+    data = b"pcId,a\n=1+1,\x01\n+1,\x01\n-1,\x01\n@SUM(A1),\x01\n\t1,\x01\n1,\x01\n"
+    r = run(data)
+    assert [row[3] for row in r.rejects] == [
+        "'=1+1,\x01",
+        "'+1,\x01",
+        "'-1,\x01",
+        "'@SUM(A1),\x01",
+        "'\t1,\x01",
+        "1,\x01",
+    ]
+
+
+def test_rejects_csv_is_written_with_header_only_when_clean(tmp_path):
+    validate_and_split(io.BytesIO(b"pcId,a\n1,x\n"), tmp_path, Settings())
+    assert (tmp_path / "rejects.csv").read_bytes() == b"line,reason,detail,original\r\n"
+
+
+# ---- duplicates -----------------------------------------------------------------------------------
+
+
+def test_duplicate_ids_are_counted_across_chunks_and_batches(run, small_chunks, monkeypatch):
+    small_chunks(9)
+    monkeypatch.setattr(validate, "_DUP_FILTER_BITS", 4)  # 16 bits: many collisions to sort out
+    ids = [1, 2, 3, 1, 4, 5, 2, 1, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 3]
+    data = b"pcId,a\n" + b"".join(b"%d,x\n" % i for i in ids) + b'1,,\n20,"q"\n20,y\n,z\n'
+    r = run(data, batch_max_rows=4)
+    assert r.result.duplicate_ids == 5  # 1 twice, 2, 3, 20 (the skipped and the rejected row do not count)
+    assert r.result.warnings == [
+        "f.csv: 5 rows repeat an id from an earlier row; Target applies them in order, so the last one wins"
+    ]
+
+
+def test_no_duplicates_no_warning(run):
+    r = run(rows_file(50))
+    assert (r.result.duplicate_ids, r.result.warnings) == (0, [])
+
+
+# ---- result -------------------------------------------------------------------------------------
+
+
+def test_to_dict_is_json_friendly(run):
+    r = run(b"pcId,a\n1,x\n,y\n")
+    d = json.loads(json.dumps(r.result.to_dict()))
+    assert d["received"] == 2
+    assert d["batches"][0]["line_runs"] == [[0, 2]]
+    assert d["batches"][0]["name"] == "batch-00001.txt"
+    assert d["reasons"] == {"empty_id": 1}
+    assert d["file_error"] is None
+
+
+# ---- fast path against the per-row reference ------------------------------------------------------
+
+IDS = [
+    b"1",
+    b"2",
+    b"3",
+    b"22",
+    b"22",
+    b"x.y-z_~",
+    b"%C3%A9",
+    b"abc",
+    b"a+b",
+    b"a/b",
+    b"x%2Fy",
+    b"",
+    b" ",
+    b" 7 ",
+    b"%41",
+    b"q" * 257,
+    b"\xff",
+    b'"5"',
+    b"9",
+]
+VALUES = [
+    b"v",
+    b"v",
+    b"v1",
+    b"",
+    b"",
+    b"!*'()",
+    b"%7E%41",
+    b" ",
+    b"a%20b",
+    b"%C3%A9",
+    b"%E2%82%AC",
+    b"%F0%9F%98%80",
+    b"%C3",
+    b"%c3%a9",
+    b"%zz",
+    b"50%",
+    b"a b",
+    "é".encode(),
+    b"\xc3\x28",
+    b'"x,y"',
+    b'"a""b"',
+    b'"multi\nline"',
+    b'"open',
+    b'"x"y',
+    b"a\tb",
+    b"+/~",
+    b"%00",
+    b"w" * 40,
+]
+
+
+def random_file(rng: random.Random, id_column: bytes) -> bytes:
+    lines = [id_column + b",a,b,c"]
+    for _ in range(rng.randrange(60)):
+        if rng.random() < 0.08:
+            lines.append(b"")
+            continue
+        fields = [rng.choice(IDS)] + [rng.choice(VALUES) for _ in range(rng.choice([0, 1, 2, 3, 3, 3, 4]))]
+        lines.append(b",".join(fields))
+    newline = rng.choice([b"\n", b"\r\n"])
+    data = newline.join(lines)
+    return data + (newline if rng.random() < 0.7 else b"")
+
+
+def snapshot(r: Run) -> tuple:
+    d = r.result.to_dict()
+    for b in d["batches"]:
+        b.pop("path")
+    d.pop("rejects_path")
+    return d, r.batches, r.rejects
+
+
+def test_fast_path_matches_per_row_reference(run, monkeypatch):
+    rng = random.Random(20240601)
+    for case in range(150):
+        id_column = rng.choice([b"pcId", b"thirdPartyId"])
+        data = random_file(rng, id_column)
+        settings = {
+            "input_mode": rng.choice(["encoded", "raw"]),
+            "batch_max_rows": rng.choice([1, 3, 7, 500_000]),
+            "batch_max_bytes": rng.choice([60, 120, 400, 50_000_000]),
+            "row_max_bytes": rng.choice([8, 30, 65536]),
+        }
+        monkeypatch.setattr(validate, "_FAST_PATH", False)
+        monkeypatch.setattr(validate, "_CHUNK_SIZE", 1 << 20)
+        expected = snapshot(run(data, **settings))
+        monkeypatch.setattr(validate, "_FAST_PATH", True)
+        monkeypatch.setattr(validate, "_CHUNK_SIZE", rng.choice([1, 2, 5, 16, 64, 1 << 20]))
+        monkeypatch.setattr(validate, "_DUP_FILTER_BITS", rng.choice([3, 6, 27]))
+        assert snapshot(run(data, **settings)) == expected, (case, data, settings)
