@@ -62,18 +62,42 @@ class DynamoJobStore:
         return _strip_keys(item) if item else None
 
     def update_job(self, job_id: str, changes: dict) -> None:
+        self._update(job_key(job_id), changes)
+
+    def _update(self, key: dict, changes: dict, expect: dict | None = None) -> bool:
         changes = {k: v for k, v in changes.items() if v is not None}
         if not changes:
-            return
+            return True
         names = {f"#f{i}": name for i, name in enumerate(changes)}
         values = {f":v{i}": value for i, value in enumerate(changes.values())}
-        assignments = ", ".join(f"#f{i} = :v{i}" for i in range(len(changes)))
-        self.table.update_item(
-            Key=job_key(job_id),
-            UpdateExpression=f"SET {assignments}",
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values,
-        )
+        kwargs = {
+            "Key": key,
+            "UpdateExpression": "SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(changes))),
+        }
+        if expect:
+            conditions = []
+            for i, (name, value) in enumerate(expect.items()):
+                names[f"#e{i}"] = name
+                values[f":e{i}"] = value
+                conditions.append(
+                    f"#e{i} = :e{i}" if value else f"(attribute_not_exists(#e{i}) OR #e{i} = :e{i})"
+                )
+            kwargs["ConditionExpression"] = " AND ".join(conditions)
+        try:
+            self.table.update_item(**kwargs, ExpressionAttributeNames=names, ExpressionAttributeValues=values)
+        except ClientError as exc:
+            if expect and exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def get_batch(self, job_id: str, index: int) -> dict | None:
+        item = self.table.get_item(Key=batch_key(job_id, index), ConsistentRead=True).get("Item")
+        return _strip_keys(item) if item else None
+
+    def update_batch(self, job_id: str, index: int, changes: dict, *, expect: dict | None = None) -> bool:
+        """Set fields on a batch record; with `expect`, only if those fields hold those values."""
+        return self._update(batch_key(job_id, index), changes, expect)
 
     def put_batches(self, job_id: str, batches: list[dict]) -> None:
         with self.table.batch_writer() as writer:

@@ -34,3 +34,9 @@ class S3ObjectStore:
 
     def get_json(self, key: str) -> object:
         return json.loads(self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())
+
+    def list_keys(self, prefix: str) -> list[str]:
+        keys = []
+        for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            keys.extend(item["Key"] for item in page.get("Contents", []))
+        return keys

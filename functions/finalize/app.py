@@ -1,0 +1,24 @@
+"""Add up every row of a job, write its report, set its final status and notify."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from profile_sync import steps
+from profile_sync.aws.ports import ports_from_env
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+
+@logger.inject_lambda_context(correlation_id_path="jobId", clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    result = steps.finalize_job(ports_from_env(), event["jobId"])
+    metrics.add_metric(name="JobsFinished", unit=MetricUnit.Count, value=1)
+    logger.info("job finished", extra=result)
+    return result

@@ -1,0 +1,24 @@
+"""The workflow's last resort: a step failed for good; the job gets FAILED and a person is told."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from profile_sync import steps
+from profile_sync.aws.ports import ports_from_env
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+
+@logger.inject_lambda_context(correlation_id_path="jobId", clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    result = steps.job_failed(ports_from_env(), event["jobId"], event.get("error") or {})
+    metrics.add_metric(name="JobsFailed", unit=MetricUnit.Count, value=1)
+    logger.error("job failed", extra={"reason": result["reason"]})
+    return result

@@ -1,0 +1,53 @@
+"""The workflow steps' ports, built from the functions' environment (one set per warm container)."""
+
+from __future__ import annotations
+
+import os
+import threading
+from functools import cache
+
+from profile_sync import clock
+from profile_sync.aws.jobs import DynamoJobStore
+from profile_sync.aws.notify import SnsNotifier
+from profile_sync.aws.quota import DynamoDailyRowQuota, DynamoRollingQuota
+from profile_sync.aws.ratelimit import DynamoDBRateLimiter
+from profile_sync.aws.s3 import S3ObjectStore
+from profile_sync.aws.secrets import token_provider_from_secret
+from profile_sync.settings import Settings
+from profile_sync.steps import Ports
+from profile_sync.target.client import TargetClient
+
+_lock = threading.Lock()
+
+
+@cache
+def ports_from_env() -> Ports:
+    settings = Settings.from_env()
+    table = os.environ["JOBS_TABLE"]
+    limiter = (
+        DynamoDBRateLimiter(table, settings.calls_per_minute, clock=clock.now, sleep=clock.pause)
+        if settings.calls_per_minute
+        else None
+    )
+    clients: dict[str, TargetClient] = {}
+
+    def target(client_code: str) -> TargetClient:
+        # One client (and token cache) per client code, shared by the threads of this container.
+        with _lock:
+            if client_code not in clients:
+                auth = token_provider_from_secret(settings.token_secret_id)
+                clients[client_code] = TargetClient.from_settings(
+                    settings, client_code, auth=auth, limiter=limiter, sleep=clock.pause
+                )
+            return clients[client_code]
+
+    return Ports(
+        settings=settings,
+        objects=S3ObjectStore(os.environ["DROP_BUCKET"]),
+        jobs=DynamoJobStore(table),
+        target=target,
+        daily_quota=DynamoDailyRowQuota(table, settings.daily_row_quota),
+        single_quota=DynamoRollingQuota(table, settings.single_update_quota),
+        notifier=SnsNotifier(os.environ.get("ALERT_TOPIC_ARN", "")),
+        now=clock.now,
+    )
