@@ -574,6 +574,8 @@ class _Handler(BaseHTTPRequestHandler):
         self, status: int, body: str | bytes, content_type: str = XML, headers: dict[str, str] | None = None
     ) -> None:
         data = body.encode("utf-8") if isinstance(body, str) else body
+        self._status = status
+        self._log_request()  # before answering: a test reading the log after the answer sees it
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
@@ -581,7 +583,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
-        self._status = status
+
+    def _log_request(self) -> None:
+        if self._entry is not None:
+            self._entry["status"] = self._status
+            self.server.emulator._record(self._entry)
+            self._entry = None
 
     def _handle(self) -> None:
         emu = self.server.emulator
@@ -596,7 +603,7 @@ class _Handler(BaseHTTPRequestHandler):
             if match:
                 endpoint, variant = name, kind
                 break
-        record: dict[str, Any] = {
+        self._entry: dict[str, Any] | None = {
             "endpoint": endpoint,
             "method": self.command,
             "path": parts.path,
@@ -619,8 +626,7 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
         finally:
-            record["status"] = self._status
-            emu._record(record)
+            self._log_request()  # no answer was sent (a dropped connection)
 
     def _dispatch(
         self,

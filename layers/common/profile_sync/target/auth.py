@@ -168,17 +168,14 @@ class OAuthServerToServer:
             "Accept": "application/json",
         }
         found = self._call("GET", token_url, "profile token", headers=headers, missing_ok=True)
-        token = found.get("accessToken") or found.get("access_token")
-        if not token or _fingerprint(token) == self._refused:
-            found = self._call("POST", token_url, "profile token", headers=headers)
-            token = found.get("accessToken") or found.get("access_token")
+        token, expires_in = _token_and_expiry(found)
+        # None yet, the one Target just refused, or about to expire: generate a new one.
+        if not token or _fingerprint(token) == self._refused or expires_in <= self._margin:
+            token, expires_in = _token_and_expiry(
+                self._call("POST", token_url, "profile token", headers=headers)
+            )
         if not token:
             raise TargetAuthError("the profile token endpoint answered without a token")
-        expires_in = found.get("expiresIn", found.get("expires_in", 3600))
-        try:
-            expires_in = float(expires_in)
-        except (TypeError, ValueError):
-            expires_in = 3600.0
         self._token = str(token)
         self._expires_at = self._clock() + expires_in
         self.mint_count += 1
@@ -204,6 +201,15 @@ class OAuthServerToServer:
         except ValueError:
             raise TargetAuthError(f"{what}: answer is not JSON", status=resp.status_code) from None
         return body if isinstance(body, dict) else {}
+
+
+def _token_and_expiry(answer: Mapping[str, Any]) -> tuple[str, float]:
+    token = answer.get("accessToken") or answer.get("access_token") or ""
+    try:
+        expires_in = float(answer.get("expiresIn", answer.get("expires_in", 3600)))
+    except (TypeError, ValueError):
+        expires_in = 3600.0
+    return str(token), expires_in
 
 
 def provider_from_secret_value(
