@@ -10,6 +10,7 @@ import socket
 import threading
 from contextlib import contextmanager
 
+import boto3
 import pytest
 from moto.dynamodb.models import DynamoDBBackend
 
@@ -154,3 +155,21 @@ def atomic_moto_dynamodb():
         yield
     finally:
         DynamoDBBackend.update_item = original
+
+
+def create_rate_table(name: str = "profile-sync-jobs", region: str = "us-east-1"):
+    """A table with the key schema the limiter expects (pk/sk strings, TTL on expiresAt), in moto."""
+    client = boto3.client("dynamodb", region_name=region)
+    client.create_table(
+        TableName=name,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+    )
+    client.update_time_to_live(
+        TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiresAt"}
+    )
+    return boto3.resource("dynamodb", region_name=region).Table(name)

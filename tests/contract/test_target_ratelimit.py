@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 
-import boto3
 import pytest
 from moto import mock_aws
 
@@ -12,8 +11,7 @@ from profile_sync.aws.ratelimit import DynamoDBRateLimiter
 from profile_sync.target.client import RetryPolicy, TargetClient
 from profile_sync.target.ratelimit import InMemoryRateLimiter
 from profile_sync_local.emulator import EmulatorConfig, TargetEmulator
-from tests.contract.conftest import CLIENT, VirtualScheduler, atomic_moto_dynamodb, batch
-from tests.support.template import table_definition
+from tests.contract.conftest import CLIENT, VirtualScheduler, atomic_moto_dynamodb, batch, create_rate_table
 
 THREADS = 6
 BATCHES_PER_THREAD = 20  # 120 submits + 120 status calls = 240 limited calls: at least 5 windows
@@ -68,10 +66,7 @@ def test_in_memory_limiter_holds_50_per_minute_across_threads():
 @pytest.mark.usefixtures("_no_real_aws")
 def test_dynamodb_limiter_holds_50_per_minute_across_threads():
     with mock_aws(), atomic_moto_dynamodb():
-        boto3.client("dynamodb", region_name="us-east-1").create_table(
-            **table_definition("JobsTable", "profile-sync-jobs")
-        )
-        table = boto3.resource("dynamodb", region_name="us-east-1").Table("profile-sync-jobs")
+        table = create_rate_table()
         emulator = _run(lambda clock: DynamoDBRateLimiter(table, 50, clock.time, sleep=clock.sleep))
         _check(emulator)
         windows = table.scan()["Items"]

@@ -11,17 +11,13 @@ from moto import mock_aws
 from profile_sync.aws.ratelimit import DynamoDBRateLimiter
 from profile_sync.target.errors import TargetRetryLater
 from profile_sync.target.ratelimit import InMemoryRateLimiter, RateLimiter
-from tests.contract.conftest import FakeClock, atomic_moto_dynamodb
-from tests.support.template import table_definition
+from tests.contract.conftest import FakeClock, atomic_moto_dynamodb, create_rate_table
 
 
 @pytest.fixture
 def table():
     with mock_aws(), atomic_moto_dynamodb():
-        boto3.client("dynamodb", region_name="us-east-1").create_table(
-            **table_definition("JobsTable", "profile-sync-jobs")
-        )
-        yield boto3.resource("dynamodb", region_name="us-east-1").Table("profile-sync-jobs")
+        yield create_rate_table()
 
 
 @pytest.fixture(params=["memory", "dynamodb"])
