@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import logging
-import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +9,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from tests.support.template import ROOT, table_definition
+from profile_sync_local.local_stack import ROOT, load_function, table_definition
 
 REGION = "us-east-1"
 
@@ -83,19 +79,7 @@ def stack(monkeypatch: pytest.MonkeyPatch):
 
 def load_handler(function: str):
     """Import functions/<function>/app.py afresh (module state is per test, as per cold start)."""
-    # A cold start also means a fresh Powertools logger, bound to the stdout in place now.
-    service_logger = logging.getLogger(os.environ.get("POWERTOOLS_SERVICE_NAME", "service_undefined"))
-    service_logger.handlers.clear()
-    for attribute in ("init", "powertools_handler"):
-        if hasattr(service_logger, attribute):
-            delattr(service_logger, attribute)
-    path = ROOT / "functions" / function / "app.py"
-    module_name = f"handler_{function}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_function(function)
 
 
 @dataclass

@@ -13,8 +13,8 @@ import boto3
 import pytest
 from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
 
+from profile_sync_local.local_stack import ROOT
 from tests.conftest import REGION, event_path, load_handler
-from tests.support.template import ROOT
 
 SAMPLE = (ROOT / "local" / "samples" / "visitors.csv").read_bytes()
 

@@ -253,6 +253,7 @@ def ingest_drop(
             "batchesKey": f"{prefix}batches.json",
             "manifestKey": f"{prefix}manifest.json",
             "batchCount": len(batches),
+            "maxConcurrency": settings.max_concurrency,
         },
     )
     jobs.update_job(job_id, {"executionId": execution})

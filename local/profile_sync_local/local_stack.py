@@ -1,0 +1,156 @@
+"""The stack as deployed, on one machine: template resources in moto, the real handlers, the real ASL.
+
+Used by the workflow tests and by `profile-sync run`. The resources are built from template.yaml
+(key schemas, indexes), the state machine from statemachine/*.asl.json with the same
+substitutions SAM makes, and each Lambda task is routed to functions/<name>/app.py in-process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from types import ModuleType
+
+import boto3
+import yaml
+
+from profile_sync import clock as step_clock
+from profile_sync_local.sfn_local import ExecutionResult, LocalStateMachine, VirtualClock, function_arn
+
+ROOT = Path(__file__).resolve().parents[2]
+STATE_MACHINE = ROOT / "statemachine" / "profile_sync.asl.json"
+REGION = "us-east-1"
+
+# State machine task name (as in DefinitionSubstitutions) -> function folder.
+WORKFLOW_FUNCTIONS = {
+    "ReserveQuota": "reserve_quota",
+    "SubmitBatch": "submit_batch",
+    "PollBatch": "poll_batch",
+    "FailBatch": "fail_batch",
+    "SingleUpdate": "single_update",
+    "Finalize": "finalize",
+    "JobFailed": "job_failed",
+}
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """YAML with CloudFormation's short tags (!Ref, !Sub, ...) read as {tag: value}."""
+
+
+def _tag(loader: yaml.Loader, suffix: str, node: yaml.Node) -> dict:
+    if isinstance(node, yaml.ScalarNode):
+        return {suffix: loader.construct_scalar(node)}
+    if isinstance(node, yaml.SequenceNode):
+        return {suffix: loader.construct_sequence(node, deep=True)}
+    return {suffix: loader.construct_mapping(node, deep=True)}
+
+
+_CfnLoader.add_multi_constructor("!", _tag)
+
+
+@cache
+def template() -> dict:
+    return yaml.load((ROOT / "template.yaml").read_text(), Loader=_CfnLoader)  # noqa: S506 - a SafeLoader
+
+
+def table_definition(logical_id: str, table_name: str) -> dict:
+    """create_table arguments for a DynamoDB table as the template declares it."""
+    props = template()["Resources"][logical_id]["Properties"]
+    kwargs = {key: props[key] for key in ("BillingMode", "AttributeDefinitions", "KeySchema")}
+    if "GlobalSecondaryIndexes" in props:
+        kwargs["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+    return {"TableName": table_name, **kwargs}
+
+
+@dataclass
+class LocalStack:
+    bucket: str = "profile-sync-drop"
+    jobs_table: str = "profile-sync-jobs"
+    idempotency_table: str = "profile-sync-idempotency"
+    topic_arn: str = ""
+    state_machine_arn: str = ""
+
+    def create(self) -> LocalStack:
+        """Create the resources in the active moto mock."""
+        boto3.client("s3", region_name=REGION).create_bucket(Bucket=self.bucket)
+        dynamodb = boto3.client("dynamodb", region_name=REGION)
+        dynamodb.create_table(**table_definition("JobsTable", self.jobs_table))
+        dynamodb.create_table(**table_definition("IdempotencyTable", self.idempotency_table))
+        self.topic_arn = boto3.client("sns", region_name=REGION).create_topic(Name="profile-sync-alerts")[
+            "TopicArn"
+        ]
+        # The ingest starts executions of this one; the workflow itself runs through run_workflow.
+        self.state_machine_arn = boto3.client("stepfunctions", region_name=REGION).create_state_machine(
+            name="profile-sync-ingest-target",
+            definition=json.dumps({"StartAt": "Queued", "States": {"Queued": {"Type": "Pass", "End": True}}}),
+            roleArn="arn:aws:iam::123456789012:role/profile-sync",
+        )["stateMachineArn"]
+        return self
+
+    def env(self) -> dict[str, str]:
+        return {
+            "DROP_BUCKET": self.bucket,
+            "JOBS_TABLE": self.jobs_table,
+            "IDEMPOTENCY_TABLE": self.idempotency_table,
+            "STATE_MACHINE_ARN": self.state_machine_arn,
+            "ALERT_TOPIC_ARN": self.topic_arn,
+        }
+
+
+def load_function(folder: str) -> ModuleType:
+    """Import functions/<folder>/app.py afresh, as a cold start would (fresh Powertools logger too)."""
+    service_logger = logging.getLogger(os.environ.get("POWERTOOLS_SERVICE_NAME", "service_undefined"))
+    service_logger.handlers.clear()
+    for attribute in ("init", "powertools_handler"):
+        if hasattr(service_logger, attribute):
+            delattr(service_logger, attribute)
+    # Each warm container builds its ports once; a fresh import is a fresh container.
+    from profile_sync.aws import ports  # noqa: PLC0415 - after the environment is set
+
+    ports.ports_from_env.cache_clear()
+    module_name = f"handler_{folder}"
+    spec = importlib.util.spec_from_file_location(module_name, ROOT / "functions" / folder / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def workflow_handlers() -> dict:
+    return {name: load_function(folder).lambda_handler for name, folder in WORKFLOW_FUNCTIONS.items()}
+
+
+@contextlib.contextmanager
+def steps_on(clock: VirtualClock) -> Iterator[None]:
+    """The steps' time (quota days, deadlines, rate windows, back-off) follows the virtual clock."""
+    saved = step_clock.time, step_clock.sleep
+    step_clock.time, step_clock.sleep = clock.time, clock.sleep
+    try:
+        yield
+    finally:
+        step_clock.time, step_clock.sleep = saved
+
+
+def run_workflow(
+    execution_input: dict, *, clock: VirtualClock, handlers: dict | None = None, timeout: float = 300.0
+) -> ExecutionResult:
+    """Execute the real ASL for one job (the ingest's execution input) with the real handlers."""
+    substitutions = {f"{name}FunctionArn": function_arn(name) for name in WORKFLOW_FUNCTIONS}
+    machine = LocalStateMachine(
+        STATE_MACHINE,
+        handlers if handlers is not None else workflow_handlers(),
+        substitutions=substitutions,
+        clock=clock,
+        name="profile-sync-workflow",
+        timeout=timeout,
+    )
+    with steps_on(clock):
+        return machine.run(execution_input, execution_name=execution_input["jobId"])

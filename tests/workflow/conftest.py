@@ -1,0 +1,132 @@
+"""The whole pipeline under test: ingest handler, the real ASL executed by moto with the real step
+handlers, S3/DynamoDB/SNS in moto, the Target emulator on loopback, all on one virtual clock."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from urllib.parse import quote_plus
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from profile_sync.aws.jobs import DynamoJobStore
+from profile_sync_local.emulator import EmulatorConfig, TargetEmulator
+from profile_sync_local.local_stack import REGION, ROOT, LocalStack, load_function, run_workflow
+from profile_sync_local.sfn_local import ExecutionResult, VirtualClock
+
+START = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
+CLIENT = "acme"
+
+
+@dataclass
+class Run:
+    job: dict
+    execution: ExecutionResult | None
+    batches: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class Pipeline:
+    stack: LocalStack
+    emulator: TargetEmulator
+    clock: VirtualClock
+    monkeypatch: pytest.MonkeyPatch
+    queue_url: str
+    drops: int = 0
+
+    def setting(self, **values: object) -> None:
+        """Stack Parameters, as the functions see them (environment variables)."""
+        for name, value in values.items():
+            self.monkeypatch.setenv(name.upper(), str(value))
+
+    def ingest(
+        self, body: bytes, name: str = "visitors.csv", client: str = CLIENT, folders: str = ""
+    ) -> dict:
+        key = f"incoming/{client}/{folders}{name}"
+        s3 = boto3.client("s3", region_name=REGION)
+        s3.put_object(Bucket=self.stack.bucket, Key=key, Body=body)
+        self.drops += 1
+        event = json.loads((ROOT / "events" / "ingest_object_created.json").read_text())
+        event["time"] = datetime.fromtimestamp(self.clock.now(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event["detail"]["object"].update(
+            key=quote_plus(key, safe="/"), size=len(body), sequencer=f"{self.drops:018X}"
+        )
+        return load_function("ingest").lambda_handler(event, Context())
+
+    def execution_input(self, job: dict) -> dict:
+        sfn = boto3.client("stepfunctions", region_name=REGION)
+        return json.loads(sfn.describe_execution(executionArn=job["executionId"])["input"])
+
+    def run(self, body: bytes, **kwargs: str) -> Run:
+        """Drop a file and run its job's workflow to the end."""
+        job = self.ingest(body, **kwargs)
+        execution = (
+            run_workflow(self.execution_input(job), clock=self.clock) if job.get("executionId") else None
+        )
+        return Run(self.job(job["jobId"]), execution, self.batches(job["jobId"]))
+
+    def job(self, job_id: str) -> dict:
+        return DynamoJobStore(self.stack.jobs_table).get_job(job_id)
+
+    def batches(self, job_id: str) -> list[dict]:
+        return sorted(
+            DynamoJobStore(self.stack.jobs_table).list_batches(job_id), key=lambda b: b["batchIndex"]
+        )
+
+    def read(self, key: str) -> bytes:
+        return (
+            boto3.client("s3", region_name=REGION)
+            .get_object(Bucket=self.stack.bucket, Key=key)["Body"]
+            .read()
+        )
+
+    def report_rows(self, job: dict) -> list[dict]:
+        return list(csv.DictReader(io.StringIO(self.read(job["reportRowsKey"]).decode())))
+
+    def summary(self, job: dict) -> dict:
+        return json.loads(self.read(job["reportKey"]))
+
+    def messages(self) -> list[dict]:
+        sqs = boto3.client("sqs", region_name=REGION)
+        found = []
+        while batch := sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get("Messages"):
+            for message in batch:
+                found.append(json.loads(message["Body"]))
+                sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+        return found
+
+
+class Context:
+    function_name = "profile-sync-ingest"
+    memory_limit_in_mb = 1024
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:profile-sync-ingest"
+    aws_request_id = "00000000-0000-0000-0000-000000000001"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 900_000
+
+
+@pytest.fixture
+def pipeline(monkeypatch: pytest.MonkeyPatch):
+    clock = VirtualClock(start=START)
+    with mock_aws():
+        stack = LocalStack().create()
+        for name, value in stack.env().items():
+            monkeypatch.setenv(name, value)
+        sqs = boto3.client("sqs", region_name=REGION)
+        queue_url = sqs.create_queue(QueueName="alerts")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        boto3.client("sns", region_name=REGION).subscribe(
+            TopicArn=stack.topic_arn, Protocol="sqs", Endpoint=queue_arn
+        )
+        with TargetEmulator(EmulatorConfig(seed=7), clock=clock.time) as emulator:
+            monkeypatch.setenv("TARGET_BASE_URL", emulator.url)
+            monkeypatch.setenv("HTTP_MAX_ATTEMPTS", "3")
+            yield Pipeline(stack, emulator, clock, monkeypatch, queue_url)
