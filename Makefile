@@ -10,7 +10,7 @@ export PATH := $(BIN):$(PATH)
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help setup test lint format unit sam-validate sam-build demo bench clean
+.PHONY: help setup test lint format unit asl-validate sam-validate sam-build demo bench clean
 
 help:
 	@echo "make demo   set up and run the job locally on the bundled sample"
@@ -25,7 +25,11 @@ $(VENV)/.installed: pyproject.toml requirements-dev.lock layers/common/requireme
 	$(BIN)/python -m pip install -q -c requirements-dev.lock -e '.[dev]'
 	touch $@
 
-test: setup lint unit sam-validate sam-build
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+test: setup lint unit asl-validate sam-validate sam-build
 
 lint: setup
 	ruff check .
@@ -37,6 +41,9 @@ format: setup
 
 unit: setup
 	pytest
+
+asl-validate: node_modules/.installed
+	for definition in statemachine/*.asl.json; do npx --no-install asl-validator --json-path "$$definition" || exit 1; done
 
 sam-validate: setup
 	sam validate --lint
@@ -51,4 +58,4 @@ bench: setup
 	python bench/bench_validate.py
 
 clean:
-	rm -rf .aws-sam out .pytest_cache .ruff_cache
+	rm -rf .aws-sam out .pytest_cache .ruff_cache node_modules

@@ -20,6 +20,7 @@ from aws_lambda_powertools.utilities.idempotency import (
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from profile_sync.aws.jobs import DynamoJobStore
+from profile_sync.aws.notify import SnsNotifier
 from profile_sync.aws.s3 import S3ObjectStore
 from profile_sync.aws.workflow import StepFunctionsWorkflow
 from profile_sync.ingest import Drop, JobStatus, ingest_drop
@@ -32,6 +33,7 @@ metrics = Metrics()
 settings = Settings.from_env()
 jobs = DynamoJobStore(os.environ["JOBS_TABLE"])
 workflow = StepFunctionsWorkflow(os.environ["STATE_MACHINE_ARN"])
+notifier = SnsNotifier(os.environ.get("ALERT_TOPIC_ARN", ""))
 idempotency = IdempotencyConfig(
     # One S3 event (bucket, key, sequencer) is one job, however often EventBridge delivers it.
     event_key_jmespath="[bucket, key, sequencer, etag]",
@@ -49,6 +51,7 @@ def process_drop(drop: dict) -> dict:
         jobs=jobs,
         workflow=workflow,
         settings=settings,
+        notifier=notifier,
     )
     _record_metrics(job)
     logger.info(

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from profile_sync.settings import INPUT_MODES, Settings
 from profile_sync.validate import ValidationResult, validate_and_split
+from profile_sync_local import emulator
 
 EXIT_OK = 0
 EXIT_ROWS_REJECTED = 1  # only with --strict
@@ -120,6 +121,16 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--strict", action="store_true", help="exit 1 when any row is rejected")
     _limit_options(validate)
     validate.set_defaults(handler=cmd_validate)
+
+    emulator_parser = commands.add_parser(
+        "emulator",
+        help="run the local Target emulator on loopback",
+        description="A local HTTP server that answers like Adobe Target's profile APIs (bulk v2/v1, batch "
+        "status, single update, profile fetch, IMS and profile-token endpoints), with switches for auth, "
+        "throttling, failures, stuck and vanished batches. Point TARGET_BASE_URL at the URL it prints.",
+    )
+    emulator.add_arguments(emulator_parser)
+    emulator_parser.set_defaults(handler=emulator.run_from_args)
     return parser
 
 

@@ -126,6 +126,10 @@ class Workflow(Protocol):
         """Start (or find, when the name was used already) the execution; return its id."""
 
 
+class Notifier(Protocol):
+    def notify(self, subject: str, message: str) -> None: ...
+
+
 class FileTooLarge(Exception):
     pass
 
@@ -164,6 +168,7 @@ def ingest_drop(
     jobs: JobStore,
     workflow: Workflow,
     settings: Settings,
+    notifier: Notifier | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
     workdir: Path | None = None,
 ) -> dict:
@@ -206,10 +211,10 @@ def ingest_drop(
             workdir=workdir,
         )
     except DropRejected as exc:
-        return _reject(jobs, job, str(exc), now)
+        return _reject(jobs, job, str(exc), now, notifier)
     if result.file_error:
         job.update(_counts(result), rejectsKey=f"{job_prefix(job_id)}rejects.csv")
-        return _reject(jobs, job, result.file_error, now)
+        return _reject(jobs, job, result.file_error, now, notifier)
 
     prefix = job_prefix(job_id)
     batches = [_batch_entry(job_id, b) for b in result.batches]
@@ -321,9 +326,17 @@ def _counts(result: ValidationResult) -> dict:
     }
 
 
-def _reject(jobs: JobStore, job: dict, reason: str, now: Callable[[], datetime]) -> dict:
+def _reject(
+    jobs: JobStore, job: dict, reason: str, now: Callable[[], datetime], notifier: Notifier | None
+) -> dict:
     job.update(status=JobStatus.REJECTED, reason=reason, updatedAt=now().isoformat(timespec="seconds"))
     jobs.update_job(job["jobId"], {k: v for k, v in job.items() if k not in ("jobId", "createdAt")})
+    if notifier is not None:
+        notifier.notify(
+            f"target-profile-sync: file rejected ({job['jobId']})",
+            f"The file s3://{job['sourceBucket']}/{job['sourceKey']} was rejected as a whole; nothing was "
+            f"sent to Target.\nJob: {job['jobId']}\nReason: {reason}",
+        )
     return job
 
 
