@@ -2,7 +2,8 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-PYTHON313 ?= $(shell command -v python3.13 2>/dev/null || echo $(HOME)/.pyenv/versions/3.13.0/bin/python3.13)
+# pyenv's own 3.13 first: its shim answers "command not found" unless 3.13 is the selected version.
+PYTHON313 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13) $(shell command -v python3.13))
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 # The venv's python3.13 on PATH is what `sam build` (no container) needs.
