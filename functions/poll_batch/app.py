@@ -20,6 +20,7 @@ metrics = Metrics()
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     logger.append_keys(batch=event["batch"]["batchIndex"])
     poll = steps.poll_batch(ports_from_env(), event)
+    metrics.add_metric(name="StatusPolls", unit=MetricUnit.Count, value=1)
     if poll["done"]:
         metrics.add_metric(name="BatchesEnded", unit=MetricUnit.Count, value=1)
         _count_rows(poll["counts"])

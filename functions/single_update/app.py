@@ -20,6 +20,7 @@ metrics = Metrics()
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     logger.append_keys(batch=event["batch"]["batchIndex"])
     result = steps.single_update(ports_from_env(), event)
+    metrics.add_metric(name="SingleUpdateChunks", unit=MetricUnit.Count, value=1)
     if result["waitSeconds"]:
         metrics.add_metric(name="QuotaDeferred", unit=MetricUnit.Count, value=1)
     logger.info("single-update chunk", extra=result)

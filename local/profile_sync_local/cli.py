@@ -79,6 +79,35 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    # Imported here: moto and the local stack load only for this command.
+    from profile_sync_local import run  # noqa: PLC0415
+
+    source = Path(args.file)
+    if not source.is_file():
+        print(f"profile-sync: {source}: no such file", file=sys.stderr)
+        return run.EXIT_FAILED
+    config = emulator.EmulatorConfig(
+        seed=args.seed,
+        fail_share=args.fail_share,
+        stuck_share=args.stuck_share,
+        polls_until_complete=args.polls_until_complete,
+        calls_per_minute=args.throttle_per_minute,
+    )
+    out_dir = Path(args.out) if args.out else Path("out") / source.name.split(".")[0]
+    result = run.run_local(
+        source,
+        out_dir=out_dir,
+        client=args.client,
+        api=args.api,
+        input_mode=args.input_mode,
+        target_url=args.target_url,
+        emulator_config=config,
+    )
+    print(json.dumps(result, indent=2) if args.json else run.format_result(result))
+    return run.exit_code(result)
+
+
 def format_summary(source: Path, result: ValidationResult, out_dir: Path) -> str:
     if result.file_error:
         return f"REJECTED {result.file_error}"
@@ -121,6 +150,33 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--strict", action="store_true", help="exit 1 when any row is rejected")
     _limit_options(validate)
     validate.set_defaults(handler=cmd_validate)
+
+    run_parser = commands.add_parser(
+        "run",
+        help="run the whole pipeline locally on a file",
+        description="The pipeline as deployed, on this machine: the template's resources in moto, the "
+        "real handlers, the real state machine on a virtual clock, and the local Target emulator (or "
+        "--target-url). Exit code 0 when the job is COMPLETE, 1 when it completed with errors, 2 when it "
+        "was rejected or failed.",
+    )
+    run_parser.add_argument("file", help="CSV file, plain or .gz")
+    run_parser.add_argument("--client", default="demo", help="Target client code (default demo)")
+    run_parser.add_argument("--api", choices=("v2", "v1", "single"), help="Target API (default v2)")
+    run_parser.add_argument("--input-mode", choices=INPUT_MODES, help="encoded (default) or raw")
+    run_parser.add_argument(
+        "--target-url", help="a running Target (emulator) instead of the built-in emulator"
+    )
+    run_parser.add_argument("--out", metavar="DIR", help="where the report files go (default out/<name>)")
+    run_parser.add_argument("--json", action="store_true", help="print one JSON object")
+    switches = run_parser.add_argument_group("emulator switches")
+    switches.add_argument("--fail-share", type=float, default=0.0, help="share of rows Target fails")
+    switches.add_argument("--stuck-share", type=float, default=0.0, help="share of batches that end stuck")
+    switches.add_argument("--polls-until-complete", type=int, default=2, help="status polls before complete")
+    switches.add_argument(
+        "--throttle-per-minute", type=int, default=0, help="answer 503 above this many calls/min"
+    )
+    switches.add_argument("--seed", type=int, default=1, help="seed of the emulator's random shares")
+    run_parser.set_defaults(handler=cmd_run)
 
     emulator_parser = commands.add_parser(
         "emulator",

@@ -1,0 +1,176 @@
+"""`profile-sync run`: the pipeline as deployed, on one machine.
+
+The template's resources in moto, the real ingest and step handlers, the real state machine
+definition executed by moto on a virtual clock, and the Target emulator on loopback (or a Target
+URL the user names). A job that would poll for hours finishes in seconds; the summary says how long
+it would have taken.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import quote_plus
+
+import boto3
+from moto import mock_aws
+
+from profile_sync.aws.jobs import DynamoJobStore
+from profile_sync_local.emulator import EmulatorConfig, TargetEmulator
+from profile_sync_local.local_stack import REGION, ROOT, LocalStack, load_function, run_workflow
+from profile_sync_local.sfn_local import VirtualClock
+
+EXIT_COMPLETE, EXIT_WITH_ERRORS, EXIT_FAILED = 0, 1, 2
+_LOCAL_ENV = {
+    # moto's fake credentials: nothing here can reach AWS.
+    "AWS_ACCESS_KEY_ID": "local",
+    "AWS_SECRET_ACCESS_KEY": "local",
+    "AWS_SESSION_TOKEN": "local",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+    "POWERTOOLS_SERVICE_NAME": "profile-sync",
+    "POWERTOOLS_METRICS_NAMESPACE": "TargetProfileSync",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+}
+
+
+class _Context:
+    function_name = "profile-sync-ingest"
+    memory_limit_in_mb = 1024
+    invoked_function_arn = f"arn:aws:lambda:{REGION}:123456789012:function:profile-sync-ingest"
+    aws_request_id = "local"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 900_000
+
+
+def run_local(
+    source: Path,
+    *,
+    out_dir: Path,
+    client: str = "demo",
+    api: str | None = None,
+    input_mode: str | None = None,
+    target_url: str | None = None,
+    emulator_config: EmulatorConfig | None = None,
+    settings_env: dict[str, str] | None = None,
+) -> dict:
+    """Run one file through the whole pipeline; returns the job's result (and writes the reports)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    clock = VirtualClock(start=datetime.now(UTC).replace(microsecond=0))
+    saved_env = dict(os.environ)
+    os.environ.update(_LOCAL_ENV | (settings_env or {}))
+    try:
+        with mock_aws(), contextlib.ExitStack() as stack:
+            local = LocalStack().create()
+            os.environ.update(local.env())
+            if target_url is None:
+                emulator = stack.enter_context(
+                    TargetEmulator(emulator_config or EmulatorConfig(seed=1), clock=clock.time)
+                )
+                target_url = emulator.url
+            else:
+                emulator = None
+            os.environ["TARGET_BASE_URL"] = target_url
+            # The handlers' JSON logs and metrics go to a file beside the report, not the terminal.
+            log_path = out_dir / "pipeline.log"
+            log = stack.enter_context(log_path.open("w"))
+            stack.enter_context(contextlib.redirect_stdout(log))
+            job = _ingest(local, source, client=client, api=api, mode=input_mode, clock=clock)
+            execution = None
+            if job.get("executionId"):
+                sfn = boto3.client("stepfunctions", region_name=REGION)
+                execution_input = json.loads(sfn.describe_execution(executionArn=job["executionId"])["input"])
+                execution = run_workflow(execution_input, clock=clock)
+            store = DynamoJobStore(local.jobs_table)
+            job = store.get_job(job["jobId"])
+            batches = store.list_batches(job["jobId"])
+            files = _download(local, job, out_dir)
+            return {
+                "status": job["status"],
+                "jobId": job["jobId"],
+                "reason": job.get("reason"),
+                **{name: job.get(name, 0) for name in ("received", "rejected", "skipped")},
+                **{name: job.get(name, 0) for name in ("succeeded", "failed", "not_found", "pending")},
+                "duplicate_ids": job.get("duplicateIds", 0),
+                "batches": [
+                    {
+                        "index": b["batchIndex"],
+                        "rows": b["rows"],
+                        "status": b.get("status"),
+                        "polls": b.get("polls"),
+                    }
+                    for b in sorted(batches, key=lambda b: b["batchIndex"])
+                ],
+                "target_calls": dict(emulator.calls) if emulator else None,
+                "state_transitions": execution.state_transitions if execution else 0,
+                "simulated_seconds": round(clock.elapsed),
+                "real_seconds": round(execution.real_seconds, 2) if execution else 0,
+                "files": {**files, "log": str(log_path)},
+            }
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_env)
+
+
+def _ingest(
+    local: LocalStack, source: Path, *, client: str, api: str | None, mode: str | None, clock: VirtualClock
+) -> dict:
+    folders = "".join(f"{name}={value}/" for name, value in (("api", api), ("mode", mode)) if value)
+    key = f"incoming/{client}/{folders}{source.name}"
+    body = source.read_bytes()
+    boto3.client("s3", region_name=REGION).put_object(Bucket=local.bucket, Key=key, Body=body)
+    event = json.loads((ROOT / "events" / "ingest_object_created.json").read_text())
+    event["time"] = clock.datetime().strftime("%Y-%m-%dT%H:%M:%SZ")
+    event["detail"]["bucket"]["name"] = local.bucket
+    event["detail"]["object"].update(key=quote_plus(key, safe="/"), size=len(body))
+    return load_function("ingest").lambda_handler(event, _Context())
+
+
+def _download(local: LocalStack, job: dict, out_dir: Path) -> dict[str, str]:
+    s3 = boto3.client("s3", region_name=REGION)
+    files = {}
+    for name, key in (
+        ("summary", job.get("reportKey")),
+        ("rows", job.get("reportRowsKey")),
+        ("rejects", job.get("rejectsKey")),
+    ):
+        if key:
+            path = out_dir / Path(key).name
+            s3.download_file(local.bucket, key, str(path))
+            files[name] = str(path)
+    return files
+
+
+def format_result(result: dict) -> str:
+    lines = [f"job {result['jobId']}: {result['status']}"]
+    if result.get("reason"):
+        lines.append(f"  reason: {result['reason']}")
+    lines.append(f"  received   {result['received']:>10,}")
+    for name in ("rejected", "skipped", "succeeded", "failed", "not_found", "pending"):
+        lines.append(f"  {name:<10} {result[name]:>10,}")
+    for batch in result["batches"]:
+        lines.append(
+            f"  batch {batch['index']}: {batch['rows']:,} rows, {batch['status']}, "
+            f"{batch['polls'] or 0} status polls"
+        )
+    if result["target_calls"] is not None:
+        calls = ", ".join(f"{k} {v}" for k, v in sorted(result["target_calls"].items()))
+        lines.append(f"  Target calls: {calls}")
+    hours, rest = divmod(result["simulated_seconds"], 3600)
+    lines.append(
+        f"  simulated time {hours}h {rest // 60:02d}m (ran in {result['real_seconds']} s), "
+        f"{result['state_transitions']} state transitions in the job's execution"
+    )
+    for name, path in result["files"].items():
+        lines.append(f"  {name}: {path}")
+    return "\n".join(lines)
+
+
+def exit_code(result: dict) -> int:
+    return {"COMPLETE": EXIT_COMPLETE, "COMPLETE_WITH_ERRORS": EXIT_WITH_ERRORS}.get(
+        result["status"], EXIT_FAILED
+    )
