@@ -8,6 +8,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from profile_sync import steps
 from profile_sync.aws.ports import ports_from_env
+from profile_sync.telemetry import add_row_counts
 
 logger = Logger()
 tracer = Tracer()
@@ -23,20 +24,10 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
     metrics.add_metric(name="StatusPolls", unit=MetricUnit.Count, value=1)
     if poll["done"]:
         metrics.add_metric(name="BatchesEnded", unit=MetricUnit.Count, value=1)
-        _count_rows(poll["counts"])
+        add_row_counts(metrics, poll["counts"])
         logger.info("batch ended", extra={"end": poll["end"], "polls": poll["polls"], **poll["counts"]})
     else:
         logger.info(
             "batch still processing", extra={"polls": poll["polls"], "next_delay": poll["delaySeconds"]}
         )
     return poll
-
-
-def _count_rows(counts: dict) -> None:
-    for name, metric in (
-        ("succeeded", "RowsSucceeded"),
-        ("failed", "RowsFailed"),
-        ("not_found", "RowsNotFound"),
-        ("pending", "RowsPending"),
-    ):
-        metrics.add_metric(name=metric, unit=MetricUnit.Count, value=counts.get(name, 0))

@@ -8,6 +8,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from profile_sync import steps
 from profile_sync.aws.ports import ports_from_env
+from profile_sync.telemetry import add_row_counts
 
 logger = Logger()
 tracer = Tracer()
@@ -22,18 +23,8 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
     poll = steps.submit_batch(ports_from_env(), event)
     metrics.add_metric(name="BatchesSubmitted", unit=MetricUnit.Count, value=1)
     if poll["done"]:
-        _count_rows(poll["counts"])
+        add_row_counts(metrics, poll["counts"])
         logger.warning("batch refused by Target", extra={"end": poll["end"]})
     else:
         logger.info("batch submitted", extra={"rows": event["batch"]["rows"]})
     return poll
-
-
-def _count_rows(counts: dict) -> None:
-    for name, metric in (
-        ("succeeded", "RowsSucceeded"),
-        ("failed", "RowsFailed"),
-        ("not_found", "RowsNotFound"),
-        ("pending", "RowsPending"),
-    ):
-        metrics.add_metric(name=metric, unit=MetricUnit.Count, value=counts.get(name, 0))
