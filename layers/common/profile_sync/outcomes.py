@@ -35,12 +35,14 @@ END_STUCK = "stuck"
 END_DEADLINE = "deadline"
 END_VANISHED = "vanished"
 END_SUBMIT_FAILED = "submit_failed"
+END_STATUS_FAILED = "status_failed"  # submitted, but its status could not be read (auth, refusal)
 
 _WHOLE_BATCH = {
     END_STUCK: (FAILED, "Target reported the batch stuck: it will not complete"),
     END_DEADLINE: (PENDING, "polling deadline reached before Target completed the batch"),
     END_VANISHED: (PENDING, "Target no longer reports a status for this batch"),
     END_SUBMIT_FAILED: (FAILED, "the batch could not be submitted"),
+    END_STATUS_FAILED: (PENDING, "Target's status of the batch could not be read"),
 }
 
 

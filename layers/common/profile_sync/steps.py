@@ -25,6 +25,7 @@ from profile_sync.ingest import JobStatus, job_prefix
 from profile_sync.outcomes import (
     END_COMPLETE,
     END_DEADLINE,
+    END_STATUS_FAILED,
     END_STUCK,
     END_SUBMIT_FAILED,
     END_VANISHED,
@@ -159,10 +160,26 @@ def error_reason(error: dict) -> str:
 
 
 def fail_batch(ports: Ports, item: dict) -> dict:
-    """The submit step gave up after its retries (503 storm, 5xx, auth): the batch's rows failed."""
+    """A Target step gave up after its retries.
+
+    The submit step (503 storm, 5xx, auth): the batch's rows failed. The status step (`stage`
+    "status": auth that re-minting can't fix, a refusal): Target has the rows but we can't learn
+    what became of them, so they are pending, and the batch keeps its status URL for a later look.
+    """
     reason = error_reason(item.get("error") or {})
-    counts = record_batch_end(ports, item, END_SUBMIT_FAILED, reason=f"could not submit the batch ({reason})")
-    return {"done": True, "end": END_SUBMIT_FAILED, "counts": counts}
+    if item.get("stage") == "status":
+        end = END_STATUS_FAILED
+        counts = record_batch_end(
+            ports,
+            item,
+            end,
+            reason=f"could not read the batch status ({reason})",
+            polls=(item.get("poll") or {}).get("polls"),
+        )
+    else:
+        end = END_SUBMIT_FAILED
+        counts = record_batch_end(ports, item, end, reason=f"could not submit the batch ({reason})")
+    return {"done": True, "end": end, "counts": counts}
 
 
 def poll_batch(ports: Ports, item: dict) -> dict:

@@ -1,0 +1,619 @@
+"""The real state machine under the scenarios of issue 4: quota, Target's faults, v1, single update,
+failures inside steps. Every test checks the rows add up:
+received = rejected + skipped + succeeded + failed + not_found + pending."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import boto3
+import pytest
+from moto.stepfunctions.parser.api import HistoryEventType, MapRunFailedEventDetails
+from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+    FailureEvent,
+    FailureEventException,
+)
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
+    StatesErrorNameType,
+)
+from moto.stepfunctions.parser.asl.component.state import state as moto_state
+from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration import (
+    distributed_iteration_component as moto_distributed,
+)
+from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+
+from profile_sync import steps
+from profile_sync.aws.jobs import plain
+from profile_sync.aws.ports import ports_from_env
+from profile_sync_local.local_stack import REGION, run_workflow
+from tests.workflow.conftest import CLIENT, START, Run
+
+ACCOUNT = ("received", "rejected", "skipped", "succeeded", "failed", "not_found", "pending")
+HEADER = "thirdPartyId,tier,value,city\n"
+
+
+def visitor_id(i: int) -> str:
+    return f"CRM-{i:06d}"
+
+
+def visitors(count: int, start: int = 1) -> bytes:
+    rows = "".join(f"{visitor_id(i)},gold,{i}.50,M%C3%BCnchen\n" for i in range(start, start + count))
+    return (HEADER + rows).encode()
+
+
+def source_line(body: bytes, visitor: str) -> int:
+    """The 1-based line of the source file that holds this visitor id."""
+    for number, line in enumerate(body.decode().splitlines(), start=1):
+        if line.split(",", 1)[0] == visitor:
+            return number
+    raise AssertionError(f"{visitor} not in the file")
+
+
+def assert_accounted(pipeline, run_or_job) -> dict:
+    """The identity holds on the job record and in the summary, and the two agree."""
+    job = run_or_job.job if isinstance(run_or_job, Run) else run_or_job
+    counts = {name: job[name] for name in ACCOUNT}
+    assert counts["received"] == sum(counts[name] for name in ACCOUNT[1:]), counts
+    summary = pipeline.summary(job)
+    assert summary["account"] == counts
+    # Each batch's counts cover its rows exactly.
+    for batch in summary["batches"]:
+        assert sum(batch["counts"].values()) == batch["rows"], batch
+    return counts
+
+
+def report_by_line(pipeline, job: dict) -> dict[int, dict]:
+    rows = pipeline.report_rows(job)
+    by_line = {int(r["line"]): r for r in rows}
+    assert len(by_line) == len(rows), "a source line is listed twice"
+    return by_line
+
+
+def quota_items(pipeline) -> dict[str, dict]:
+    table = boto3.resource("dynamodb", region_name=REGION).Table(pipeline.stack.jobs_table)
+    items = table.query(
+        KeyConditionExpression=boto3.dynamodb.conditions.Key("pk").eq(f"QUOTA#{CLIENT}"),
+        ConsistentRead=True,
+    )["Items"]
+    return {item["sk"]: plain(item) for item in items}
+
+
+def run_job(pipeline, job: dict) -> Run:
+    """Run the workflow of a job ingested earlier (so a test can interfere in between)."""
+    execution = run_workflow(pipeline.execution_input(job), clock=pipeline.clock)
+    return Run(pipeline.job(job["jobId"]), execution, pipeline.batches(job["jobId"]))
+
+
+def subjects(messages: list[dict]) -> list[str]:
+    return [m.get("Subject", "") for m in messages]
+
+
+@pytest.fixture(autouse=True)
+def map_runs_fail_like_aws(monkeypatch):
+    """A Distributed Map run fails when its failed children exceed ToleratedFailureCount/Percentage
+    (both 0 by default: one failed child fails the run with States.ExceedToleratedFailureThreshold).
+
+    moto 5.2 counts failed children but lets the Map state succeed anyway, which would hide a step
+    failure from the top-level Catch; this gives the Map state AWS's behaviour."""
+    original = moto_distributed.DistributedIterationComponent._map_run
+
+    def map_run(self, env, eval_input):
+        original(self, env, eval_input)
+        record = eval_input.map_run_record
+        failed, total = record.item_counter.failed.get(), record.item_counter.total.get()
+        if failed and (
+            failed > record.tolerated_failure_count
+            or failed * 100 > record.tolerated_failure_percentage * total
+        ):
+            error = StatesErrorNameType.StatesExceedToleratedFailureThreshold
+            raise FailureEventException(
+                FailureEvent(
+                    env=env,
+                    error_name=StatesErrorName(typ=error),
+                    event_type=HistoryEventType.MapRunFailed,
+                    event_details=EventDetails(
+                        mapRunFailedEventDetails=MapRunFailedEventDetails(
+                            error=error.to_name(),
+                            cause=f"The specified tolerated failure threshold was exceeded: "
+                            f"{failed} of {total} child executions failed",
+                        )
+                    ),
+                )
+            )
+
+    monkeypatch.setattr(moto_distributed.DistributedIterationComponent, "_map_run", map_run)
+
+
+@pytest.fixture
+def states_entered(monkeypatch):
+    """States entered, by batch index (None: the parent execution's states).
+
+    moto runs a Distributed Map's child executions without exposing their histories, so count
+    where every state starts: the state's input names the batch inside the Map."""
+    seen: dict[int | None, Counter] = defaultdict(Counter)
+    original = moto_state.CommonStateField._eval_body
+
+    def counting(self, env):
+        data = env.states.get_input()
+        batch = data.get("batch") if isinstance(data, dict) else None
+        index = batch.get("batchIndex") if isinstance(batch, dict) else None
+        seen[index][self.name] += 1
+        return original(self, env)
+
+    monkeypatch.setattr(moto_state.CommonStateField, "_eval_body", counting)
+    return seen
+
+
+@pytest.fixture
+def token_secret(pipeline):
+    """Target requires auth; the functions read the profile token from a Secrets Manager secret."""
+    secrets = boto3.client("secretsmanager", region_name=REGION)
+    name = "target-profile-sync/profile-token"
+    secrets.create_secret(Name=name, SecretString=json.dumps({"profile_token": "token-1"}))
+    pipeline.emulator.configure(require_auth=True, valid_tokens={"token-1"})
+    pipeline.setting(token_secret_id=name)
+
+    def rotate() -> str:
+        """An admin generates a new token in Target (the old one dies) and stores it in the secret."""
+        token = pipeline.emulator.issue_token()
+        secrets.put_secret_value(SecretId=name, SecretString=json.dumps({"profile_token": token}))
+        return token
+
+    return rotate
+
+
+# ------------------------------------------------------------------------------------- happy path
+def test_happy_path_multi_batch_job_completes_and_matches_the_profile_store(pipeline, states_entered):
+    pipeline.setting(batch_max_rows=4)
+    pipeline.emulator.configure(polls_until_complete=1)  # one "incomplete" answer, then complete
+    body = visitors(10)
+
+    run = pipeline.run(body)
+
+    assert run.execution.status == "SUCCEEDED", run.execution.describe()
+    assert run.job["status"] == "COMPLETE"
+    counts = assert_accounted(pipeline, run)
+    assert counts == dict(zip(ACCOUNT, (10, 0, 0, 10, 0, 0, 0), strict=True))
+    assert [b["rows"] for b in run.batches] == [4, 4, 2]
+    assert [b["status"] for b in run.batches] == ["COMPLETE"] * 3
+    assert all(b["statusUrl"] and b["submitAttempts"] == 1 for b in run.batches)
+    # The report lists no row (every row succeeded) and Target's store holds every row's values.
+    assert pipeline.report_rows(run.job) == []
+    for i in range(1, 11):
+        assert pipeline.emulator.store.get(CLIENT, "thirdPartyId", visitor_id(i)) == {
+            "tier": "gold",
+            "value": f"{i}.50",
+            "city": "München",
+        }
+    assert pipeline.emulator.store.count(CLIENT) == 10
+    assert pipeline.messages() == []  # nothing for a person to do
+
+    # The figures: Target calls and state transitions per batch.
+    calls = pipeline.emulator.calls
+    assert calls["batchUpdate"] == 3 and calls["batchStatus"] == 3 * 2
+    per_batch = {index: sum(c.values()) for index, c in states_entered.items() if index is not None}
+    assert set(per_batch) == {1, 2, 3}
+    assert len(set(per_batch.values())) == 1
+    expected_states = {
+        "ChooseApi": 1,
+        "ReserveQuota": 1,
+        "QuotaGranted?": 1,
+        "SubmitBatch": 1,
+        "Submitted?": 1,
+        "WaitBeforePoll": 2,
+        "PollStatus": 2,
+        "Finished?": 2,
+        "BatchDone": 1,
+    }
+    assert all(dict(c) == expected_states for i, c in states_entered.items() if i is not None)
+    parent = sum(states_entered[None].values())
+    assert parent == run.execution.state_transitions == 3  # SendBatches, Finalize, Done
+    print(
+        "\nhappy path, 3 batches (4+4+2 rows), Target answering incomplete once then complete:"
+        f"\n  parent execution: {parent} state transitions {dict(states_entered[None])}"
+        f"\n  per batch: {per_batch[1]} state transitions {expected_states}"
+        f"\n  total: {parent + sum(per_batch.values())} state transitions"
+        f"\n  Lambda invocations: {run.execution.invocations}"
+        f"\n  Target calls: {dict(calls)} -> per batch: 1 batchUpdate + 2 batchStatus"
+        f"\n  simulated {run.execution.simulated_seconds:.0f}s, real {run.execution.real_seconds:.2f}s"
+    )
+
+
+# ------------------------------------------------------------------------------------- quota
+def test_two_jobs_over_the_daily_quota_defer_one_batch_to_the_next_utc_day(pipeline):
+    pipeline.setting(batch_max_rows=4, daily_row_quota=10)
+    first = pipeline.run(visitors(6), name="first.csv")  # batches of 4 + 2: 6 of 10 used
+    second = pipeline.run(visitors(8, start=101), name="second.csv")  # 4 + 4: only one fits today
+
+    for run in (first, second):
+        assert run.execution.status == "SUCCEEDED", run.execution.describe()
+        assert run.job["status"] == "COMPLETE"
+        assert_accounted(pipeline, run)
+    assert second.job["succeeded"] == 8
+    # One batch of the second job went today, the other after midnight UTC.
+    days = sorted(b["submittedAt"][:10] for b in second.batches)
+    assert days == ["2026-11-28", "2026-11-29"]
+    deferred = next(b for b in second.batches if b["submittedAt"].startswith("2026-11-29"))
+    assert deferred["quotaWaitSeconds"] > 0
+    assert datetime.fromisoformat(deferred["submittedAt"]) >= datetime(2026, 11, 29, tzinfo=UTC)
+    assert pipeline.clock.datetime().date() > START.date()
+    assert second.execution.invocations["ReserveQuota"] == 3  # 2 batches + 1 retry after the wait
+    # Never over the limit, each reservation counted once.
+    quota = quota_items(pipeline)
+    assert quota["2026-11-28"]["used"] == 10
+    assert len(quota["2026-11-28"]["reservations"]) == 3
+    assert quota["2026-11-29"]["used"] == 4
+    assert quota["2026-11-29"]["reservations"] == {f"{second.job['jobId']}#{deferred['batchIndex']}"}
+    # One message, about the wait, naming the job (no profile values).
+    messages = pipeline.messages()
+    assert len(messages) == 1, subjects(messages)
+    assert "waits for the daily quota" in messages[0]["Subject"]
+    assert second.job["jobId"] in messages[0]["Message"] and "10 of 10 rows" in messages[0]["Message"]
+    assert "gold" not in messages[0]["Message"]
+
+    # A reservation retried (the step called again for the same batch) is found, not counted again.
+    ports = replace(ports_from_env(), now=pipeline.clock.now)
+    item = {"jobId": second.job["jobId"], "clientCode": CLIENT, "batch": deferred}
+    for _ in range(2):
+        decision = steps.reserve_quota(ports, item)
+        assert decision == {
+            "granted": True,
+            "waitSeconds": 0,
+            "used": 4,
+            "limit": 10,
+            "window": "2026-11-29",
+        }
+    assert quota_items(pipeline)["2026-11-29"]["used"] == 4
+
+
+# ------------------------------------------------------------------------------------- Target faults
+def test_a_503_storm_on_submit_is_retried_by_the_workflow(pipeline):
+    pipeline.emulator.queue_faults("batchUpdate", *["503"] * 5)  # 3 in the first try, 2 in the next
+
+    run = pipeline.run(visitors(5))
+
+    assert run.execution.status == "SUCCEEDED", run.execution.describe()
+    assert run.job["status"] == "COMPLETE"
+    assert assert_accounted(pipeline, run)["succeeded"] == 5
+    assert run.execution.invocations["SubmitBatch"] == 2
+    assert run.batches[0]["submitAttempts"] == 3
+    assert pipeline.emulator.calls["batchUpdate"] == 6
+    assert pipeline.emulator.store.count(CLIENT) == 5
+
+
+def test_5xx_on_submit_that_never_ends_fails_the_batch_with_its_reason(pipeline):
+    pipeline.setting(batch_max_rows=3)
+    body = visitors(5)
+    pipeline.emulator.configure(error_500_share=1.0)
+
+    run = pipeline.run(body)
+
+    assert run.execution.status == "SUCCEEDED", run.execution.describe()
+    assert run.job["status"] == "COMPLETE_WITH_ERRORS"
+    counts = assert_accounted(pipeline, run)
+    assert (counts["failed"], counts["succeeded"]) == (5, 0)
+    assert [b["status"] for b in run.batches] == ["SUBMIT_FAILED"] * 2
+    # Each batch: 1 try + 5 retries of the state machine, 3 HTTP attempts each.
+    assert run.execution.invocations["SubmitBatch"] == 12
+    assert pipeline.emulator.calls["batchUpdate"] == 36
+    rows = report_by_line(pipeline, run.job)
+    assert sorted(rows) == [2, 3, 4, 5, 6]
+    for line, row in rows.items():
+        assert row["id"] == visitor_id(line - 1) and row["outcome"] == "failed"
+        assert row["reason"].startswith("could not submit the batch (TargetRetryLater: batchUpdate")
+        assert "HTTP 500" in row["reason"]
+    messages = pipeline.messages()
+    assert subjects(messages) == [f"target-profile-sync: job {run.job['jobId']} COMPLETE_WITH_ERRORS"]
+    assert "failed 5" in messages[0]["Message"]
+
+
+def test_5xx_and_503_on_status_are_polled_through(pipeline):
+    # A whole poll fails (3 attempts: 503, 500, 503), the next one gets through on its third try.
+    pipeline.emulator.queue_faults("batchStatus", "503", "500", "503", "500", "drop")
+
+    run = pipeline.run(visitors(5))
+
+    assert run.execution.status == "SUCCEEDED", run.execution.describe()
+    assert run.job["status"] == "COMPLETE"
+    assert assert_accounted(pipeline, run)["succeeded"] == 5
+    assert run.batches[0]["polls"] == 2
+    assert run.execution.invocations["PollBatch"] == 2
+    assert pipeline.emulator.calls["batchStatus"] == 6
+
+
+def test_a_revoked_token_is_replaced_from_the_rotated_secret_mid_run(pipeline, token_secret, monkeypatch):
+    pipeline.setting(batch_max_rows=4)
+    pipeline.emulator.configure(polls_until_complete=1)
+    poll = steps.poll_batch
+    rotated = []
+
+    def poll_after_rotation(ports, item):
+        if not rotated:  # between submit and the first poll, an admin regenerates the token
+            rotated.append(token_secret())
+        return poll(ports, item)
+
+    monkeypatch.setattr(steps, "poll_batch", poll_after_rotation)
+
+    run = pipeline.run(visitors(6))
+
+    assert run.execution.status == "SUCCEEDED", run.execution.describe()
+    assert run.job["status"] == "COMPLETE"
+    assert assert_accounted(pipeline, run)["succeeded"] == 6
+    refused = [r for r in pipeline.emulator.requests if r["status"] == 401]
+    assert refused and all(r["authorized"] for r in pipeline.emulator.requests)
+    assert pipeline.emulator.config.valid_tokens == frozenset(rotated)
+
+
+def test_a_revoked_token_that_cannot_be_replaced_fails_the_batch_with_the_reason(pipeline, token_secret):
+    pipeline.emulator.revoke_token()  # and nobody stores a new one
+
+    run = pipeline.run(visitors(3))
+
+    assert run.execution.status == "SUCCEEDED", run.execution.describe()
+    assert run.job["status"] == "COMPLETE_WITH_ERRORS"
+    assert assert_accounted(pipeline, run)["failed"] == 3
+    batch = run.batches[0]
+    assert batch["status"] == "SUBMIT_FAILED"
+    assert "TargetAuthError" in batch["reason"] and "HTTP 401" in batch["reason"]
+    assert run.execution.invocations["SubmitBatch"] == 3  # 1 try + 2 retries for auth
+    assert {r["outcome"] for r in pipeline.report_rows(run.job)} == {"failed"}
+    assert pipeline.emulator.store.count(CLIENT) == 0
+    assert len(pipeline.messages()) == 1
+
+
+def test_a_stuck_batch_fails_its_rows_with_the_reason(pipeline):
+    pipeline.emulator.configure(stuck_share=1.0)
+
+    run = pipeline.run(visitors(4))
+
+    assert run.execution.status == "SUCCEEDED", run.execution.describe()
+    assert run.job["status"] == "COMPLETE_WITH_ERRORS"
+    assert assert_accounted(pipeline, run)["failed"] == 4
+    assert run.batches[0]["status"] == "STUCK"
+    rows = report_by_line(pipeline, run.job)
+    assert sorted(rows) == [2, 3, 4, 5]
+    assert {(r["outcome"], r["reason"]) for r in rows.values()} == {
+        ("failed", "Target reported the batch stuck: it will not complete")
+    }
+
+
+def test_a_vanished_status_leaves_the_rows_pending(pipeline):
+    pipeline.emulator.configure(vanish_share=1.0, vanish_after_polls=0)
+
+    run = pipeline.run(visitors(4))
+
+    assert run.execution.status == "SUCCEEDED", run.execution.describe()
+    assert run.job["status"] == "COMPLETE_WITH_ERRORS"
+    assert assert_accounted(pipeline, run)["pending"] == 4
+    batch = run.batches[0]
+    assert (batch["status"], batch["polls"]) == ("VANISHED", steps.VANISHED_AFTER_POLLS)
+    rows = report_by_line(pipeline, run.job)
+    assert {(r["outcome"], r["reason"]) for r in rows.values()} == {
+        ("pending", "Target no longer reports a status for this batch")
+    }
+    assert "pending 4" in pipeline.messages()[0]["Message"]
+
+
+def test_the_polling_deadline_leaves_the_rows_pending(pipeline):
+    pipeline.setting(poll_initial_delay_seconds=60, poll_max_delay_seconds=300, poll_deadline_seconds=600)
+    pipeline.emulator.configure(seconds_until_complete=7200)
+
+    run = pipeline.run(visitors(4))
+
+    assert run.execution.status == "SUCCEEDED", run.execution.describe()
+    assert run.job["status"] == "COMPLETE_WITH_ERRORS"
+    assert assert_accounted(pipeline, run)["pending"] == 4
+    batch = run.batches[0]
+    # Polls at 60, 180, 420 (back-off doubling) and 600 s (the wait cut to the deadline).
+    assert (batch["status"], batch["polls"]) == ("DEADLINE", 4)
+    elapsed = datetime.fromisoformat(batch["endedAt"]) - datetime.fromisoformat(batch["submittedAt"])
+    assert elapsed.total_seconds() == 600
+    rows = report_by_line(pipeline, run.job)
+    assert {(r["outcome"], r["reason"]) for r in rows.values()} == {
+        ("pending", "polling deadline reached before Target completed the batch")
+    }
+    messages = pipeline.messages()
+    assert len(messages) == 1 and "pending 4" in messages[0]["Message"]
+
+
+def test_failed_rows_are_mapped_to_their_source_lines(pipeline):
+    pipeline.setting(batch_max_rows=3)
+    body = (
+        HEADER
+        + "CRM-000001,gold,1,x\n"
+        + "CRM BAD,gold,2,x\n"  # rejected at validation: shifts every later line
+        + "CRM-000003,gold,3,x\n"
+        + "\n"  # a blank line
+        + "CRM-000005,gold,5,x\n"
+        + "CRM-000006,gold,6,x\n"
+        + "CRM-000007,gold,7,x\n"
+        + "CRM-000008,gold,8,x\n"
+    ).encode()
+    pipeline.emulator.configure(fail_ids={"CRM-000003", "CRM-000007"})
+
+    run = pipeline.run(body)
+
+    assert run.execution.status == "SUCCEEDED", run.execution.describe()
+    assert run.job["status"] == "COMPLETE_WITH_ERRORS"
+    counts = assert_accounted(pipeline, run)
+    assert (counts["rejected"], counts["failed"]) == (1, 2)
+    assert counts["succeeded"] == counts["received"] - counts["rejected"] - counts["skipped"] - 2
+    rows = report_by_line(pipeline, run.job)
+    failed = {line: r for line, r in rows.items() if r["outcome"] == "failed"}
+    assert {line: r["id"] for line, r in failed.items()} == {
+        source_line(body, "CRM-000003"): "CRM-000003",
+        source_line(body, "CRM-000007"): "CRM-000007",
+    }
+    assert {r["reason"] for r in failed.values()} == {"Target reported the update failed"}
+    assert [r["outcome"] for line, r in rows.items() if line == source_line(body, "CRM BAD")] == ["rejected"]
+    # The report and Target's store agree: failed rows have no profile, the others do.
+    for i in (1, 5, 6, 8):
+        assert pipeline.emulator.store.get(CLIENT, "thirdPartyId", visitor_id(i)) is not None
+    for i in (3, 7):
+        assert pipeline.emulator.store.get(CLIENT, "thirdPartyId", visitor_id(i)) is None
+
+
+# ------------------------------------------------------------------------------------- v1 and single
+def test_v1_counts_unknown_ids_as_not_found(pipeline):
+    pipeline.setting(batch_max_rows=4)
+    known = {1, 2, 5, 8, 9}
+    for i in known:
+        pipeline.emulator.store.put(CLIENT, "thirdPartyId", visitor_id(i), {"tier": "silver"})
+
+    run = pipeline.run(visitors(10), folders="api=v1/")
+
+    assert run.execution.status == "SUCCEEDED", run.execution.describe()
+    assert run.job["apiVersion"] == "v1"
+    assert pipeline.emulator.calls["batchUpdate.v1"] == 3 and not pipeline.emulator.calls["batchUpdate.v2"]
+    assert run.job["status"] == "COMPLETE_WITH_ERRORS"
+    counts = assert_accounted(pipeline, run)
+    assert (counts["succeeded"], counts["not_found"]) == (5, 5)
+    # Per batch, as Target counted them (ids 1-4: 2 known, 5-8: 2, 9-10: 1).
+    assert [b["counts"]["not_found"] for b in run.batches] == [2, 2, 1]
+    assert [b["targetCounts"]["notFound"] for b in run.batches] == [2, 2, 1]
+    # v1 never creates a profile; known ones are updated.
+    for i in range(1, 11):
+        profile = pipeline.emulator.store.get(CLIENT, "thirdPartyId", visitor_id(i))
+        assert (profile is not None) == (i in known)
+        if profile:
+            assert profile["tier"] == "gold"
+    assert pipeline.emulator.store.count(CLIENT) == len(known)
+    assert "not_found 5" in pipeline.messages()[0]["Message"]
+
+
+def test_single_update_mode_records_each_rows_answer(pipeline):
+    pipeline.setting(batch_max_rows=4, single_update_concurrency=1)
+    for i in range(1, 8):
+        pipeline.emulator.store.put(CLIENT, "thirdPartyId", visitor_id(i), {"tier": "silver"})
+    # Target refuses the first update it is sent (auth), and answers every other one.
+    pipeline.emulator.queue_faults("update", "403")
+    body = visitors(7)
+
+    run = pipeline.run(body, folders="api=single/")
+
+    assert run.execution.status == "SUCCEEDED", run.execution.describe()
+    assert run.job["apiVersion"] == "single"
+    assert not pipeline.emulator.calls["batchUpdate"] and not pipeline.emulator.calls["batchStatus"]
+    assert pipeline.emulator.calls["update"] == 7
+    assert run.execution.invocations["SingleUpdate"] == 2
+    assert "ReserveQuota" not in run.execution.invocations
+    assert run.job["status"] == "COMPLETE_WITH_ERRORS"
+    counts = assert_accounted(pipeline, run)
+    assert (counts["succeeded"], counts["failed"]) == (6, 1)
+    assert [b["status"] for b in run.batches] == ["COMPLETE", "COMPLETE"]
+    rows = report_by_line(pipeline, run.job)
+    assert len(rows) == 1
+    ((line, row),) = rows.items()
+    assert row["outcome"] == "failed" and "not authorised" in row["reason"] and "HTTP 403" in row["reason"]
+    assert line == source_line(body, row["id"])
+    # Every other row's answer is in Target's store.
+    updated = {
+        i
+        for i in range(1, 8)
+        if pipeline.emulator.store.get(CLIENT, "thirdPartyId", visitor_id(i))["tier"] == "gold"
+    }
+    assert updated == set(range(1, 8)) - {int(row["id"][4:])}
+
+
+def test_single_update_waits_for_its_rolling_quota(pipeline):
+    pipeline.setting(batch_max_rows=4, single_update_quota=6, max_concurrency=1)
+    for i in range(1, 9):
+        pipeline.emulator.store.put(CLIENT, "thirdPartyId", visitor_id(i))
+
+    run = pipeline.run(visitors(8), folders="api=single/")
+
+    assert run.execution.status == "SUCCEEDED", run.execution.describe()
+    assert run.job["status"] == "COMPLETE"
+    assert assert_accounted(pipeline, run)["succeeded"] == 8
+    assert pipeline.emulator.calls["update"] == 8
+    # The second batch waited for the first one's calls to leave the rolling 24 h window.
+    assert pipeline.clock.elapsed >= 24 * 3600
+    waited = [b for b in run.batches if b.get("quotaWaitSeconds")]
+    assert len(waited) == 1
+    messages = pipeline.messages()
+    assert len(messages) == 1 and "waits" in messages[0]["Subject"]
+
+
+# ------------------------------------------------------------------------------------- failures
+def test_a_step_that_raises_fails_the_job_with_a_status_and_a_message(pipeline, monkeypatch):
+    def broken(ports, item):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(steps, "poll_batch", broken)
+
+    run = pipeline.run(visitors(5))
+
+    assert run.execution.status == "FAILED", run.execution.describe()
+    assert run.execution.error == "JobFailed"
+    assert run.job["status"] == "FAILED"
+    assert run.job["reason"].startswith("States.ExceedToleratedFailureThreshold: "), run.job["reason"]
+    assert run.job.get("finishedAt")
+    messages = pipeline.messages()
+    assert subjects(messages) == [f"target-profile-sync: job {run.job['jobId']} FAILED"]
+    assert "Reason:" in messages[0]["Message"]
+
+
+def test_a_missing_manifest_fails_the_job_with_a_status_and_a_message(pipeline):
+    job = pipeline.job(pipeline.ingest(visitors(5))["jobId"])
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.delete_object(Bucket=pipeline.stack.bucket, Key=job["manifestKey"])
+
+    run = run_job(pipeline, job)
+
+    assert run.execution.status == "FAILED", run.execution.describe()
+    assert run.job["status"] == "FAILED"
+    assert run.job["reason"]
+    assert subjects(pipeline.messages()) == [f"target-profile-sync: job {run.job['jobId']} FAILED"]
+
+
+def test_rows_that_do_not_add_up_fail_the_finalize_step_loudly(pipeline):
+    job = pipeline.job(pipeline.ingest(visitors(5))["jobId"])
+    table = boto3.resource("dynamodb", region_name=REGION).Table(pipeline.stack.jobs_table)
+    table.update_item(
+        Key={"pk": f"JOB#{job['jobId']}", "sk": "JOB"},
+        UpdateExpression="SET received = :n",
+        ExpressionAttributeValues={":n": 6},  # one row more than the batches hold
+    )
+
+    run = run_job(pipeline, job)
+
+    assert run.execution.status == "FAILED", run.execution.describe()
+    assert run.job["status"] == "FAILED"
+    assert "AccountingError" in run.job["reason"] and "do not add up" in run.job["reason"]
+    assert "reportKey" not in run.job
+    assert subjects(pipeline.messages()) == [f"target-profile-sync: job {run.job['jobId']} FAILED"]
+
+
+def test_a_token_revoked_while_polling_leaves_the_rows_pending_with_the_reason(
+    pipeline, token_secret, monkeypatch
+):
+    pipeline.setting(batch_max_rows=4)
+    pipeline.emulator.configure(polls_until_complete=1)
+    poll = steps.poll_batch
+
+    def poll_after_revocation(ports, item):
+        pipeline.emulator.revoke_token()  # after the upload, and nobody stores a new token
+        return poll(ports, item)
+
+    monkeypatch.setattr(steps, "poll_batch", poll_after_revocation)
+
+    run = pipeline.run(visitors(6))
+
+    assert run.execution.status == "SUCCEEDED", run.execution.describe()
+    assert run.job["status"] == "COMPLETE_WITH_ERRORS"
+    assert assert_accounted(pipeline, run)["pending"] == 6
+    # Each batch: the first poll, then 2 retries for auth; the status URL is kept for a later look.
+    assert run.execution.invocations["PollBatch"] == 6
+    for batch in run.batches:
+        assert batch["status"] == "STATUS_FAILED" and batch["statusUrl"]
+        assert batch["reason"].startswith("could not read the batch status (TargetAuthError: batchStatus")
+    rows = report_by_line(pipeline, run.job)
+    assert sorted(rows) == list(range(2, 8))
+    assert {r["outcome"] for r in rows.values()} == {"pending"}
+    assert all("HTTP 401" in r["reason"] for r in rows.values())
+    messages = pipeline.messages()
+    assert len(messages) == 1 and "pending 6" in messages[0]["Message"]
