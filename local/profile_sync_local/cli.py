@@ -103,6 +103,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         input_mode=args.input_mode,
         target_url=args.target_url,
         emulator_config=config,
+        progress_stream=sys.stderr,  # stdout keeps the summary (or the JSON) alone
     )
     print(json.dumps(result, indent=2) if args.json else run.format_result(result))
     return run.exit_code(result)

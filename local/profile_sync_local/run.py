@@ -9,10 +9,13 @@ it would have taken.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TextIO
 from urllib.parse import quote_plus
 
 import boto3
@@ -20,7 +23,15 @@ from moto import mock_aws
 
 from profile_sync.aws.jobs import DynamoJobStore
 from profile_sync_local.emulator import EmulatorConfig, TargetEmulator
-from profile_sync_local.local_stack import REGION, ROOT, LocalStack, load_function, run_workflow
+from profile_sync_local.local_stack import (
+    REGION,
+    ROOT,
+    LocalStack,
+    load_function,
+    run_workflow,
+    workflow_handlers,
+)
+from profile_sync_local.progress import Progress, observed
 from profile_sync_local.sfn_local import VirtualClock
 
 EXIT_COMPLETE, EXIT_WITH_ERRORS, EXIT_FAILED = 0, 1, 2
@@ -57,10 +68,15 @@ def run_local(
     target_url: str | None = None,
     emulator_config: EmulatorConfig | None = None,
     settings_env: dict[str, str] | None = None,
+    progress_stream: TextIO | None = None,
 ) -> dict:
     """Run one file through the whole pipeline; returns the job's result (and writes the reports)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     clock = VirtualClock(start=datetime.now(UTC).replace(microsecond=0))
+    progress = Progress(progress_stream or io.StringIO(), clock.now)
+    # Handlers share Powertools' metric set when they run as threads of one process (never so in
+    # Lambda); a flush can then find it emptied by another: harmless here, so not shown.
+    warnings.filterwarnings("ignore", message="No application metrics to publish")
     saved_env = dict(os.environ)
     os.environ.update(_LOCAL_ENV | (settings_env or {}))
     try:
@@ -80,13 +96,17 @@ def run_local(
             log = stack.enter_context(log_path.open("w"))
             stack.enter_context(contextlib.redirect_stdout(log))
             job = _ingest(local, source, client=client, api=api, mode=input_mode, clock=clock)
+            store = DynamoJobStore(local.jobs_table)
+            progress.validated(store.get_job(job["jobId"]))
             execution = None
             if job.get("executionId"):
                 sfn = boto3.client("stepfunctions", region_name=REGION)
                 execution_input = json.loads(sfn.describe_execution(executionArn=job["executionId"])["input"])
-                execution = run_workflow(execution_input, clock=clock)
-            store = DynamoJobStore(local.jobs_table)
+                execution = run_workflow(
+                    execution_input, clock=clock, handlers=observed(workflow_handlers(), progress)
+                )
             job = store.get_job(job["jobId"])
+            progress.finished(job)
             batches = store.list_batches(job["jobId"])
             files = _download(local, job, out_dir)
             return {
