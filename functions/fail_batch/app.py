@@ -1,4 +1,4 @@
-"""Record a batch that could not be submitted after every retry: its rows failed."""
+"""Record a batch whose Target step gave up after every retry."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from profile_sync import steps
+from profile_sync import telemetry as m
 from profile_sync.aws.ports import ports_from_env
-from profile_sync.telemetry import add_row_counts
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer()  # also traces the Target calls: Powertools patches requests
 metrics = Metrics()
 
 
@@ -20,6 +20,9 @@ metrics = Metrics()
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     logger.append_keys(batch=event["batch"]["batchIndex"])
     result = steps.fail_batch(ports_from_env(), event)
-    add_row_counts(metrics, result["counts"])
-    logger.warning("batch failed", extra={"error": (event.get("error") or {}).get("Error")})
+    m.add_batch_end(metrics, result["end"], result["counts"])
+    logger.warning(
+        "batch ended without Target's answer",
+        extra={"end": result["end"], "error": (event.get("error") or {}).get("Error")},
+    )
     return result

@@ -7,10 +7,11 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from profile_sync import steps
+from profile_sync import telemetry as m
 from profile_sync.aws.ports import ports_from_env
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer()  # also traces the Target calls: Powertools patches requests
 metrics = Metrics()
 
 
@@ -19,6 +20,8 @@ metrics = Metrics()
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     result = steps.finalize_job(ports_from_env(), event["jobId"])
-    metrics.add_metric(name="JobsFinished", unit=MetricUnit.Count, value=1)
+    m.count(metrics, m.JOBS_COMPLETED if result["status"] == "COMPLETE" else m.JOBS_WITH_ERRORS)
+    if result.get("durationSeconds") is not None:
+        metrics.add_metric(name=m.JOB_DURATION, unit=MetricUnit.Seconds, value=result["durationSeconds"])
     logger.info("job finished", extra=result)
     return result

@@ -10,7 +10,6 @@ import os
 from dataclasses import asdict
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import S3EventBridgeNotificationEvent, event_source
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
@@ -19,6 +18,7 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from profile_sync import telemetry as m
 from profile_sync.aws.jobs import DynamoJobStore
 from profile_sync.aws.notify import SnsNotifier
 from profile_sync.aws.s3 import S3ObjectStore
@@ -70,16 +70,18 @@ def process_drop(drop: dict) -> dict:
 
 
 def _record_metrics(job: dict) -> None:
-    metrics.add_metric(name="FilesReceived", unit=MetricUnit.Count, value=1)
+    m.count(metrics, m.FILES_RECEIVED)
     if job["status"] == JobStatus.REJECTED:
-        metrics.add_metric(name="FilesRejected", unit=MetricUnit.Count, value=1)
+        m.count(metrics, m.FILES_REJECTED)
     for name, field in (
-        ("RowsReceived", "received"),
-        ("RowsRejected", "rejected"),
-        ("RowsSkipped", "skipped"),
+        (m.ROWS_RECEIVED, "received"),
+        (m.ROWS_REJECTED, "rejected"),
+        (m.ROWS_SKIPPED, "skipped"),
+        (m.DUPLICATE_IDS, "duplicateIds"),
+        (m.BATCHES_CREATED, "batchCount"),
     ):
-        metrics.add_metric(name=name, unit=MetricUnit.Count, value=job.get(field) or 0)
-    metrics.add_metric(name="BatchesCreated", unit=MetricUnit.Count, value=job.get("batchCount") or 0)
+        m.count(metrics, name, job.get(field) or 0)
+    m.add_rejections_by_reason(job.get("reasons") or {})
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -89,7 +91,7 @@ def _record_metrics(job: dict) -> None:
 def lambda_handler(event: S3EventBridgeNotificationEvent, context: LambdaContext) -> dict:
     idempotency.register_lambda_context(context)
     # Events against files: the difference is duplicate deliveries that idempotency absorbed.
-    metrics.add_metric(name="DropEventsReceived", unit=MetricUnit.Count, value=1)
+    m.count(metrics, m.DROP_EVENTS_RECEIVED)
     detail = event.detail
     drop = Drop(
         bucket=detail.bucket.name,
@@ -99,5 +101,7 @@ def lambda_handler(event: S3EventBridgeNotificationEvent, context: LambdaContext
         etag=detail.object.etag,
         event_time=event.time,
     )
-    logger.append_keys(job_id=drop.job_id(), source_key=drop.key)
+    # The job id is the correlation id of every log line of this job, here and in each workflow step.
+    logger.set_correlation_id(drop.job_id())
+    logger.append_keys(source_key=drop.key)
     return process_drop(drop=asdict(drop))

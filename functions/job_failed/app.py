@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from profile_sync import steps
+from profile_sync import telemetry as m
 from profile_sync.aws.ports import ports_from_env
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer()  # also traces the Target calls: Powertools patches requests
 metrics = Metrics()
 
 
@@ -19,6 +19,6 @@ metrics = Metrics()
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     result = steps.job_failed(ports_from_env(), event["jobId"], event.get("error") or {})
-    metrics.add_metric(name="JobsFailed", unit=MetricUnit.Count, value=1)
+    m.count(metrics, m.JOBS_FAILED)
     logger.error("job failed", extra={"reason": result["reason"]})
     return result

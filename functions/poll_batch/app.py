@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from profile_sync import steps
-from profile_sync.aws.ports import ports_from_env
-from profile_sync.telemetry import add_row_counts
+from profile_sync import telemetry as m
+from profile_sync.aws.ports import ports_from_env, take_target_stats
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer()  # also traces the Target calls: Powertools patches requests
 metrics = Metrics()
 
 
@@ -20,11 +19,13 @@ metrics = Metrics()
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     logger.append_keys(batch=event["batch"]["batchIndex"])
-    poll = steps.poll_batch(ports_from_env(), event)
-    metrics.add_metric(name="StatusPolls", unit=MetricUnit.Count, value=1)
+    try:
+        poll = steps.poll_batch(ports_from_env(), event)
+    finally:
+        m.add_target_calls(metrics, take_target_stats())
+    m.count(metrics, m.STATUS_POLLS)
     if poll["done"]:
-        metrics.add_metric(name="BatchesEnded", unit=MetricUnit.Count, value=1)
-        add_row_counts(metrics, poll["counts"])
+        m.add_batch_end(metrics, poll["end"], poll["counts"])
         logger.info("batch ended", extra={"end": poll["end"], "polls": poll["polls"], **poll["counts"]})
     else:
         logger.info(

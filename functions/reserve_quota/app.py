@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from profile_sync import steps
+from profile_sync import telemetry as m
 from profile_sync.aws.ports import ports_from_env
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer()  # also traces the Target calls: Powertools patches requests
 metrics = Metrics()
 
 
@@ -21,8 +21,8 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
     logger.append_keys(batch=event["batch"]["batchIndex"])
     result = steps.reserve_quota(ports_from_env(), event)
     if result["granted"]:
-        metrics.add_metric(name="QuotaRowsReserved", unit=MetricUnit.Count, value=event["batch"]["rows"])
+        m.count(metrics, m.QUOTA_ROWS_RESERVED, event["batch"]["rows"])
     else:
-        metrics.add_metric(name="QuotaDeferred", unit=MetricUnit.Count, value=1)
+        m.count(metrics, m.QUOTA_DEFERRED)
     logger.info("quota decision", extra=result)
     return result

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from profile_sync import steps
-from profile_sync.aws.ports import ports_from_env
+from profile_sync import telemetry as m
+from profile_sync.aws.ports import ports_from_env, take_target_stats
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer()  # also traces the Target calls: Powertools patches requests
 metrics = Metrics()
 
 
@@ -19,9 +19,14 @@ metrics = Metrics()
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     logger.append_keys(batch=event["batch"]["batchIndex"])
-    result = steps.single_update(ports_from_env(), event)
-    metrics.add_metric(name="SingleUpdateChunks", unit=MetricUnit.Count, value=1)
+    try:
+        result = steps.single_update(ports_from_env(), event)
+    finally:
+        m.add_target_calls(metrics, take_target_stats())
+    m.count(metrics, m.SINGLE_UPDATE_CHUNKS)
     if result["waitSeconds"]:
-        metrics.add_metric(name="QuotaDeferred", unit=MetricUnit.Count, value=1)
-    logger.info("single-update chunk", extra=result)
+        m.count(metrics, m.QUOTA_DEFERRED)
+    if result.get("counts"):
+        m.add_row_counts(metrics, result["counts"])
+    logger.info("single-update chunk", extra={k: v for k, v in result.items() if k != "counts"})
     return result

@@ -272,7 +272,7 @@ def test_logs_carry_counts_and_ids_never_profile_values(capsys, stack, lambda_co
     ingest.lambda_handler(make_event("incoming/acme/visitors.csv", len(SAMPLE)), lambda_context)
 
     output = capsys.readouterr().out
-    assert '"job_id"' in output
+    assert '"correlation_id"' in output
     assert '"received": 16' in output or '"received":16' in output
     for value in ("M%C3%BCnchen", "running%20shoes", "1843.20", "CRM-100001", "Berlin"):
         assert value not in output

@@ -1,19 +1,130 @@
-"""Metric names shared by the handlers (one namespace, low-cardinality dimensions only)."""
+"""Every metric the pipeline emits: one namespace, names defined once, low-cardinality dimensions.
+
+The handlers emit only names from METRICS; the dashboard and the alarms in template.yaml use the
+same names (a test holds the three together). Values are counts, bytes and durations: never an id
+or a profile value.
+"""
 
 from __future__ import annotations
 
 from aws_lambda_powertools import Metrics
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+NAMESPACE = "TargetProfileSync"
+REASON_DIMENSION = "reason"
+
+# Ingest
+DROP_EVENTS_RECEIVED = "DropEventsReceived"
+FILES_RECEIVED = "FilesReceived"
+FILES_REJECTED = "FilesRejected"
+ROWS_RECEIVED = "RowsReceived"
+ROWS_REJECTED = "RowsRejected"
+ROWS_REJECTED_BY_REASON = "RowsRejectedByReason"  # dimension: reason (the engine's fixed codes)
+ROWS_SKIPPED = "RowsSkipped"
+DUPLICATE_IDS = "DuplicateIds"
+BATCHES_CREATED = "BatchesCreated"
+# Quota
+QUOTA_ROWS_RESERVED = "QuotaRowsReserved"
+QUOTA_DEFERRED = "QuotaDeferred"
+# Batches
+BATCHES_SUBMITTED = "BatchesSubmitted"
+STATUS_POLLS = "StatusPolls"
+BATCHES_COMPLETED = "BatchesCompleted"
+BATCHES_STUCK = "BatchesStuck"
+BATCHES_TIMED_OUT = "BatchesTimedOut"
+BATCHES_VANISHED = "BatchesVanished"
+BATCHES_FAILED = "BatchesFailed"
+SINGLE_UPDATE_CHUNKS = "SingleUpdateChunks"
+# Row outcomes
+ROWS_SUCCEEDED = "RowsSucceeded"
+ROWS_FAILED = "RowsFailed"
+ROWS_NOT_FOUND = "RowsNotFound"
+ROWS_PENDING = "RowsPending"
+# Target answers
+TARGET_CALLS = "TargetCalls"
+TARGET_THROTTLED = "TargetThrottled"  # 503 (Target's rate limit) and 429
+TARGET_SERVER_ERRORS = "TargetServerErrors"  # other 5xx
+TARGET_TRANSPORT_ERRORS = "TargetTransportErrors"  # time-outs, dropped connections
+TARGET_RETRIES = "TargetRetries"
+TARGET_REAUTHENTICATIONS = "TargetReauthentications"
+TARGET_LATENCY = "TargetLatency"
+# Jobs
+JOBS_COMPLETED = "JobsCompleted"
+JOBS_WITH_ERRORS = "JobsCompletedWithErrors"
+JOBS_FAILED = "JobsFailed"
+JOB_DURATION = "JobDuration"  # from the drop to the final status
+
+METRICS = frozenset(
+    {
+        DROP_EVENTS_RECEIVED, FILES_RECEIVED, FILES_REJECTED, ROWS_RECEIVED, ROWS_REJECTED,
+        ROWS_REJECTED_BY_REASON, ROWS_SKIPPED, DUPLICATE_IDS, BATCHES_CREATED,
+        QUOTA_ROWS_RESERVED, QUOTA_DEFERRED,
+        BATCHES_SUBMITTED, STATUS_POLLS, BATCHES_COMPLETED, BATCHES_STUCK, BATCHES_TIMED_OUT,
+        BATCHES_VANISHED, BATCHES_FAILED, SINGLE_UPDATE_CHUNKS,
+        ROWS_SUCCEEDED, ROWS_FAILED, ROWS_NOT_FOUND, ROWS_PENDING,
+        TARGET_CALLS, TARGET_THROTTLED, TARGET_SERVER_ERRORS, TARGET_TRANSPORT_ERRORS, TARGET_RETRIES,
+        TARGET_REAUTHENTICATIONS, TARGET_LATENCY,
+        JOBS_COMPLETED, JOBS_WITH_ERRORS, JOBS_FAILED, JOB_DURATION,
+    }
+)  # fmt: skip
+# Dimensions beyond the service (Powertools adds "service" to every metric).
+EXTRA_DIMENSIONS = {ROWS_REJECTED_BY_REASON: (REASON_DIMENSION,)}
 
 ROW_METRICS = {
-    "succeeded": "RowsSucceeded",
-    "failed": "RowsFailed",
-    "not_found": "RowsNotFound",
-    "pending": "RowsPending",
+    "succeeded": ROWS_SUCCEEDED,
+    "failed": ROWS_FAILED,
+    "not_found": ROWS_NOT_FOUND,
+    "pending": ROWS_PENDING,
+}
+# How a batch ended (profile_sync.outcomes END_*) -> its metric.
+BATCH_END_METRICS = {
+    "complete": BATCHES_COMPLETED,
+    "stuck": BATCHES_STUCK,
+    "deadline": BATCHES_TIMED_OUT,
+    "vanished": BATCHES_VANISHED,
+    "status_failed": BATCHES_VANISHED,
+    "submit_failed": BATCHES_FAILED,
+}
+_CALL_METRICS = {
+    "calls": TARGET_CALLS,
+    "throttled": TARGET_THROTTLED,
+    "server_errors": TARGET_SERVER_ERRORS,
+    "transport_errors": TARGET_TRANSPORT_ERRORS,
+    "retries": TARGET_RETRIES,
+    "reauthentications": TARGET_REAUTHENTICATIONS,
 }
 
 
+def count(metrics: Metrics, name: str, value: float = 1) -> None:
+    metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+
+
 def add_row_counts(metrics: Metrics, counts: dict) -> None:
-    """A batch's row outcomes as metrics (counts only: never ids or values)."""
-    for name, metric in ROW_METRICS.items():
-        metrics.add_metric(name=metric, unit=MetricUnit.Count, value=counts.get(name, 0))
+    """A batch's row outcomes as metrics."""
+    for outcome, name in ROW_METRICS.items():
+        count(metrics, name, counts.get(outcome, 0))
+
+
+def add_batch_end(metrics: Metrics, end: str, counts: dict) -> None:
+    count(metrics, BATCH_END_METRICS[end])
+    add_row_counts(metrics, counts)
+
+
+def add_rejections_by_reason(reasons: dict[str, int]) -> None:
+    """One metric per reason code: a dimension of its own, flushed apart from the handler's set."""
+    for reason, rows in reasons.items():
+        with single_metric(
+            name=ROWS_REJECTED_BY_REASON, unit=MetricUnit.Count, value=rows, namespace=NAMESPACE
+        ) as metric:
+            metric.add_dimension(name=REASON_DIMENSION, value=reason)
+
+
+def add_target_calls(metrics: Metrics, stats: dict) -> None:
+    """What the Target client saw during this invocation (CallStats.take())."""
+    if not stats.get("calls"):
+        return
+    for field, name in _CALL_METRICS.items():
+        if stats.get(field):
+            count(metrics, name, stats[field])
+    for latency in stats.get("latencies_ms", []):
+        metrics.add_metric(name=TARGET_LATENCY, unit=MetricUnit.Milliseconds, value=latency)

@@ -15,9 +15,24 @@ from profile_sync.aws.s3 import S3ObjectStore
 from profile_sync.aws.secrets import token_provider_from_secret
 from profile_sync.settings import Settings
 from profile_sync.steps import Ports
-from profile_sync.target.client import TargetClient
+from profile_sync.target.client import CallStats, TargetClient
 
 _lock = threading.Lock()
+# Target clients of this container, one per client code (token cache and call figures included).
+_clients: dict[str, TargetClient] = {}
+
+
+def take_target_stats() -> dict:
+    """The call figures of every client since the last take (for this invocation's metrics)."""
+    with _lock:
+        clients = list(_clients.values())
+    total: dict = dict.fromkeys(CallStats.FIELDS, 0) | {"latencies_ms": []}
+    for client in clients:
+        taken = client.stats.take()
+        for field in CallStats.FIELDS:
+            total[field] += taken[field]
+        total["latencies_ms"] += taken["latencies_ms"]
+    return total
 
 
 @cache
@@ -29,17 +44,17 @@ def ports_from_env() -> Ports:
         if settings.calls_per_minute
         else None
     )
-    clients: dict[str, TargetClient] = {}
+    _clients.clear()
 
     def target(client_code: str) -> TargetClient:
         # One client (and token cache) per client code, shared by the threads of this container.
         with _lock:
-            if client_code not in clients:
+            if client_code not in _clients:
                 auth = token_provider_from_secret(settings.token_secret_id)
-                clients[client_code] = TargetClient.from_settings(
+                _clients[client_code] = TargetClient.from_settings(
                     settings, client_code, auth=auth, limiter=limiter, sleep=clock.pause
                 )
-            return clients[client_code]
+            return _clients[client_code]
 
     return Ports(
         settings=settings,

@@ -14,6 +14,7 @@ import os
 import random
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -152,6 +153,39 @@ class _Sized:
             yield chunk
 
 
+class CallStats:
+    """What the client saw since the last take(): calls, throttling, errors, retries, latency.
+
+    Counts only (no ids, no bodies), for the handlers' metrics. Thread-safe: single updates run
+    in parallel on one client.
+    """
+
+    FIELDS = ("calls", "throttled", "server_errors", "transport_errors", "retries", "reauthentications")
+    MAX_LATENCIES = 100  # one metric line holds at most 100 values
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts = dict.fromkeys(self.FIELDS, 0)
+        self._latencies: list[float] = []
+
+    def add(self, field: str, n: int = 1) -> None:
+        with self._lock:
+            self._counts[field] += n
+
+    def latency(self, milliseconds: float) -> None:
+        with self._lock:
+            if len(self._latencies) < self.MAX_LATENCIES:
+                self._latencies.append(round(milliseconds, 1))
+
+    def take(self) -> dict:
+        """The figures so far, and start again from zero."""
+        with self._lock:
+            taken = {**self._counts, "latencies_ms": self._latencies}
+            self._counts = dict.fromkeys(self.FIELDS, 0)
+            self._latencies = []
+        return taken
+
+
 class TargetClient:
     def __init__(
         self,
@@ -183,6 +217,7 @@ class TargetClient:
         self.limiter_max_wait = limiter_max_wait
         self.single_get_max_bytes = single_get_max_bytes
         self.single_post_max_bytes = single_post_max_bytes
+        self.stats = CallStats()
 
     @classmethod
     def from_settings(
@@ -386,6 +421,8 @@ class TargetClient:
             token = self.auth.token()
             if token:
                 headers["Authorization"] = f"Bearer {token}"
+            self.stats.add("calls")
+            started = time.monotonic()
             try:
                 resp = self.session.request(
                     method,
@@ -400,6 +437,7 @@ class TargetClient:
                 requests.Timeout,
                 requests.exceptions.ChunkedEncodingError,
             ) as exc:
+                self.stats.add("transport_errors")
                 last_status = None
                 suggestion = self.retry.transport_base
                 delay = self.retry.delay(self.retry.transport_base, attempts)
@@ -408,8 +446,13 @@ class TargetClient:
                     extra={"endpoint": endpoint, "error": type(exc).__name__, "attempt": attempts},
                 )
             else:
+                self.stats.latency((time.monotonic() - started) * 1000)
                 status = resp.status_code
                 last_status = status
+                if status in (503, 429):
+                    self.stats.add("throttled")
+                elif status >= 500:
+                    self.stats.add("server_errors")
                 if 200 <= status < 300 or status in allow_statuses:
                     return resp, attempts
                 if status in (401, 403):
@@ -418,6 +461,7 @@ class TargetClient:
                     # The token expired or was revoked: mint once more, don't count it as a retry.
                     logger.warning("target refused the token, re-minting", extra={"endpoint": endpoint})
                     self.auth.invalidate()
+                    self.stats.add("reauthentications")
                     reauthenticated = True
                     attempts -= 1
                     continue
@@ -440,6 +484,7 @@ class TargetClient:
                     extra={"endpoint": endpoint, "status": status, "attempt": attempts},
                 )
             if attempts < self.max_attempts:
+                self.stats.add("retries")
                 self.sleep(delay)
 
 
