@@ -10,7 +10,7 @@ from pathlib import Path
 
 from profile_sync.settings import INPUT_MODES, Settings
 from profile_sync.validate import ValidationResult, validate_and_split
-from profile_sync_local import emulator
+from profile_sync_local import deployed, emulator
 
 EXIT_OK = 0
 EXIT_ROWS_REJECTED = 1  # only with --strict
@@ -188,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     emulator.add_arguments(emulator_parser)
     emulator_parser.set_defaults(handler=emulator.run_from_args)
+
+    deployed.add_parsers(commands)
     return parser
 
 
