@@ -29,6 +29,7 @@ from profile_sync_local.local_stack import (
     LocalStack,
     load_function,
     run_workflow,
+    steps_on,
     workflow_handlers,
 )
 from profile_sync_local.progress import Progress, observed
@@ -95,6 +96,7 @@ def run_local(
             log_path = out_dir / "pipeline.log"
             log = stack.enter_context(log_path.open("w"))
             stack.enter_context(contextlib.redirect_stdout(log))
+            stack.enter_context(steps_on(clock))  # the ingest's times too
             job = _ingest(local, source, client=client, api=api, mode=input_mode, clock=clock)
             store = DynamoJobStore(local.jobs_table)
             progress.validated(store.get_job(job["jobId"]))

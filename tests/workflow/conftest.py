@@ -16,7 +16,7 @@ from moto import mock_aws
 
 from profile_sync.aws.jobs import DynamoJobStore
 from profile_sync_local.emulator import EmulatorConfig, TargetEmulator
-from profile_sync_local.local_stack import REGION, ROOT, LocalStack, load_function, run_workflow
+from profile_sync_local.local_stack import REGION, ROOT, LocalStack, load_function, run_workflow, steps_on
 from profile_sync_local.sfn_local import ExecutionResult, VirtualClock
 
 START = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
@@ -126,7 +126,8 @@ def pipeline(monkeypatch: pytest.MonkeyPatch):
         boto3.client("sns", region_name=REGION).subscribe(
             TopicArn=stack.topic_arn, Protocol="sqs", Endpoint=queue_arn
         )
-        with TargetEmulator(EmulatorConfig(seed=7), clock=clock.time) as emulator:
+        # steps_on: the ingest's job times follow the virtual clock too.
+        with TargetEmulator(EmulatorConfig(seed=7), clock=clock.time) as emulator, steps_on(clock):
             monkeypatch.setenv("TARGET_BASE_URL", emulator.url)
             monkeypatch.setenv("HTTP_MAX_ATTEMPTS", "3")
             yield Pipeline(stack, emulator, clock, monkeypatch, queue_url)

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from profile_sync import clock
 from profile_sync.settings import API_VERSIONS, INPUT_MODES, Settings
 from profile_sync.validate import BatchInfo, ValidationResult, validate_and_split
 
@@ -169,7 +170,7 @@ def ingest_drop(
     workflow: Workflow,
     settings: Settings,
     notifier: Notifier | None = None,
-    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    now: Callable[[], datetime] = lambda: datetime.fromtimestamp(clock.now(), UTC),
     workdir: Path | None = None,
 ) -> dict:
     """Validate and split one drop into a job; returns the job record as stored.

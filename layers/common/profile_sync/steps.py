@@ -351,7 +351,7 @@ def single_update(ports: Ports, item: dict) -> dict:
     _upload_lines(ports, key, [report.getvalue().encode()])
     done = next_cursor >= batch["rows"]
     _add_single_counts(ports, item, cursor=cursor, next_cursor=next_cursor, counts=counts, done=done)
-    return {"cursor": next_cursor, "done": done, "waitSeconds": 0}
+    return {"cursor": next_cursor, "done": done, "waitSeconds": 0, "counts": counts}
 
 
 def _add_single_counts(
@@ -426,7 +426,20 @@ def finalize_job(ports: Ports, job_id: str) -> dict:
             f"target-profile-sync: job {job_id} {status}",
             _account_message(job, status, rows_account.to_dict(), summary_key),
         )
-    return {"jobId": job_id, "status": status, **rows_account.to_dict()}
+    return {
+        "jobId": job_id,
+        "status": status,
+        **rows_account.to_dict(),
+        "durationSeconds": _seconds_since(job.get("createdAt"), ports.now()),
+    }
+
+
+def _seconds_since(stamp: str | None, now: float) -> int | None:
+    """From the job's creation (the drop) to now; None when the record has no usable time."""
+    try:
+        return max(0, int(now - datetime.fromisoformat(stamp).timestamp())) if stamp else None
+    except ValueError:
+        return None
 
 
 def _report_rows(ports: Ports, job: dict, batches: list[dict]) -> Iterator[bytes]:
