@@ -104,6 +104,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         target_url=args.target_url,
         emulator_config=config,
         progress_stream=sys.stderr,  # stdout keeps the summary (or the JSON) alone
+        auth=args.auth,
     )
     print(json.dumps(result, indent=2) if args.json else run.format_result(result))
     return run.exit_code(result)
@@ -177,6 +178,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--throttle-per-minute", type=int, default=0, help="answer 503 above this many calls/min"
     )
     switches.add_argument("--seed", type=int, default=1, help="seed of the emulator's random shares")
+    switches.add_argument(
+        "--auth",
+        choices=("none", "token", "oauth"),
+        default="none",
+        help="Target requires authentication: a profile token, or OAuth server-to-server credentials "
+        "(minted through the emulator's IMS and token endpoints), read from Secrets Manager",
+    )
     run_parser.set_defaults(handler=cmd_run)
 
     emulator_parser = commands.add_parser(

@@ -22,7 +22,7 @@ import boto3
 from moto import mock_aws
 
 from profile_sync.aws.jobs import DynamoJobStore
-from profile_sync_local.emulator import EmulatorConfig, TargetEmulator
+from profile_sync_local.emulator import DEFAULT_PROFILE_TOKEN, EmulatorConfig, TargetEmulator
 from profile_sync_local.local_stack import (
     REGION,
     ROOT,
@@ -70,6 +70,7 @@ def run_local(
     emulator_config: EmulatorConfig | None = None,
     settings_env: dict[str, str] | None = None,
     progress_stream: TextIO | None = None,
+    auth: str = "none",
 ) -> dict:
     """Run one file through the whole pipeline; returns the job's result (and writes the reports)."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -92,6 +93,8 @@ def run_local(
             else:
                 emulator = None
             os.environ["TARGET_BASE_URL"] = target_url
+            if emulator is not None and auth != "none":
+                os.environ["TOKEN_SECRET_ID"] = _auth_secret(emulator, auth)
             # The handlers' JSON logs and metrics go to a file beside the report, not the terminal.
             log_path = out_dir / "pipeline.log"
             log = stack.enter_context(log_path.open("w"))
@@ -136,6 +139,14 @@ def run_local(
     finally:
         os.environ.clear()
         os.environ.update(saved_env)
+
+
+def _auth_secret(emulator: TargetEmulator, auth: str) -> str:
+    """Target requires authentication; the functions find their credentials in Secrets Manager."""
+    emulator.configure(require_auth=True)
+    value = {"profile_token": DEFAULT_PROFILE_TOKEN} if auth == "token" else emulator.oauth_secret("local")
+    secrets = boto3.client("secretsmanager", region_name=REGION)
+    return secrets.create_secret(Name="profile-sync/target", SecretString=json.dumps(value))["ARN"]
 
 
 def _ingest(

@@ -54,3 +54,29 @@ def test_failing_rows_from_the_emulator_are_counted_and_listed(tmp_path, capsys)
     rows = list(csv.DictReader(io.StringIO(Path(result["files"]["rows"]).read_text())))
     assert len(rows) == result["failed"]
     assert all(r["outcome"] == "failed" and int(r["line"]) == int(r["id"]) + 1 for r in rows)
+
+
+def test_oauth_auth_mints_tokens_through_the_emulator(tmp_path, capsys):
+    code = main(["run", str(SAMPLE), "--out", str(tmp_path), "--auth", "oauth", "--json"])
+
+    result = json.loads(capsys.readouterr().out)
+    assert code == 1
+    assert result["succeeded"] == 10
+    assert result["target_calls"]["ims"] == 1  # one IMS token, one profile token, for every call
+    assert result["target_calls"]["token"] == 1
+
+
+def test_stuck_batches_and_throttling_from_the_command_line(tmp_path, capsys):
+    source = tmp_path / "clean.csv"
+    source.write_text("pcId,tier\n" + "".join(f"{i},gold\n" for i in range(1, 31)))
+    switches = ["--stuck-share", "1", "--throttle-per-minute", "2", "--json"]
+
+    code = main(["run", str(source), "--out", str(tmp_path / "out"), *switches])
+
+    result = json.loads(capsys.readouterr().out)
+    assert code == 1
+    assert result["status"] == "COMPLETE_WITH_ERRORS"
+    assert result["failed"] == 30  # a stuck batch will not complete: its rows failed, with the reason
+    assert [b["status"] for b in result["batches"]] == ["STUCK"]
+    rows = list(csv.DictReader(io.StringIO(Path(result["files"]["rows"]).read_text())))
+    assert {r["reason"] for r in rows} == {"Target reported the batch stuck: it will not complete"}
