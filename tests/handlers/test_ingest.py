@@ -276,3 +276,15 @@ def test_logs_carry_counts_and_ids_never_profile_values(capsys, stack, lambda_co
     assert '"received": 16' in output or '"received":16' in output
     for value in ("M%C3%BCnchen", "running%20shoes", "1843.20", "CRM-100001", "Berlin"):
         assert value not in output
+
+
+def test_batches_never_exceed_a_whole_day_of_quota(stack, monkeypatch, lambda_context):
+    monkeypatch.setenv("DAILY_ROW_QUOTA", "3")
+    ingest = load_handler("ingest")
+    body = b"pcId,a\n" + b"".join(b"%d,v%d\n" % (i, i) for i in range(7))
+    put(stack, "incoming/acme/seven.csv", body)
+
+    result = ingest.lambda_handler(make_event("incoming/acme/seven.csv", len(body)), lambda_context)
+
+    pointers = json.loads(read(stack, f"jobs/{result['jobId']}/batches.json"))
+    assert [p["rows"] for p in pointers] == [3, 3, 1]

@@ -208,7 +208,7 @@ def ingest_drop(
             options=options,
             job_id=job_id,
             objects=objects,
-            settings=settings.with_overrides(input_mode=options.input_mode),
+            settings=_split_settings(settings, options),
             workdir=workdir,
         )
     except DropRejected as exc:
@@ -303,6 +303,14 @@ def _split(
         return result
     finally:
         shutil.rmtree(out_dir, ignore_errors=True)
+
+
+def _split_settings(settings: Settings, options: DropOptions) -> Settings:
+    """The drop's input mode; and no batch larger than a whole day's quota, which could never be sent."""
+    rows = settings.batch_max_rows
+    if options.api_version != "single" and settings.daily_row_quota:
+        rows = min(rows, settings.daily_row_quota)
+    return settings.with_overrides(input_mode=options.input_mode, batch_max_rows=rows)
 
 
 def _batch_entry(job_id: str, batch: BatchInfo) -> dict:
