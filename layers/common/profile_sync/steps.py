@@ -123,7 +123,8 @@ def submit_batch(ports: Ports, item: dict) -> dict:
     job_id, batch = item["jobId"], item["batch"]
     client = ports.target(item["clientCode"])
     try:
-        result = client.submit_batch(ports.objects.open(batch["key"]), version=item["apiVersion"])
+        with ports.objects.open(batch["key"]) as body:
+            result = client.submit_batch(body, version=item["apiVersion"])
     except TargetRejected as exc:
         counts = record_batch_end(ports, item, END_SUBMIT_FAILED, reason=f"Target refused the batch: {exc}")
         return {"done": True, "end": END_SUBMIT_FAILED, "counts": counts}
