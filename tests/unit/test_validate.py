@@ -29,9 +29,11 @@ class Run:
 
 
 @pytest.fixture(autouse=True)
-def small_duplicate_filter(monkeypatch):
-    # The default 32 MB filter costs time per run; a small one also exercises collisions.
-    monkeypatch.setattr(validate, "_DUP_FILTER_BITS", 12)
+def small_duplicate_counter(monkeypatch):
+    # Tiny sizes: every run spills its hashes, and a partition of more than 8 hashes is split again.
+    monkeypatch.setattr(validate, "_DUP_PARTITION_BITS", 2)
+    monkeypatch.setattr(validate, "_DUP_BUFFER", 16)
+    monkeypatch.setattr(validate, "_DUP_SET_MAX", 8)
 
 
 @pytest.fixture
@@ -487,7 +489,8 @@ def test_rejects_csv_is_written_with_header_only_when_clean(tmp_path):
 
 def test_duplicate_ids_are_counted_across_chunks_and_batches(run, small_chunks, monkeypatch):
     small_chunks(9)
-    monkeypatch.setattr(validate, "_DUP_FILTER_BITS", 4)  # 16 bits: many collisions to sort out
+    monkeypatch.setattr(validate, "_DUP_BUFFER", 1)  # a spill after every hash
+    monkeypatch.setattr(validate, "_DUP_SET_MAX", 2)  # and splits down to the last bit
     ids = [1, 2, 3, 1, 4, 5, 2, 1, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 3]
     data = b"pcId,a\n" + b"".join(b"%d,x\n" % i for i in ids) + b'1,,\n20,"q"\n20,y\n,z\n'
     r = run(data, batch_max_rows=4)
@@ -500,6 +503,115 @@ def test_duplicate_ids_are_counted_across_chunks_and_batches(run, small_chunks, 
 def test_no_duplicates_no_warning(run):
     r = run(rows_file(50))
     assert (r.result.duplicate_ids, r.result.warnings) == (0, [])
+
+
+def reference_duplicates(hashes: list[int]) -> int:
+    return len(hashes) - len(set(hashes))
+
+
+def count_with(tmp_path: Path, chunks: list[list[int]], singles: bool = False) -> tuple[int, dict]:
+    """Feed ``chunks`` to a counter (each hash on its own when ``singles``); return the count and
+    what it did: spill files made, deepest split, largest set and largest buffer between calls."""
+    seen = {"files": 0, "depth": 0, "largest_set": 0, "largest_buffer": 0}
+
+    def spy_set(items=()):
+        made = set(items)
+        seen["largest_set"] = max(seen["largest_set"], len(made))
+        return made
+
+    counter = validate._DuplicateCounter(tmp_path)
+    counter_set = validate.__dict__.get("set")
+    validate.set = spy_set  # the module's sets, not the builtin
+    make_temp, count_file = counter._temp, counter._count_file
+
+    def temp():
+        seen["files"] += 1
+        return make_temp()
+
+    def counted(spill, depth):
+        seen["depth"] = max(seen["depth"], depth)
+        return count_file(spill, depth)
+
+    counter._temp, counter._count_file = temp, counted
+    try:
+        for chunk in chunks:
+            if singles:
+                for h in chunk:
+                    counter.add_one(h)
+            else:
+                counter.add(chunk)
+            seen["largest_buffer"] = max(seen["largest_buffer"], sum(map(len, counter._parts)))
+        return counter.count(), seen
+    finally:
+        counter.close()
+        if counter_set is None:
+            del validate.set
+        else:
+            validate.set = counter_set
+
+
+def test_duplicate_counter_spills_and_splits_exactly(tmp_path, monkeypatch):
+    monkeypatch.setattr(validate, "_DUP_PARTITION_BITS", 3)
+    monkeypatch.setattr(validate, "_DUP_BUFFER", 50)
+    monkeypatch.setattr(validate, "_DUP_SET_MAX", 20)
+    rng = random.Random(7)
+    pool = [rng.getrandbits(64) - (1 << 63) for _ in range(700)] + [-(1 << 63), (1 << 63) - 1, 0, -1]
+    hashes = [rng.choice(pool) for _ in range(3000)]
+    chunks = [hashes[i : i + 37] for i in range(0, len(hashes), 37)]
+    count, seen = count_with(tmp_path, chunks)
+    assert count == reference_duplicates(hashes)
+    assert seen["files"] > 8  # the 8 partitions spilled and then some were split again
+    assert seen["depth"] >= 2
+    assert 0 < seen["largest_set"] <= 20  # never more than _DUP_SET_MAX hashes in one set
+    assert seen["largest_buffer"] < 50  # a spill once the buffer holds 50 hashes
+    assert count_with(tmp_path, chunks, singles=True)[0] == count
+
+
+def test_duplicate_counter_matches_a_set_on_random_data(tmp_path, monkeypatch):
+    rng = random.Random(11)
+    for case in range(50):
+        bits = rng.choice([1, 2, 4, 7])
+        monkeypatch.setattr(validate, "_DUP_PARTITION_BITS", bits)
+        monkeypatch.setattr(validate, "_DUP_BUFFER", rng.choice([1, 3, 64, 1 << 18]))
+        monkeypatch.setattr(validate, "_DUP_SET_MAX", rng.choice([1, 2, 5, 100, 1 << 17]))
+        distinct = rng.choice([1, 2, 50, 400, 5000])
+        # Hashes that share their top bits (or all but the last) force splits down to every level.
+        spread = rng.choice([64, 64, 12, 1])
+        pool = [(rng.getrandbits(spread) << (64 - spread)) - (1 << 63) for _ in range(distinct)]
+        hashes = [rng.choice(pool) for _ in range(rng.randrange(1000))]
+        cut = sorted(rng.sample(range(len(hashes) + 1), min(5, len(hashes) + 1)))
+        chunks = [hashes[a:b] for a, b in zip([0, *cut], [*cut, len(hashes)], strict=True)]
+        singles = rng.random() < 0.3
+        assert count_with(tmp_path, chunks, singles)[0] == reference_duplicates(hashes), (case, bits)
+
+
+def test_duplicate_counter_one_id_many_times_splits_to_the_last_bit(tmp_path, monkeypatch):
+    monkeypatch.setattr(validate, "_DUP_PARTITION_BITS", 5)  # 64 is not a multiple of 5
+    monkeypatch.setattr(validate, "_DUP_BUFFER", 4)
+    monkeypatch.setattr(validate, "_DUP_SET_MAX", 1)
+    hashes = [-(1 << 63)] * 9 + [(1 << 63) - 1] * 4 + [-(1 << 63) + 1] * 3
+    count, seen = count_with(tmp_path, [hashes[:7], hashes[7:]])
+    assert count == 13
+    assert seen["depth"] == 13  # ceil(64 / 5) levels of 5 bits, then every bit is shared
+
+
+def test_duplicate_counter_without_spill_counts_in_memory(tmp_path):
+    count, seen = count_with(tmp_path, [[1, 2, 3, 2], [1, -5]])
+    assert (count, seen["files"]) == (2, 0)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_duplicate_ids_match_a_set_of_the_accepted_ids(run, monkeypatch, small_chunks, fast):
+    monkeypatch.setattr(validate, "_FAST_PATH", fast)
+    monkeypatch.setattr(validate, "_DUP_BUFFER", 7)
+    monkeypatch.setattr(validate, "_DUP_SET_MAX", 5)
+    small_chunks(200)
+    rng = random.Random(3)
+    lines = [b"%d,v" % rng.randrange(300) if rng.random() < 0.97 else b",v" for _ in range(2000)]
+    r = run(b"pcId,a\n" + b"\n".join(lines) + b"\n", batch_max_rows=333)
+    ids = [line.split(b",")[0] for batch in r.batches for line in body(batch).splitlines()]
+    assert len(ids) == r.result.accepted > 1900
+    assert r.result.duplicate_ids == len(ids) - len(set(ids)) > 1500
 
 
 # ---- result -------------------------------------------------------------------------------------
@@ -607,5 +719,7 @@ def test_fast_path_matches_per_row_reference(run, monkeypatch):
         expected = snapshot(run(data, **settings))
         monkeypatch.setattr(validate, "_FAST_PATH", True)
         monkeypatch.setattr(validate, "_CHUNK_SIZE", rng.choice([1, 2, 5, 16, 64, 1 << 20]))
-        monkeypatch.setattr(validate, "_DUP_FILTER_BITS", rng.choice([3, 6, 27]))
+        monkeypatch.setattr(validate, "_DUP_PARTITION_BITS", rng.choice([1, 3, 7]))
+        monkeypatch.setattr(validate, "_DUP_BUFFER", rng.choice([1, 4, 1 << 18]))
+        monkeypatch.setattr(validate, "_DUP_SET_MAX", rng.choice([1, 3, 1 << 17]))
         assert snapshot(run(data, **settings)) == expected, (case, data, settings)

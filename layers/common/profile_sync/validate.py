@@ -40,8 +40,15 @@ reason code                meaning
 =========================  ==========================================================================
 
 Duplicate ids: the number of accepted rows whose id (as written in the batch) already appeared in an
-earlier accepted row. Counted exactly (up to 64-bit hash collisions) with a fixed 32 MB bit filter,
-a temporary spill file of 8-byte hashes and a set of the few candidate hashes.
+earlier accepted row. Counted exactly (up to 64-bit hash collisions) by ``_DuplicateCounter``: each
+id's 64-bit hash goes to one of 128 partitions by its top bits and is spilled to that partition's
+temporary file; at the end each partition is counted with a set, and one too large for a set is
+split again by its next bits. Memory is bounded by constants, whatever the file size: the hashes
+buffered before a spill (``_DUP_BUFFER``, 2 MB, plus those of one read chunk), 128 file buffers
+(1 MB), and at the end one set of at most ``_DUP_SET_MAX`` hashes (about 10 MB; a split holds one
+such block, at most as many buffered hashes and 1 MB of file buffers per level, and a level is only
+needed past 2**24 accepted rows, 128 x ``_DUP_SET_MAX``, and again past 2**31). Disk: 8 bytes per
+accepted row, at most twice that while a partition is split.
 
 Speed: clean lines are recognised by one compiled regex that runs over whole chunks and are copied
 to the batch file in bulk; only lines that fail it (quotes, spaces, bad rows, ...) take the per-row
@@ -52,9 +59,11 @@ from __future__ import annotations
 
 import csv
 import re
+import sys
 import tempfile
 from array import array
 from bisect import bisect_right
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -81,7 +90,10 @@ REJECTS_HEADER = ("line", "reason", "detail", "original")
 _CHUNK_SIZE = 8 * 1024 * 1024
 _MIN_RECORD_LIMIT = 1024 * 1024  # a line or quoted record longer than this is never held whole
 _ORIGINAL_KEEP = 4096  # chars of an over-long line kept in rejects.csv
-_DUP_FILTER_BITS = 28  # 2**28 bits = 32 MB of duplicate filter
+# Duplicate counter: partitions per level, hashes buffered before a spill, hashes per in-memory set.
+_DUP_PARTITION_BITS = 7  # 128 partition files
+_DUP_BUFFER = 1 << 18  # 2 MB of buffered hashes
+_DUP_SET_MAX = 1 << 17  # a set of 131,072 hashes: about 10 MB
 _FAST_PATH = True
 
 _BOM = b"\xef\xbb\xbf"
@@ -90,7 +102,6 @@ _BAD_ENCODED = re.compile(rb'%(?![0-9A-Fa-f]{2})|[^\x21-\x7e]|"')
 _ID_AFTER_NEWLINE = re.compile(rb"\n([^,\n]*)")
 _RAW_NEEDS_ESCAPE = re.compile(rb"[^A-Za-z0-9_.~\-,\n]+")
 _PERCENT = [b"%%%02X" % i for i in range(256)]
-_BIT = [1 << k for k in range(8)]
 # Percent-escaped multi-byte UTF-8 sequence, minus its leading '%' (RFC 3629 table).
 _CONT = rb"%[89AaBb][0-9A-Fa-f]"
 _UTF8_PCT = (
@@ -281,53 +292,120 @@ def _good_line_pattern(mode: str, third_party: bool, columns: int, max_len: int)
 
 
 class _DuplicateCounter:
-    """Exact count of repeated hashes in bounded memory.
+    """Exact count of repeated 64-bit hashes, in memory bounded by constants.
 
-    A bit filter marks hashes seen; a hash whose bit is set already is a candidate (a repeat, or a
-    bit collision). Every hash is spilled to disk; one pass at the end counts how often candidates
-    occur: duplicates = occurrences - distinct candidates (each candidate occurs at least once, a
-    collision exactly once). Memory: the filter plus the distinct candidates, that is the repeated
-    ids and about N**2 / 2**(bits + 1) collisions (~47,000 for 5,000,000 ids and 2**28 bits).
+    Each hash goes to one of ``2**_DUP_PARTITION_BITS`` partitions by its top bits (equal hashes
+    always meet in the same partition). Partitions are buffered in ``array('q')`` (up to
+    ``_DUP_BUFFER`` hashes in all, plus the hashes of one read chunk) and then appended to one
+    temporary file per partition. At the end each partition is counted on its own as
+    ``len(hashes) - len(set(hashes))``; a partition of more than ``_DUP_SET_MAX`` hashes is first
+    split again by its next bits into sub-partition files, one block of ``_DUP_SET_MAX`` hashes at a
+    time (each block deduplicated in a set on the way, so repeats of one id shrink at once). Every
+    step is a C-level operation over whole arrays (``bytes.translate`` for the partition keys,
+    ``map`` for the dispatch, ``set`` for the count), never a Python loop per hash.
     """
 
     def __init__(self, spill_dir: Path) -> None:
-        self._mask = (1 << _DUP_FILTER_BITS) - 1
-        self._bits = bytearray(1 << max(_DUP_FILTER_BITS - 3, 0))
-        self._candidates: set[int] = set()
-        self._spill = tempfile.TemporaryFile(dir=spill_dir)  # noqa: SIM115 (closed by close())
+        self._dir = spill_dir
+        self._bits = _DUP_PARTITION_BITS  # 1..8
+        partitions = 1 << self._bits
+        self._parts = [array("q") for _ in range(partitions)]
+        self._files: list[BinaryIO | None] = [None] * partitions
+        self._buffered = 0
+        # Partition of a hash = its top bits: the top byte of its native bytes, shifted.
+        self._top = 7 if sys.byteorder == "little" else 0
+        self._key = bytes(b >> (8 - self._bits) for b in range(256))
+        self._shift = 64 - self._bits
 
-    def add(self, hashes: array) -> None:
-        bits, candidates, bit_of = self._bits, self._candidates, _BIT
-        # The hot loop of the fast path: as few Python operations per id as possible.
-        for h, i in zip(hashes, map(self._mask.__and__, hashes), strict=True):
-            j = i >> 3
-            bit = bit_of[i & 7]
-            v = bits[j]
-            if v & bit:
-                candidates.add(h)
-            else:
-                bits[j] = v | bit
-        hashes.tofile(self._spill)
+    def add(self, hashes: list[int]) -> None:
+        keys = array("q", hashes).tobytes()[self._top :: 8].translate(self._key)
+        deque(map(array.append, map(self._parts.__getitem__, keys), hashes), 0)
+        self._buffered += len(hashes)
+        if self._buffered >= _DUP_BUFFER:
+            self._flush()
+
+    def add_one(self, h: int) -> None:
+        self._parts[h >> self._shift].append(h)  # a negative index is the same partition
+        self._buffered += 1
+        if self._buffered >= _DUP_BUFFER:
+            self._flush()
+
+    def _flush(self) -> None:
+        files = self._files
+        for i, part in enumerate(self._parts):
+            if part:
+                spill = files[i]
+                if spill is None:
+                    spill = files[i] = self._temp()
+                part.tofile(spill)
+                del part[:]
+        self._buffered = 0
+
+    def _temp(self) -> BinaryIO:
+        return tempfile.TemporaryFile(dir=self._dir)  # closed by the caller
 
     def count(self) -> int:
-        if not self._candidates:
-            return 0
-        self._spill.flush()
-        self._spill.seek(0)
-        wanted = self._candidates.__contains__
-        occurrences = 0
-        more = True
-        while more:
-            part = array("q")
-            try:
-                part.fromfile(self._spill, 1 << 20)
-            except EOFError:  # the last, shorter part is still read
-                more = False
-            occurrences += sum(map(wanted, part))
-        return occurrences - len(self._candidates)
+        if not any(self._files):  # nothing spilled: the buffers hold every hash
+            return sum(len(part) - len(set(part)) for part in self._parts)
+        self._flush()
+        total = 0
+        for i, spill in enumerate(self._files):
+            if spill is not None:
+                self._files[i] = None
+                with spill:
+                    total += self._count_file(spill, 1)
+        return total
+
+    def _count_file(self, spill: BinaryIO, depth: int) -> int:
+        """Repeats in one partition file whose hashes share their top ``depth * bits`` bits."""
+        n = spill.tell() // 8
+        spill.seek(0)
+        if n <= _DUP_SET_MAX:
+            hashes = array("q")
+            hashes.fromfile(spill, n)
+            return n - len(set(hashes))
+        bits_done = depth * self._bits
+        if bits_done >= 64:  # every bit is shared: one hash, n times
+            return n - 1
+        shift = max(64 - bits_done - self._bits, 0)
+        mask = (1 << min(self._bits, 64 - bits_done)) - 1
+        parts = [array("q") for _ in range(mask + 1)]
+        children: list[BinaryIO | None] = [None] * (mask + 1)
+        repeats = 0
+        try:
+            while n:
+                block = array("q")
+                block.fromfile(spill, min(n, _DUP_SET_MAX))
+                n -= len(block)
+                unique = set(block)
+                repeats += len(block) - len(unique)
+                keys = map(mask.__and__, map(shift.__rrshift__, unique))
+                deque(map(array.append, map(parts.__getitem__, keys), unique), 0)
+                del block, unique
+                for i, part in enumerate(parts):
+                    if part:
+                        child = children[i]
+                        if child is None:
+                            child = children[i] = self._temp()
+                        part.tofile(child)
+                        del part[:]
+            spill.truncate(0)  # its disk space is no longer needed
+            for i, child in enumerate(children):
+                if child is not None:
+                    children[i] = None
+                    with child:
+                        repeats += self._count_file(child, depth + 1)
+        finally:
+            for child in children:
+                if child is not None:
+                    child.close()
+        return repeats
 
     def close(self) -> None:
-        self._spill.close()
+        for i, spill in enumerate(self._files):
+            if spill is not None:
+                self._files[i] = None
+                spill.close()
 
 
 class _Batch:
@@ -412,7 +490,8 @@ class _Engine:
             else:
                 cut = buf.rfind(b"\n") + 1
                 work, pending = buf[:cut], buf[cut:]
-            work = work.replace(b"\r\n", b"\n")
+            if b"\r" in work:
+                work = work.replace(b"\r\n", b"\n")
             done = self._process(work, eof)
             if done < len(work):  # a quoted record continues in the next chunk
                 pending = work[done:] + pending
@@ -463,14 +542,14 @@ class _Engine:
             pos, end = 0, len(buf)
         else:
             buf = work
-        rows = buf.count(b"\n", pos, end)
+        hashes = [hash(buf[pos : buf.index(b",", pos)])]  # one id per line
+        hashes += map(hash, _ID_AFTER_NEWLINE.findall(buf, pos, end - 1))
+        self.duplicates.add(hashes)
+        rows = len(hashes)
         first_line = self.line
         self.line += rows
         self.result.received += rows
         self.result.accepted += rows
-        hashes = array("q", (hash(buf[pos : buf.index(b",", pos)]),))
-        hashes.extend(map(hash, _ID_AFTER_NEWLINE.findall(buf, pos, end - 1)))
-        self.duplicates.add(hashes)
         self._write_rows(buf, pos, end, rows, first_line)
 
     def _write_rows(self, buf: bytes, start: int, end: int, rows: int, first_line: int) -> None:
@@ -587,7 +666,7 @@ class _Engine:
             self._reject(line, "row_too_large", detail, record)
             return
         self.result.accepted += 1
-        self.duplicates.add(array("q", (hash(out[0]),)))
+        self.duplicates.add_one(hash(out[0]))
         batch = self.batch
         if batch is not None and (
             batch.rows >= settings.batch_max_rows or batch.bytes + len(row) >= settings.batch_max_bytes
