@@ -62,3 +62,11 @@ bench: setup
 
 clean:
 	rm -rf .aws-sam out .pytest_cache .ruff_cache node_modules
+
+# Optional, not part of `make test`: needs Docker and the Lambda base image (README: sam local invoke).
+# Builds, runs ReserveQuotaFunction in SAM's container on events/reserve_quota_batch.json (quota off:
+# no AWS, no network) and checks its answer, since sam exits 0 even when the handler raises.
+# Without a Docker engine it says it did not run and exits 0.
+.PHONY: sam-local
+sam-local: setup
+	python local/sam_local/sam_local.py
