@@ -5,6 +5,7 @@ received = rejected + skipped + succeeded + failed + not_found + pending."""
 from __future__ import annotations
 
 import json
+import threading
 from collections import Counter, defaultdict
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -330,10 +331,12 @@ def test_a_revoked_token_is_replaced_from_the_rotated_secret_mid_run(pipeline, t
     pipeline.emulator.configure(polls_until_complete=1)
     poll = steps.poll_batch
     rotated = []
+    lock = threading.Lock()
 
     def poll_after_rotation(ports, item):
-        if not rotated:  # between submit and the first poll, an admin regenerates the token
-            rotated.append(token_secret())
+        with lock:  # between submit and the first poll, an admin regenerates the token, once
+            if not rotated:
+                rotated.append(token_secret())
         return poll(ports, item)
 
     monkeypatch.setattr(steps, "poll_batch", poll_after_rotation)
