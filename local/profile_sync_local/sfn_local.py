@@ -86,13 +86,24 @@ from moto.awslambda_simple.models import LambdaSimpleBackend  # noqa: E402
 from moto.core.config import default_user_config  # noqa: E402
 from moto.core.models import botocore_stubber  # noqa: E402
 from moto.stepfunctions.parser import utils as _sfn_utils  # noqa: E402
+from moto.stepfunctions.parser.api import HistoryEventType, MapRunFailedEventDetails  # noqa: E402
 from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (  # noqa: E402
+    FailureEvent,
     FailureEventException,
+)
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import (  # noqa: E402
+    StatesErrorName,
+)
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (  # noqa: E402
+    StatesErrorNameType,
 )
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl as _retrier_decl  # noqa: E402
 from moto.stepfunctions.parser.asl.component.program.program import Program as _Program  # noqa: E402
 from moto.stepfunctions.parser.asl.component.state import state as _state_mod  # noqa: E402
 from moto.stepfunctions.parser.asl.component.state.exec import execute_state as _execute_state  # noqa: E402
+from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration import (  # noqa: E402
+    distributed_iteration_component as _distributed,
+)
 from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration import job as _job  # noqa: E402
 from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.itemprocessor.distributed_item_processor_worker import (  # noqa: E402, E501
     DistributedItemProcessorWorker as _DistributedItemProcessorWorker,
@@ -123,6 +134,7 @@ from moto.stepfunctions.parser.asl.component.state.wait.wait_function import (  
 )
 from moto.stepfunctions.parser.asl.eval import count_down_latch as _latch_mod  # noqa: E402
 from moto.stepfunctions.parser.asl.eval.event import event_manager as _event_manager_mod  # noqa: E402
+from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails  # noqa: E402
 
 SFN_LOCAL_CONFIG: dict[str, Any] = {
     "stepfunctions": {"execute_state_machine": True},
@@ -496,6 +508,42 @@ def _epoch_millis(value: Any) -> Any:
     return value
 
 
+def _patch_map_run_failures() -> list[Any]:
+    """A Distributed Map run fails when its failed children exceed ToleratedFailureCount/Percentage.
+
+    Both are 0 by default on AWS: one failed child fails the run with
+    States.ExceedToleratedFailureThreshold, which the parent's Catch sees. moto 5.2.5 counts failed
+    children but lets the Map state succeed, which would hide a step failure; this restores AWS's rule.
+    """
+    original = _distributed.DistributedIterationComponent._map_run
+
+    def map_run(self: Any, env: Any, eval_input: Any) -> None:
+        original(self, env, eval_input)
+        record = eval_input.map_run_record
+        failed, total = record.item_counter.failed.get(), record.item_counter.total.get()
+        if failed and (
+            failed > record.tolerated_failure_count
+            or failed * 100 > record.tolerated_failure_percentage * total
+        ):
+            error = StatesErrorNameType.StatesExceedToleratedFailureThreshold
+            raise FailureEventException(
+                FailureEvent(
+                    env=env,
+                    error_name=StatesErrorName(typ=error),
+                    event_type=HistoryEventType.MapRunFailed,
+                    event_details=EventDetails(
+                        mapRunFailedEventDetails=MapRunFailedEventDetails(
+                            error=error.to_name(),
+                            cause=f"The specified tolerated failure threshold was exceeded: "
+                            f"{failed} of {total} child executions failed",
+                        )
+                    ),
+                )
+            )
+
+    return [mock.patch.object(_distributed.DistributedIterationComponent, "_map_run", map_run)]
+
+
 def _patch_sfn_integration() -> list[Any]:
     """Make ``arn:aws:states:::states:startExecution[.sync|.sync:2]`` work.
 
@@ -702,7 +750,7 @@ def sfn_local(
                 stack.enter_context(moto.mock_aws())
             stack.enter_context(mock.patch.dict(default_user_config, SFN_LOCAL_CONFIG))
             stack.enter_context(router.patch())
-            for patcher in _patch_sfn_integration():
+            for patcher in [*_patch_sfn_integration(), *_patch_map_run_failures()]:
                 stack.enter_context(patcher)
             if clock is not None:
                 for patcher in _clock_patches(clock):

@@ -12,20 +12,7 @@ from datetime import UTC, datetime
 
 import boto3
 import pytest
-from moto.stepfunctions.parser.api import HistoryEventType, MapRunFailedEventDetails
-from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
-    FailureEvent,
-    FailureEventException,
-)
-from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
-from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
-    StatesErrorNameType,
-)
 from moto.stepfunctions.parser.asl.component.state import state as moto_state
-from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration import (
-    distributed_iteration_component as moto_distributed,
-)
-from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 
 from profile_sync import steps
 from profile_sync.aws.jobs import plain
@@ -91,42 +78,6 @@ def run_job(pipeline, job: dict) -> Run:
 
 def subjects(messages: list[dict]) -> list[str]:
     return [m.get("Subject", "") for m in messages]
-
-
-@pytest.fixture(autouse=True)
-def map_runs_fail_like_aws(monkeypatch):
-    """A Distributed Map run fails when its failed children exceed ToleratedFailureCount/Percentage
-    (both 0 by default: one failed child fails the run with States.ExceedToleratedFailureThreshold).
-
-    moto 5.2 counts failed children but lets the Map state succeed anyway, which would hide a step
-    failure from the top-level Catch; this gives the Map state AWS's behaviour."""
-    original = moto_distributed.DistributedIterationComponent._map_run
-
-    def map_run(self, env, eval_input):
-        original(self, env, eval_input)
-        record = eval_input.map_run_record
-        failed, total = record.item_counter.failed.get(), record.item_counter.total.get()
-        if failed and (
-            failed > record.tolerated_failure_count
-            or failed * 100 > record.tolerated_failure_percentage * total
-        ):
-            error = StatesErrorNameType.StatesExceedToleratedFailureThreshold
-            raise FailureEventException(
-                FailureEvent(
-                    env=env,
-                    error_name=StatesErrorName(typ=error),
-                    event_type=HistoryEventType.MapRunFailed,
-                    event_details=EventDetails(
-                        mapRunFailedEventDetails=MapRunFailedEventDetails(
-                            error=error.to_name(),
-                            cause=f"The specified tolerated failure threshold was exceeded: "
-                            f"{failed} of {total} child executions failed",
-                        )
-                    ),
-                )
-            )
-
-    monkeypatch.setattr(moto_distributed.DistributedIterationComponent, "_map_run", map_run)
 
 
 @pytest.fixture
