@@ -1,4 +1,8 @@
-"""Record a batch whose Target step gave up after every retry."""
+"""Record a batch whose Target step gave up after every retry.
+
+A submit that never went through: its rows failed. A status that could not be read: Target has
+the rows, so they are pending, with the reason.
+"""
 
 from __future__ import annotations
 

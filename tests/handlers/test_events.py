@@ -342,7 +342,10 @@ def check_execution_alert(world: World, event: dict) -> None:
     result = world.invoke("execution_alert", event)
     assert result == {"jobId": started["jobId"], "notified": True}
     job = world.jobs.get_job(started["jobId"])
-    assert (job["status"], job["reason"]) == ("FAILED", "ExecutionAborted: ABORTED")
+    assert (job["status"], job["reason"]) == (
+        "FAILED",
+        "ExecutionAborted: ABORTED; batches that did not finish: 1 (PENDING)",
+    )
     [message] = world.messages()
     assert message["Subject"] == f"target-profile-sync: job {started['jobId']} FAILED"
     # Told once: a second delivery of the event finds the job FAILED already.

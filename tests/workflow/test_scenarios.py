@@ -571,3 +571,23 @@ def test_a_token_revoked_while_polling_leaves_the_rows_pending_with_the_reason(
     assert all("HTTP 401" in r["reason"] for r in rows.values())
     messages = pipeline.messages()
     assert len(messages) == 1 and "pending 6" in messages[0]["Message"]
+
+
+def test_a_reservation_retried_after_midnight_is_not_counted_again(pipeline):
+    """The try that reserved the rows lost its answer; the retry comes on the next UTC day."""
+    pipeline.setting(daily_row_quota=100)
+    job = pipeline.ingest(b"pcId,a\n1,x\n2,y\n")
+    item = {
+        "jobId": job["jobId"],
+        "clientCode": CLIENT,
+        "batch": {"batchIndex": 1, "rows": 2, "key": f"jobs/{job['jobId']}/batches/batch-00001.txt"},
+    }
+    ports = ports_from_env()
+    assert steps.reserve_quota(ports, item)["granted"]
+    pipeline.clock.advance(24 * 3600)
+
+    again = steps.reserve_quota(ports, item)
+
+    assert again["granted"] and again["window"] == "2026-11-28"
+    table = boto3.resource("dynamodb", region_name=REGION).Table(pipeline.stack.jobs_table)
+    assert table.get_item(Key={"pk": f"QUOTA#{CLIENT}", "sk": "2026-11-29"}).get("Item") is None

@@ -39,7 +39,7 @@ from profile_sync.outcomes import (
     resolve_rows,
     rows_csv,
 )
-from profile_sync.quota import DailyRowQuota, QuotaDecision, RollingQuota
+from profile_sync.quota import DailyRowQuota, QuotaDecision, RollingQuota, utc_day
 from profile_sync.settings import Settings
 from profile_sync.target.client import TargetClient
 from profile_sync.target.errors import TargetError, TargetRejected, TargetRetryLater
@@ -89,13 +89,25 @@ def _iso(moment: float) -> str:
 
 # ------------------------------------------------------------------------------------- quota
 def reserve_quota(ports: Ports, item: dict) -> dict:
-    """Reserve the batch's rows in the client's daily quota (idempotent per job and batch)."""
-    batch = item["batch"]
+    """Reserve the batch's rows in the client's daily quota (idempotent per job and batch).
+
+    The batch record remembers the day it was granted on, so a retry after midnight finds it
+    instead of counting the rows again on the new day.
+    """
+    job_id, batch = item["jobId"], item["batch"]
+    now = ports.now()
+    if ports.settings.daily_row_quota:
+        reserved_on = (ports.jobs.get_batch(job_id, batch["batchIndex"]) or {}).get("quotaReservedOn")
+        if reserved_on and reserved_on != utc_day(now):
+            # Granted on an earlier day by a try whose answer was lost: not counted again today.
+            return QuotaDecision(True, 0, 0, ports.settings.daily_row_quota, reserved_on).to_dict()
     decision: QuotaDecision = ports.daily_quota.reserve(
-        item["clientCode"], f"{item['jobId']}#{batch['batchIndex']}", batch["rows"], ports.now()
+        item["clientCode"], f"{job_id}#{batch['batchIndex']}", batch["rows"], now
     )
     if not decision.granted:
         _note_quota_wait(ports, item, decision)
+    elif decision.limit:  # quota on: remember the day it was granted on
+        ports.jobs.update_batch(job_id, batch["batchIndex"], {"quotaReservedOn": decision.window})
     return decision.to_dict()
 
 
@@ -485,8 +497,15 @@ def _account_message(job: dict, status: str, rows: dict, summary_key: str) -> st
 
 
 def job_failed(ports: Ports, job_id: str, error: dict) -> dict:
-    """A step failed for good: the job gets a final status and a person is told."""
+    """A step failed for good: the job gets a final status and a person is told which batches stopped."""
     reason = error_reason(error)
+    unfinished = [
+        f"{b['batchIndex']} ({b.get('status', 'PENDING')})"
+        for b in sorted(ports.jobs.list_batches(job_id), key=lambda b: b["batchIndex"])
+        if b.get("counts") is None
+    ]
+    if unfinished:
+        reason += f"; batches that did not finish: {', '.join(unfinished)}"
     job = ports.jobs.get_job(job_id) or {"jobId": job_id}
     ports.jobs.update_job(
         job_id, {"status": JobStatus.FAILED, "reason": reason, "finishedAt": _iso(ports.now())}
@@ -495,6 +514,7 @@ def job_failed(ports: Ports, job_id: str, error: dict) -> dict:
         f"target-profile-sync: job {job_id} FAILED",
         f"Job {job_id} failed.\n"
         f"Source: s3://{job.get('sourceBucket')}/{job.get('sourceKey')}\n"
-        f"Reason: {reason}",
+        f"Reason: {reason}\n"
+        "Batches that finished keep their results; see profile-sync status for each batch.",
     )
     return {"jobId": job_id, "status": JobStatus.FAILED, "reason": reason}
