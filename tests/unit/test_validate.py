@@ -183,12 +183,24 @@ def test_experience_cloud_id_rejects_the_file(run, name):
     assert r.result.received == 0
 
 
-@pytest.mark.parametrize("name", ["pcid", "id", "email", "PCID", "thirdpartyid", ""])
-def test_other_first_column_rejects_the_file(run, name):
+HEADER_HELP = (
+    "the first line must be a header whose first column is exactly pcId (Target's visitor id) or "
+    "thirdPartyId (your own id, mbox3rdPartyId)"
+)
+
+
+@pytest.mark.parametrize("name", ["pcid", "PCID", "thirdpartyid", "mbox3rdPartyId"])
+def test_a_misspelt_id_column_is_named_in_the_message(run, name):
+    r = run(name.encode() + b",a\n1,x\n")
+    assert r.result.file_error == f"f.csv: line 1: header: the first column is '{name}'; {HEADER_HELP}"
+
+
+@pytest.mark.parametrize("name", ["id", "email", "", "CRM-100001"])
+def test_other_first_column_rejects_the_file_without_quoting_it(run, name):
+    # Without a header the first field is a visitor id: it must not reach logs or messages.
     r = run(name.encode() + b",a\n1,x\n")
     assert r.result.file_error == (
-        f"f.csv: line 1: header: first column is '{name}'; it must be exactly pcId or thirdPartyId "
-        "(the visitor id column, spelled with that case)"
+        f"f.csv: line 1: header: the first column is not pcId or thirdPartyId; {HEADER_HELP}"
     )
 
 

@@ -418,12 +418,6 @@ def _rejects_keys(pipeline, job_id: str) -> list[str]:
     return [o["Key"] for o in listed.get("Contents", []) if "reject" in o["Key"]]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open: validate.py's header check quotes the first field of the first line, which in a file "
-    "without a header is a visitor id; the rejection reason then reaches the ingest's log line "
-    "and the SNS message",
-)
 def test_a_file_without_a_header_leaves_its_first_visitor_id_out_of_logs_and_messages(pipeline, capsys):
     capsys.readouterr()
     job = pipeline.ingest(f"{visitor(1)},{VALUE}\n{visitor(2)},{VALUE}\n".encode(), name="noheader.csv")

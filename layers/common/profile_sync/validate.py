@@ -702,9 +702,15 @@ class _Engine:
                 "accept Experience Cloud ids; use pcId or thirdPartyId"
             )
         if first not in ID_COLUMNS:
+            # Name the column only when it is a misspelt id header: in a file without a header this
+            # field is a visitor id, which must not reach logs or messages.
+            misspelt = first.lower() in {
+                n.lower() for n in (*ID_COLUMNS, "mbox3rdPartyId", "mboxPC", "tntId")
+            }
+            found = f"is '{first}'" if misspelt else "is not pcId or thirdPartyId"
             raise FileRejected(
-                f"{where}: first column is '{first}'; it must be exactly pcId or thirdPartyId "
-                "(the visitor id column, spelled with that case)"
+                f"{where}: the first column {found}; the first line must be a header whose first column is "
+                "exactly pcId (Target's visitor id) or thirdPartyId (your own id, mbox3rdPartyId)"
             )
         if len(names) == 1:
             raise FileRejected(f"{where}: no parameter columns after {first}; add at least one")
