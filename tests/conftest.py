@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,20 @@ def _no_real_aws(monkeypatch: pytest.MonkeyPatch) -> None:
     }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_package_logger():
+    """Each test starts with the domain package's logger as a new process has it.
+
+    Handlers hand it their own JSON handler (and stop its propagation); without this, a handler
+    imported by an earlier test would hide the Target client's lines from a later test's caplog.
+    """
+    yield
+    package_logger = logging.getLogger("profile_sync")
+    package_logger.handlers.clear()
+    package_logger.propagate = True
+    package_logger.setLevel(logging.NOTSET)
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from profile_sync import steps
@@ -12,6 +13,9 @@ from profile_sync.aws.ports import ports_from_env, take_target_stats
 logger = Logger()
 tracer = Tracer()  # also traces the Target calls: Powertools patches requests
 metrics = Metrics()
+# The domain package's own lines (the Target client's retries, re-minting) as JSON with the job
+# id, like the handler's: its loggers are children of "profile_sync".
+copy_config_to_registered_loggers(source_logger=logger, include={"profile_sync"})
 
 
 @logger.inject_lambda_context(correlation_id_path="jobId", clear_state=True)

@@ -121,11 +121,48 @@ def load_function(folder: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     spec.loader.exec_module(module)
+    _own_logger(module, folder)
     return module
 
 
+def _own_logger(module: ModuleType, folder: str) -> None:
+    """Give the function's Powertools Logger a stdlib logger of its own, as in Lambda.
+
+    In one process every function's Logger would share the service's stdlib logger, and each
+    import replaces its handler: the steps would log through the last module's formatter and lose
+    their own keys (Lambda context, correlation id). Two invocations of one function at once still
+    share a module here, which Lambda never does.
+    """
+    powertools_logger = getattr(module, "logger", None)
+    if powertools_logger is None:
+        return
+    own = logging.getLogger(f"profile-sync-local.{folder}")
+    own.handlers = [powertools_logger.logger_handler]
+    own.propagate = False
+    own.setLevel(logging.getLogger(powertools_logger.service).level or logging.INFO)
+    powertools_logger._logger = own
+
+
 def workflow_handlers() -> dict:
-    return {name: load_function(folder).lambda_handler for name, folder in WORKFLOW_FUNCTIONS.items()}
+    return {name: _with_package_logs(load_function(folder)) for name, folder in WORKFLOW_FUNCTIONS.items()}
+
+
+def _with_package_logs(module: ModuleType):
+    """The domain package's log lines go through the running function's handler, as in its own process.
+
+    Functions that call Target hand the "profile_sync" logger their handler at import; in one
+    process the last import would win for every function.
+    """
+    handler = module.lambda_handler
+    if not hasattr(module, "copy_config_to_registered_loggers"):
+        return handler
+    package = logging.getLogger("profile_sync")
+
+    def invoke(event: dict, context: object) -> dict:
+        package.handlers = [module.logger.logger_handler]
+        return handler(event, context)
+
+    return invoke
 
 
 @contextlib.contextmanager
