@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +11,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from profile_sync_local.local_stack import ROOT, load_function, table_definition
+from profile_sync_local.local_stack import ROOT, LocalStack, load_function
 
 REGION = "us-east-1"
 
@@ -47,46 +48,11 @@ def _fresh_package_logger():
     package_logger.setLevel(logging.NOTSET)
 
 
-@dataclass
-class Stack:
-    """The stack's resources as created in moto, with their names."""
-
-    bucket: str
-    jobs_table: str
-    idempotency_table: str
-    state_machine_arn: str
-
-    @property
-    def s3(self):
-        return boto3.client("s3", region_name=REGION)
-
-    @property
-    def sfn(self):
-        return boto3.client("stepfunctions", region_name=REGION)
-
-    def env(self) -> dict[str, str]:
-        return {
-            "DROP_BUCKET": self.bucket,
-            "JOBS_TABLE": self.jobs_table,
-            "IDEMPOTENCY_TABLE": self.idempotency_table,
-            "STATE_MACHINE_ARN": self.state_machine_arn,
-        }
-
-
 @pytest.fixture
 def stack(monkeypatch: pytest.MonkeyPatch):
+    """The stack's resources in moto (built from template.yaml), their names in the environment."""
     with mock_aws():
-        s3 = boto3.client("s3", region_name=REGION)
-        s3.create_bucket(Bucket="profile-sync-drop")
-        dynamodb = boto3.client("dynamodb", region_name=REGION)
-        dynamodb.create_table(**table_definition("JobsTable", "profile-sync-jobs"))
-        dynamodb.create_table(**table_definition("IdempotencyTable", "profile-sync-idempotency"))
-        sfn = boto3.client("stepfunctions", region_name=REGION)
-        definition = (ROOT / "statemachine" / "profile_sync.asl.json").read_text()
-        arn = sfn.create_state_machine(
-            name="profile-sync", definition=definition, roleArn="arn:aws:iam::123456789012:role/sfn"
-        )["stateMachineArn"]
-        created = Stack("profile-sync-drop", "profile-sync-jobs", "profile-sync-idempotency", arn)
+        created = LocalStack().create()
         for name, value in created.env().items():
             monkeypatch.setenv(name, value)
         yield created
@@ -95,6 +61,28 @@ def stack(monkeypatch: pytest.MonkeyPatch):
 def load_handler(function: str):
     """Import functions/<function>/app.py afresh (module state is per test, as per cold start)."""
     return load_function(function)
+
+
+class AlertInbox:
+    """An SQS queue subscribed to the alert topic: the SNS messages a person would get."""
+
+    def __init__(self, topic_arn: str) -> None:
+        sqs = boto3.client("sqs", region_name=REGION)
+        self.queue_url = sqs.create_queue(QueueName="alerts")["QueueUrl"]
+        attributes = sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])
+        boto3.client("sns", region_name=REGION).subscribe(
+            TopicArn=topic_arn, Protocol="sqs", Endpoint=attributes["Attributes"]["QueueArn"]
+        )
+
+    def messages(self) -> list[dict]:
+        """The messages that arrived since the last call."""
+        sqs = boto3.client("sqs", region_name=REGION)
+        found = []
+        while batch := sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get("Messages"):
+            for message in batch:
+                found.append(json.loads(message["Body"]))
+                sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+        return found
 
 
 @dataclass

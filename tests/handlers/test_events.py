@@ -29,7 +29,7 @@ from profile_sync.aws.jobs import DynamoJobStore
 from profile_sync.ingest import Drop
 from profile_sync_local.emulator import EmulatorConfig, TargetEmulator
 from profile_sync_local.local_stack import ROOT, LocalStack, load_function, template
-from tests.conftest import REGION, FakeContext
+from tests.conftest import REGION, AlertInbox, FakeContext
 
 EVENTS_DIR = ROOT / "events"
 EVENT_FILES = sorted(EVENTS_DIR.glob("*.json"))
@@ -99,7 +99,7 @@ class World:
     emulator: TargetEmulator
     clock: StepClock
     monkeypatch: pytest.MonkeyPatch
-    queue_url: str
+    inbox: AlertInbox
     ingested: dict[str, dict] = field(default_factory=dict)
 
     @property
@@ -148,13 +148,7 @@ class World:
         return s3.list_objects_v2(Bucket=self.stack.bucket, Prefix=key)["KeyCount"] > 0
 
     def messages(self) -> list[dict]:
-        sqs = boto3.client("sqs", region_name=REGION)
-        found = []
-        while batch := sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get("Messages"):
-            for message in batch:
-                found.append(json.loads(message["Body"]))
-                sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
-        return found
+        return self.inbox.messages()
 
     def submit(self) -> dict:
         """The bulk job's batch submitted to the emulator, as SubmitBatch does it."""
@@ -175,16 +169,9 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     monkeypatch.setattr(step_clock, "sleep", clock.sleep)
     with mock_aws():
         stack = LocalStack().create()
-        sqs = boto3.client("sqs", region_name=REGION)
-        queue_url = sqs.create_queue(QueueName="alerts")["QueueUrl"]
-        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
-            "QueueArn"
-        ]
-        boto3.client("sns", region_name=REGION).subscribe(
-            TopicArn=stack.topic_arn, Protocol="sqs", Endpoint=queue_arn
-        )
+        inbox = AlertInbox(stack.topic_arn)
         with TargetEmulator(EmulatorConfig(seed=7), clock=clock.time) as emulator:
-            yield World(stack, emulator, clock, monkeypatch, queue_url)
+            yield World(stack, emulator, clock, monkeypatch, inbox)
 
 
 # ------------------------------------------------------------------------------------- checks

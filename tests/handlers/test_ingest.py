@@ -28,8 +28,16 @@ def make_event(
     return event
 
 
+def s3():
+    return boto3.client("s3", region_name=REGION)
+
+
+def sfn():
+    return boto3.client("stepfunctions", region_name=REGION)
+
+
 def put(stack, key: str, body: bytes) -> None:
-    stack.s3.put_object(Bucket=stack.bucket, Key=key, Body=body)
+    s3().put_object(Bucket=stack.bucket, Key=key, Body=body)
 
 
 def job_record(stack, job_id: str) -> dict:
@@ -38,11 +46,11 @@ def job_record(stack, job_id: str) -> dict:
 
 
 def executions(stack) -> list[dict]:
-    return stack.sfn.list_executions(stateMachineArn=stack.state_machine_arn)["executions"]
+    return sfn().list_executions(stateMachineArn=stack.state_machine_arn)["executions"]
 
 
 def read(stack, key: str) -> bytes:
-    return stack.s3.get_object(Bucket=stack.bucket, Key=key)["Body"].read()
+    return s3().get_object(Bucket=stack.bucket, Key=key)["Body"].read()
 
 
 @pytest.fixture
@@ -100,7 +108,7 @@ def test_sample_event_file_becomes_a_queued_job_with_batches_rejects_and_an_exec
 
     [execution] = executions(stack)
     assert execution["name"] == result["jobId"]
-    started = json.loads(stack.sfn.describe_execution(executionArn=execution["executionArn"])["input"])
+    started = json.loads(sfn().describe_execution(executionArn=execution["executionArn"])["input"])
     assert started["batchesKey"] == f"{prefix}batches.json"
     assert started["clientCode"] == "acme"
     assert job["executionId"] == execution["executionArn"]
@@ -182,7 +190,7 @@ def test_gzip_file_under_an_odd_key_with_per_drop_options(stack, ingest, lambda_
     assert (job["apiVersion"], job["inputMode"]) == ("v1", "raw")
     batch = read(stack, f"jobs/{result['jobId']}/batches/batch-00001.txt").decode()
     assert batch == "batch=pcId,city,note\n1001,M%C3%BCnchen,VIP%20client\n1002,K%C3%B6ln,\n"
-    started = json.loads(stack.sfn.describe_execution(executionArn=job["executionId"])["input"])
+    started = json.loads(sfn().describe_execution(executionArn=job["executionId"])["input"])
     assert started["apiVersion"] == "v1"
 
 

@@ -18,6 +18,7 @@ from profile_sync.aws.jobs import DynamoJobStore
 from profile_sync_local.emulator import EmulatorConfig, TargetEmulator
 from profile_sync_local.local_stack import REGION, ROOT, LocalStack, load_function, run_workflow, steps_on
 from profile_sync_local.sfn_local import ExecutionResult, VirtualClock
+from tests.conftest import AlertInbox
 
 START = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
 CLIENT = "acme"
@@ -36,7 +37,7 @@ class Pipeline:
     emulator: TargetEmulator
     clock: VirtualClock
     monkeypatch: pytest.MonkeyPatch
-    queue_url: str
+    inbox: AlertInbox
     drops: int = 0
 
     def setting(self, **values: object) -> None:
@@ -92,13 +93,7 @@ class Pipeline:
         return json.loads(self.read(job["reportKey"]))
 
     def messages(self) -> list[dict]:
-        sqs = boto3.client("sqs", region_name=REGION)
-        found = []
-        while batch := sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get("Messages"):
-            for message in batch:
-                found.append(json.loads(message["Body"]))
-                sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
-        return found
+        return self.inbox.messages()
 
 
 class Context:
@@ -118,16 +113,9 @@ def pipeline(monkeypatch: pytest.MonkeyPatch):
         stack = LocalStack().create()
         for name, value in stack.env().items():
             monkeypatch.setenv(name, value)
-        sqs = boto3.client("sqs", region_name=REGION)
-        queue_url = sqs.create_queue(QueueName="alerts")["QueueUrl"]
-        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
-            "QueueArn"
-        ]
-        boto3.client("sns", region_name=REGION).subscribe(
-            TopicArn=stack.topic_arn, Protocol="sqs", Endpoint=queue_arn
-        )
+        inbox = AlertInbox(stack.topic_arn)
         # steps_on: the ingest's job times follow the virtual clock too.
         with TargetEmulator(EmulatorConfig(seed=7), clock=clock.time) as emulator, steps_on(clock):
             monkeypatch.setenv("TARGET_BASE_URL", emulator.url)
             monkeypatch.setenv("HTTP_MAX_ATTEMPTS", "3")
-            yield Pipeline(stack, emulator, clock, monkeypatch, queue_url)
+            yield Pipeline(stack, emulator, clock, monkeypatch, inbox)

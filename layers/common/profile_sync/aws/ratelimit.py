@@ -28,12 +28,8 @@ class DynamoDBRateLimiter(WindowedLimiter):
         *,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        if calls_per_minute <= 0:
-            raise ValueError("calls_per_minute must be positive")
+        super().__init__(calls_per_minute, clock=clock, sleep=sleep)
         self.table = boto3.resource("dynamodb").Table(table) if isinstance(table, str) else table
-        self.calls_per_minute = calls_per_minute
-        self.clock = clock
-        self.sleep = sleep
 
     def try_acquire(self, key: str) -> float:
         now = self.clock()

@@ -35,8 +35,18 @@ def window_start(now: float, window: int = WINDOW_SECONDS) -> int:
 class WindowedLimiter:
     """acquire() on top of try_acquire(); subclasses supply try_acquire."""
 
-    clock: Callable[[], float]
-    sleep: Callable[[float], None]
+    def __init__(
+        self,
+        calls_per_minute: int = 50,
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if calls_per_minute <= 0:
+            raise ValueError("calls_per_minute must be positive")
+        self.calls_per_minute = calls_per_minute
+        self.clock = clock
+        self.sleep = sleep
 
     def try_acquire(self, key: str) -> float:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -57,9 +67,6 @@ class WindowedLimiter:
 
 
 class NoLimit(WindowedLimiter):
-    def __init__(self) -> None:
-        self.clock = time.time
-        self.sleep = time.sleep
 
     def try_acquire(self, key: str) -> float:
         return 0.0
@@ -75,11 +82,7 @@ class InMemoryRateLimiter(WindowedLimiter):
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        if calls_per_minute <= 0:
-            raise ValueError("calls_per_minute must be positive")
-        self.calls_per_minute = calls_per_minute
-        self.clock = clock
-        self.sleep = sleep
+        super().__init__(calls_per_minute, clock=clock, sleep=sleep)
         self._lock = threading.Lock()
         self._windows: dict[str, tuple[int, int]] = {}  # key -> (window start, calls taken)
 
