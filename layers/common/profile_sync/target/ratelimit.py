@@ -67,7 +67,6 @@ class WindowedLimiter:
 
 
 class NoLimit(WindowedLimiter):
-
     def try_acquire(self, key: str) -> float:
         return 0.0
 
