@@ -26,7 +26,6 @@ from profile_sync.outcomes import (
     END_COMPLETE,
     END_DEADLINE,
     END_STATUS_FAILED,
-    END_STUCK,
     END_SUBMIT_FAILED,
     END_VANISHED,
     FAILED,
@@ -36,6 +35,7 @@ from profile_sync.outcomes import (
     account,
     batch_outcome,
     batch_rows,
+    end_of,
     resolve_rows,
     rows_csv,
 )
@@ -212,7 +212,7 @@ def poll_batch(ports: Ports, item: dict) -> dict:
             end = END_VANISHED
     elif status is not None:
         poll["unknownStreak"] = 0
-        end = {"complete": END_COMPLETE, "stuck": END_STUCK}.get(status.state)
+        end = end_of(status)
     if end is None and now >= poll["deadlineAt"]:
         end = END_DEADLINE
     if end is not None:
