@@ -508,7 +508,8 @@ def test_duplicate_ids_are_counted_across_chunks_and_batches(run, small_chunks, 
     r = run(data, batch_max_rows=4)
     assert r.result.duplicate_ids == 5  # 1 twice, 2, 3, 20 (the skipped and the rejected row do not count)
     assert r.result.warnings == [
-        "f.csv: 5 rows repeat an id from an earlier row; Target applies them in order, so the last one wins"
+        "f.csv: 5 rows repeat an id from an earlier row; "
+        "Target's updates of one id override each other, and batches may be applied in any order"
     ]
 
 

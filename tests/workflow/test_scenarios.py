@@ -17,6 +17,7 @@ from moto.stepfunctions.parser.asl.component.state import state as moto_state
 from profile_sync import steps
 from profile_sync.aws.jobs import plain
 from profile_sync.aws.ports import ports_from_env
+from profile_sync.settings import Settings
 from profile_sync_local.local_stack import REGION, run_workflow
 from tests.workflow.conftest import CLIENT, START, Run
 
@@ -344,7 +345,7 @@ def test_a_vanished_status_leaves_the_rows_pending(pipeline):
     assert run.job["status"] == "COMPLETE_WITH_ERRORS"
     assert assert_accounted(pipeline, run)["pending"] == 4
     batch = run.batches[0]
-    assert (batch["status"], batch["polls"]) == ("VANISHED", steps.VANISHED_AFTER_POLLS)
+    assert (batch["status"], batch["polls"]) == ("VANISHED", Settings().vanished_after_polls)
     rows = report_by_line(pipeline, run.job)
     assert {(r["outcome"], r["reason"]) for r in rows.values()} == {
         ("pending", "Target no longer reports a status for this batch")

@@ -45,6 +45,10 @@ class Settings:
     poll_initial_delay_seconds: int = 60
     poll_max_delay_seconds: int = 1800
     poll_deadline_seconds: int = 24 * 3600
+    # Consecutive polls without a status before a batch counts as vanished (Target kept only the
+    # last statuses per client, for at most 24 hours).
+    vanished_after_polls: int = 3
+    single_update_chunk_rows: int = 1000  # rows per single-update step (one Lambda call)
 
     def __post_init__(self) -> None:
         if self.api_version not in API_VERSIONS:

@@ -45,11 +45,6 @@ from profile_sync.target.client import TargetClient
 from profile_sync.target.errors import TargetError, TargetRejected, TargetRetryLater
 from profile_sync.target.responses import UNKNOWN, BatchStatus
 
-# Consecutive polls without a status before a batch counts as vanished (Target kept only the
-# last statuses per client, for at most 24 hours).
-VANISHED_AFTER_POLLS = 3
-SINGLE_CHUNK_ROWS = 1000
-
 
 class Objects(Protocol):
     def open(self, key: str) -> BinaryIO: ...
@@ -208,7 +203,7 @@ def poll_batch(ports: Ports, item: dict) -> dict:
     end = None
     if status is not None and status.state == UNKNOWN:
         poll["unknownStreak"] += 1
-        if poll["unknownStreak"] >= VANISHED_AFTER_POLLS:
+        if poll["unknownStreak"] >= ports.settings.vanished_after_polls:
             end = END_VANISHED
     elif status is not None:
         poll["unknownStreak"] = 0
@@ -319,7 +314,7 @@ def single_update(ports: Ports, item: dict) -> dict:
     job_id, batch = item["jobId"], item["batch"]
     state = dict(item.get("single") or {"cursor": 0})
     cursor = state["cursor"]
-    rows = min(SINGLE_CHUNK_ROWS, batch["rows"] - cursor)
+    rows = min(ports.settings.single_update_chunk_rows, batch["rows"] - cursor)
     if rows <= 0:
         return {"cursor": cursor, "done": True, "waitSeconds": 0}
     decision = ports.single_quota.reserve(

@@ -810,8 +810,9 @@ class _Engine:
         result.duplicate_ids = self.duplicates.count()
         if result.duplicate_ids:
             result.warnings.append(
-                f"{self.source}: {result.duplicate_ids} rows repeat an id from an earlier row; "
-                "Target applies them in order, so the last one wins"
+                f"{self.source}: {result.duplicate_ids} "
+                f"{'row repeats' if result.duplicate_ids == 1 else 'rows repeat'} an id from an earlier row; "
+                "Target's updates of one id override each other, and batches may be applied in any order"
             )
 
     def release(self) -> None:
