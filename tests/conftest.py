@@ -11,7 +11,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from profile_sync_local.local_stack import ROOT, LocalStack, load_function
+from profile_sync_local.local_stack import ROOT, LocalStack, atomic_dynamodb_writes, load_function
 
 REGION = "us-east-1"
 
@@ -51,7 +51,7 @@ def _fresh_package_logger():
 @pytest.fixture
 def stack(monkeypatch: pytest.MonkeyPatch):
     """The stack's resources in moto (built from template.yaml), their names in the environment."""
-    with mock_aws():
+    with mock_aws(), atomic_dynamodb_writes():
         created = LocalStack().create()
         for name, value in created.env().items():
             monkeypatch.setenv(name, value)

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -21,6 +22,7 @@ from types import ModuleType
 
 import boto3
 import yaml
+from moto.dynamodb.models import DynamoDBBackend
 
 from profile_sync import clock as step_clock
 from profile_sync_local.sfn_local import ExecutionResult, LocalStateMachine, VirtualClock, function_arn
@@ -68,6 +70,34 @@ def table_definition(logical_id: str, table_name: str) -> dict:
     if "GlobalSecondaryIndexes" in props:
         kwargs["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
     return {"TableName": table_name, **kwargs}
+
+
+@contextlib.contextmanager
+def atomic_dynamodb_writes() -> Iterator[None]:
+    """Give moto's DynamoDB the per-item atomicity of the real one.
+
+    Real DynamoDB applies a conditional write atomically; moto checks the condition and writes in
+    plain Python, so two threads can both pass `used <= :room` (quota) or `calls < :limit` (rate
+    limit). The quota and the limiter rely on DynamoDB's guarantee, and the local pipeline runs
+    its steps as threads, so writes are serialised here.
+    """
+    lock = threading.RLock()
+    originals = {name: getattr(DynamoDBBackend, name) for name in ("update_item", "put_item", "delete_item")}
+
+    def serialised(original):
+        def write(*args, **kwargs):
+            with lock:
+                return original(*args, **kwargs)
+
+        return write
+
+    for name, original in originals.items():
+        setattr(DynamoDBBackend, name, serialised(original))
+    try:
+        yield
+    finally:
+        for name, original in originals.items():
+            setattr(DynamoDBBackend, name, original)
 
 
 @dataclass

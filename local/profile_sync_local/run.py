@@ -27,6 +27,7 @@ from profile_sync_local.local_stack import (
     REGION,
     ROOT,
     LocalStack,
+    atomic_dynamodb_writes,
     load_function,
     run_workflow,
     steps_on,
@@ -82,7 +83,7 @@ def run_local(
     saved_env = dict(os.environ)
     os.environ.update(_LOCAL_ENV | (settings_env or {}))
     try:
-        with mock_aws(), contextlib.ExitStack() as stack:
+        with mock_aws(), atomic_dynamodb_writes(), contextlib.ExitStack() as stack:
             local = LocalStack().create()
             os.environ.update(local.env())
             if target_url is None:

@@ -12,10 +12,10 @@ from contextlib import contextmanager
 
 import boto3
 import pytest
-from moto.dynamodb.models import DynamoDBBackend
 
 from profile_sync.target.client import RetryPolicy, TargetClient
 from profile_sync_local.emulator import EmulatorConfig, TargetEmulator
+from profile_sync_local.local_stack import atomic_dynamodb_writes
 
 CLIENT = "demo"
 
@@ -135,26 +135,8 @@ def batch(*rows: str, header: str = "pcId,a,b") -> bytes:
     return ("batch=" + "\n".join((header, *rows)) + "\n").encode()
 
 
-@contextmanager
-def atomic_moto_dynamodb():
-    """Serialise moto's DynamoDB update_item across threads.
-
-    Real DynamoDB applies a conditional update atomically per item; moto checks the condition and
-    writes in plain Python, so two threads can both pass `calls < :limit`. The limiter relies on
-    DynamoDB's guarantee, so tests give moto the same one.
-    """
-    lock = threading.Lock()
-    original = DynamoDBBackend.update_item
-
-    def update_item(self, *args, **kwargs):
-        with lock:
-            return original(self, *args, **kwargs)
-
-    DynamoDBBackend.update_item = update_item
-    try:
-        yield
-    finally:
-        DynamoDBBackend.update_item = original
+# Real DynamoDB's atomic conditional writes, for moto (the limiter relies on them).
+atomic_moto_dynamodb = atomic_dynamodb_writes
 
 
 def create_rate_table(name: str = "profile-sync-jobs", region: str = "us-east-1"):

@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 import boto3
 import pytest
 from moto import mock_aws
-from moto.dynamodb.models import DynamoDBBackend
 
 from profile_sync.aws.jobs import plain
 from profile_sync.aws.quota import DynamoDailyRowQuota, DynamoRollingQuota
@@ -22,7 +21,7 @@ from profile_sync.quota import (
     seconds_until_next_utc_day,
     utc_day,
 )
-from profile_sync_local.local_stack import table_definition
+from profile_sync_local.local_stack import atomic_dynamodb_writes, table_definition
 
 REGION = "us-east-1"
 TABLE = "jobs"
@@ -122,17 +121,16 @@ def test_a_refused_reservation_is_not_recorded(table):
     }
 
 
-def test_concurrent_reservations_never_go_over_the_limit(table, monkeypatch):
-    # DynamoDB applies each conditional write to an item atomically; moto doesn't lock, so give
-    # its update_item that atomicity (the threads still interleave between calls).
-    lock = threading.Lock()
-    update_item = DynamoDBBackend.update_item
+@pytest.fixture
+def atomic_writes():
+    with atomic_dynamodb_writes():
+        yield
 
-    def atomic_update_item(*args, **kwargs):
-        with lock:
-            return update_item(*args, **kwargs)
 
-    monkeypatch.setattr(DynamoDBBackend, "update_item", atomic_update_item)
+@pytest.mark.usefixtures("atomic_writes")
+def test_concurrent_reservations_never_go_over_the_limit(table):
+    # DynamoDB applies each conditional write to an item atomically; moto needs to be told to
+    # (the threads still interleave between calls).
     quota = DynamoDailyRowQuota(TABLE, 20)
     granted: list[str] = []
     barrier = threading.Barrier(12)

@@ -16,7 +16,15 @@ from moto import mock_aws
 
 from profile_sync.aws.jobs import DynamoJobStore
 from profile_sync_local.emulator import EmulatorConfig, TargetEmulator
-from profile_sync_local.local_stack import REGION, ROOT, LocalStack, load_function, run_workflow, steps_on
+from profile_sync_local.local_stack import (
+    REGION,
+    ROOT,
+    LocalStack,
+    atomic_dynamodb_writes,
+    load_function,
+    run_workflow,
+    steps_on,
+)
 from profile_sync_local.sfn_local import ExecutionResult, VirtualClock
 from tests.conftest import AlertInbox
 
@@ -109,7 +117,7 @@ class Context:
 @pytest.fixture
 def pipeline(monkeypatch: pytest.MonkeyPatch):
     clock = VirtualClock(start=START)
-    with mock_aws():
+    with mock_aws(), atomic_dynamodb_writes():
         stack = LocalStack().create()
         for name, value in stack.env().items():
             monkeypatch.setenv(name, value)
