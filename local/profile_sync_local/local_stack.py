@@ -16,16 +16,24 @@ import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cache
 from pathlib import Path
 from types import ModuleType
+from urllib.parse import quote_plus
 
 import boto3
 import yaml
 from moto.dynamodb.models import DynamoDBBackend
 
 from profile_sync import clock as step_clock
-from profile_sync_local.sfn_local import ExecutionResult, LocalStateMachine, VirtualClock, function_arn
+from profile_sync_local.sfn_local import (
+    ExecutionResult,
+    LocalLambdaContext,
+    LocalStateMachine,
+    VirtualClock,
+    function_arn,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 STATE_MACHINE = ROOT / "statemachine" / "profile_sync.asl.json"
@@ -125,6 +133,15 @@ class LocalStack:
         )["stateMachineArn"]
         return self
 
+    def drop(self, key: str, body: bytes, *, at: datetime, sequencer: str | None = None) -> dict:
+        """Put a file in the drop bucket and hand its S3 event to the real ingest handler."""
+        boto3.client("s3", region_name=REGION).put_object(Bucket=self.bucket, Key=key, Body=body)
+        event = drop_event(self.bucket, key, len(body), at=at, sequencer=sequencer)
+        context = LocalLambdaContext(
+            function_name="profile-sync-ingest", invoked_function_arn=function_arn("profile-sync-ingest")
+        )
+        return load_function("ingest").lambda_handler(event, context)
+
     def env(self) -> dict[str, str]:
         return {
             "DROP_BUCKET": self.bucket,
@@ -133,6 +150,18 @@ class LocalStack:
             "STATE_MACHINE_ARN": self.state_machine_arn,
             "ALERT_TOPIC_ARN": self.topic_arn,
         }
+
+
+def drop_event(bucket: str, key: str, size: int, *, at: datetime, sequencer: str | None = None) -> dict:
+    """The EventBridge "Object Created" event S3 sends for a drop (events/ingest_object_created.json
+    with this object); the key URL-encoded as S3 encodes it in events."""
+    event = json.loads((ROOT / "events" / "ingest_object_created.json").read_text())
+    event["time"] = at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    event["detail"]["bucket"]["name"] = bucket
+    event["detail"]["object"].update(key=quote_plus(key, safe="/"), size=size)
+    if sequencer is not None:
+        event["detail"]["object"]["sequencer"] = sequencer
+    return event
 
 
 def load_function(folder: str) -> ModuleType:

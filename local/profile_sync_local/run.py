@@ -16,7 +16,6 @@ import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
-from urllib.parse import quote_plus
 
 import boto3
 from moto import mock_aws
@@ -25,10 +24,8 @@ from profile_sync.aws.jobs import DynamoJobStore
 from profile_sync_local.emulator import DEFAULT_PROFILE_TOKEN, EmulatorConfig, TargetEmulator
 from profile_sync_local.local_stack import (
     REGION,
-    ROOT,
     LocalStack,
     atomic_dynamodb_writes,
-    load_function,
     run_workflow,
     steps_on,
     workflow_handlers,
@@ -48,16 +45,6 @@ _LOCAL_ENV = {
     "POWERTOOLS_METRICS_NAMESPACE": "TargetProfileSync",
     "POWERTOOLS_TRACE_DISABLED": "true",
 }
-
-
-class _Context:
-    function_name = "profile-sync-ingest"
-    memory_limit_in_mb = 1024
-    invoked_function_arn = f"arn:aws:lambda:{REGION}:123456789012:function:profile-sync-ingest"
-    aws_request_id = "local"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 900_000
 
 
 def run_local(
@@ -154,14 +141,7 @@ def _ingest(
     local: LocalStack, source: Path, *, client: str, api: str | None, mode: str | None, clock: VirtualClock
 ) -> dict:
     folders = "".join(f"{name}={value}/" for name, value in (("api", api), ("mode", mode)) if value)
-    key = f"incoming/{client}/{folders}{source.name}"
-    body = source.read_bytes()
-    boto3.client("s3", region_name=REGION).put_object(Bucket=local.bucket, Key=key, Body=body)
-    event = json.loads((ROOT / "events" / "ingest_object_created.json").read_text())
-    event["time"] = clock.datetime().strftime("%Y-%m-%dT%H:%M:%SZ")
-    event["detail"]["bucket"]["name"] = local.bucket
-    event["detail"]["object"].update(key=quote_plus(key, safe="/"), size=len(body))
-    return load_function("ingest").lambda_handler(event, _Context())
+    return local.drop(f"incoming/{client}/{folders}{source.name}", source.read_bytes(), at=clock.datetime())
 
 
 def _download(local: LocalStack, job: dict, out_dir: Path) -> dict[str, str]:

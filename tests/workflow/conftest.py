@@ -8,7 +8,6 @@ import io
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from urllib.parse import quote_plus
 
 import boto3
 import pytest
@@ -18,10 +17,8 @@ from profile_sync.aws.jobs import DynamoJobStore
 from profile_sync_local.emulator import EmulatorConfig, TargetEmulator
 from profile_sync_local.local_stack import (
     REGION,
-    ROOT,
     LocalStack,
     atomic_dynamodb_writes,
-    load_function,
     run_workflow,
     steps_on,
 )
@@ -56,16 +53,11 @@ class Pipeline:
     def ingest(
         self, body: bytes, name: str = "visitors.csv", client: str = CLIENT, folders: str = ""
     ) -> dict:
-        key = f"incoming/{client}/{folders}{name}"
-        s3 = boto3.client("s3", region_name=REGION)
-        s3.put_object(Bucket=self.stack.bucket, Key=key, Body=body)
         self.drops += 1
-        event = json.loads((ROOT / "events" / "ingest_object_created.json").read_text())
-        event["time"] = datetime.fromtimestamp(self.clock.now(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        event["detail"]["object"].update(
-            key=quote_plus(key, safe="/"), size=len(body), sequencer=f"{self.drops:018X}"
+        at = datetime.fromtimestamp(self.clock.now(), UTC)
+        return self.stack.drop(
+            f"incoming/{client}/{folders}{name}", body, at=at, sequencer=f"{self.drops:018X}"
         )
-        return load_function("ingest").lambda_handler(event, Context())
 
     def execution_input(self, job: dict) -> dict:
         sfn = boto3.client("stepfunctions", region_name=REGION)
@@ -102,16 +94,6 @@ class Pipeline:
 
     def messages(self) -> list[dict]:
         return self.inbox.messages()
-
-
-class Context:
-    function_name = "profile-sync-ingest"
-    memory_limit_in_mb = 1024
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:profile-sync-ingest"
-    aws_request_id = "00000000-0000-0000-0000-000000000001"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 900_000
 
 
 @pytest.fixture
