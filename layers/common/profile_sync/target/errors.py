@@ -45,6 +45,21 @@ class TargetRetryLater(TargetError):
         self.retry_after_seconds = retry_after_seconds
 
 
+class TargetMaybeAccepted(TargetError):
+    """The batch body reached Target and it may have accepted it, but no usable answer came back.
+
+    A 2xx whose body can't be read, or a read timeout / connection reset after the body was sent.
+    Never send the batch again: follow status_url when one could be found in the body ("" when
+    none), else its rows end pending.
+    """
+
+    def __init__(
+        self, message: str, *, status: int | None = None, attempts: int = 0, status_url: str = ""
+    ) -> None:
+        super().__init__(message, status=status, attempts=attempts)
+        self.status_url = status_url
+
+
 class TargetRejected(TargetError):
     """Target (or the client before sending) refused the request: retrying the same request won't help."""
 
