@@ -202,6 +202,16 @@ def _own_logger(module: ModuleType, folder: str) -> None:
     powertools_logger._logger = own
 
 
+def function_timeouts() -> dict[str, float]:
+    """Each workflow function's Timeout from template.yaml (the Globals' when it sets none)."""
+    resources = template()["Resources"]
+    default = template()["Globals"]["Function"].get("Timeout", 3)
+    return {
+        name: float(resources[f"{name}Function"]["Properties"].get("Timeout", default))
+        for name in WORKFLOW_FUNCTIONS
+    }
+
+
 def workflow_handlers() -> dict:
     return {name: _with_package_logs(load_function(folder)) for name, folder in WORKFLOW_FUNCTIONS.items()}
 
@@ -247,6 +257,7 @@ def run_workflow(
         clock=clock,
         name="profile-sync-workflow",
         timeout=timeout,
+        timeouts=function_timeouts(),
     )
     with steps_on(clock):
         return machine.run(execution_input, execution_name=execution_input["jobId"])
