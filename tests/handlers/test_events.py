@@ -222,7 +222,7 @@ def check_reserve_quota(world: World, event: dict) -> None:
 def check_submit_batch(world: World, event: dict) -> None:
     result = world.submit()
     assert result["done"] is False
-    assert result["statusUrl"].startswith(f"{world.emulator.url}/m2/acme/profile/batchStatus?batchId=")
+    assert result["statusUrl"].startswith(f"{world.emulator.url}/m2/acme/v2/profile/batchStatus?batchId=")
     assert result["submittedAt"] == STEP_TIME
     assert result["deadlineAt"] - result["submittedAt"] == 86400
     assert (result["polls"], result["unknownStreak"], result["delaySeconds"]) == (0, 0, 60)
