@@ -198,7 +198,9 @@ ADOBE_V2_SUBMIT = (
     "batchStatus?batchId=demo-1845664501&m2Node=00</batchStatus> <message>Batch submitted for processing"
     "</message> </response>"
 )
-ADOBE_V2_URL = "http://mboxedge19.tt.omtrdc.net/m2/demo/v2/profile/batchStatus?batchId=demo-1845664501&m2Node=00"
+ADOBE_V2_URL = (
+    "http://mboxedge19.tt.omtrdc.net/m2/demo/v2/profile/batchStatus?batchId=demo-1845664501&m2Node=00"
+)
 
 
 @pytest.mark.parametrize(
@@ -252,7 +254,10 @@ def test_extract_status_url_from_any_body(body, url):
 
 def test_utf16_doctype_is_refused():
     # A UTF-16 body used to get past a byte search for "<!DOCTYPE".
-    body = '<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE r [<!ENTITY a "true">]><response><success>&a;</success></response>'
+    body = (
+        '<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE r [<!ENTITY a "true">]>'
+        "<response><success>&a;</success></response>"
+    )
     assert not parse_submit(body.encode("utf-16")).parsed
     assert parse_batch_status(body.encode("utf-16")).state == "unknown"
 
@@ -305,7 +310,11 @@ def test_status_2017_without_batch_status_is_complete_when_every_row_is_final():
         ("<response><successfulUpdates>3</successfulUpdates></response>", None, "unknown"),
         # An explicit word always wins, in any case and with whitespace.
         ("<response>\n <status> Complete </status>\n</response>", None, "complete"),
-        ("<response><status>InComplete</status><profile><id>1</id><status>success</status></profile></response>", None, "incomplete"),
+        (
+            "<response><status>InComplete</status><profile><id>1</id><status>success</status></profile></response>",
+            None,
+            "incomplete",
+        ),
     ],
 )
 def test_status_state_without_or_with_batch_word(body, expected_rows, state):
