@@ -585,7 +585,7 @@ def test_a_token_revoked_while_polling_fails_the_job_and_leaves_the_rows_pending
     assert run.execution.status == "SUCCEEDED", run.execution.describe()
     assert run.job["status"] == "FAILED"
     assert run.job["reason"].startswith("Target refused authentication: HTTP 401 from GET http://127.0.0.1:")
-    assert "/m2/acme/profile/batchStatus after one token refresh" in run.job["reason"]
+    assert "/m2/acme/v2/profile/batchStatus after one token refresh" in run.job["reason"]
     assert assert_accounted(pipeline, run)["pending"] == 6
     # One poll per batch at most: after the first refusal no batch of the job calls Target again.
     assert run.execution.invocations["PollBatch"] == 2, run.execution.describe()
