@@ -9,7 +9,7 @@ import pytest
 from botocore.response import StreamingBody
 from moto import mock_aws
 
-from profile_sync.target.errors import TargetRejected, TargetRetryLater
+from profile_sync.target.errors import TargetMaybeAccepted, TargetRejected, TargetRetryLater
 from tests.contract.conftest import CLIENT, batch
 
 
@@ -17,7 +17,10 @@ def test_v2_submit_creates_profiles_and_reports_complete(client, emulator):
     result = client.submit_batch(batch("123,value1", "124,value1,value4", "125,,value2"))
     assert result.attempts == 1
     assert result.message == "Batch submitted for processing"
-    assert result.status_url.startswith(f"{emulator.url}/m2/{CLIENT}/profile/batchStatus?batchId={CLIENT}-")
+    assert result.status_url.startswith(
+        f"{emulator.url}/m2/{CLIENT}/v2/profile/batchStatus?batchId={CLIENT}-"
+    )
+    assert result.status_url.endswith("&m2Node=00")  # Adobe's v2 example: the raw & the parser must take
     assert result.batch_id.startswith(f"{CLIENT}-")
 
     status = client.batch_status(result.status_url)
@@ -94,7 +97,7 @@ def test_a_retry_resends_the_whole_stream(client, emulator):
         def seekable(self) -> bool:
             return False
 
-    emulator.queue_faults("batchUpdate", "503", "drop")
+    emulator.queue_faults("batchUpdate", "503", "500")
     result = client.submit_batch(OneWay(batch("9,z")))
     assert result.attempts == 3
     assert [r["body_bytes"] for r in emulator.requests] == [len(batch("9,z"))] * 3
@@ -138,10 +141,14 @@ def test_row_and_byte_limits(client, emulator):
         client.submit_batch(body)
 
 
-def test_a_2xx_that_is_not_xml_is_retry_later(client, emulator):
+def test_a_2xx_that_is_not_xml_is_maybe_accepted_and_never_resent(client, emulator):
+    # A proxy page or a broken answer: Target may have the batch behind it. Sending it again could
+    # apply it twice (Target accepts copies), so the client stops and says so.
     emulator.queue_faults("batchUpdate", "garbage")
-    with pytest.raises(TargetRetryLater, match="not XML"):
+    with pytest.raises(TargetMaybeAccepted, match="not Target's XML") as caught:
         client.submit_batch(batch("1,x"))
+    assert (caught.value.status, caught.value.attempts, caught.value.status_url) == (200, 1, "")
+    assert emulator.calls["batchUpdate"] == 1
 
 
 def test_status_polls_until_complete_and_applies_on_completion(client, emulator):
