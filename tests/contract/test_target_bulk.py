@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import boto3
 import pytest
@@ -274,3 +275,30 @@ def test_submit_counts_against_calls_per_minute(client, emulator, clock):
     assert caught.value.status == 503
     clock.advance(60)
     assert client.batch_status(urls[1]).state == "complete"
+
+
+def test_failed_rows_with_reserved_characters_in_ids_parse_in_both_shapes(client, emulator):
+    # In Adobe's shape the id goes into <id> with its & raw, like the status URL.
+    emulator.configure(fail_ids={"A&B", "C<D"})
+    body = batch("A%26B,x", "C%3CD,y", "E,z", header="thirdPartyId,a")
+    status = client.batch_status(client.submit_batch(body).status_url)
+    assert status.state == "complete" and sorted(status.failed_ids) == ["A&B", "C<D"]
+    assert (status.successful, status.failed) == (1, 2)
+
+
+def test_2017_style_status_without_batch_status_is_followed_to_completion(client, emulator, monkeypatch):
+    # Adobe's 2017 v2 example: only per-profile rows, every row listed, no <status> or <batchSize>.
+    emulator.configure(profile_format="all", polls_until_complete=1)
+    url = client.submit_batch(batch("1,x", "2,y")).status_url
+    original = emulator._status
+
+    def without_batch_fields(batch_id, details, cfg):
+        code, text = original(batch_id, details, cfg)
+        # The batch-level elements come first; the rows' own <status> stay.
+        return code, re.sub(r"<(status|batchSize)>[a-z0-9]+</\1>", "", text, count=2)
+
+    monkeypatch.setattr(emulator, "_status", without_batch_fields)
+    first = client.batch_status(url, details=False)
+    assert (first.raw_status, first.state, first.pending_ids) == ("", "incomplete", ["1", "2"])
+    second = client.batch_status(url, details=False)
+    assert (second.raw_status, second.state, second.failed_ids) == ("", "complete", [])
