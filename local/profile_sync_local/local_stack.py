@@ -236,9 +236,17 @@ def steps_on(clock: VirtualClock) -> Iterator[None]:
 
 
 def run_workflow(
-    execution_input: dict, *, clock: VirtualClock, handlers: dict | None = None, timeout: float = 300.0
+    execution_input: dict,
+    *,
+    clock: VirtualClock | None,
+    handlers: dict | None = None,
+    timeout: float = 300.0,
+    poll_interval: float = 0.005,
 ) -> ExecutionResult:
-    """Execute the real ASL for one job (the ingest's execution input) with the real handlers."""
+    """Execute the real ASL for one job (the ingest's execution input) with the real handlers.
+
+    clock None: real time (Wait states, retries and the steps' own waits really wait).
+    """
     substitutions = {f"{name}FunctionArn": function_arn(name) for name in WORKFLOW_FUNCTIONS}
     machine = LocalStateMachine(
         STATE_MACHINE,
@@ -247,6 +255,7 @@ def run_workflow(
         clock=clock,
         name="profile-sync-workflow",
         timeout=timeout,
+        poll_interval=poll_interval,
     )
-    with steps_on(clock):
+    with steps_on(clock) if clock is not None else contextlib.nullcontext():
         return machine.run(execution_input, execution_name=execution_input["jobId"])
