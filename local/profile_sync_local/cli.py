@@ -7,6 +7,7 @@ import difflib
 import gzip
 import json
 import os
+import signal
 import stat
 import sys
 from dataclasses import fields
@@ -127,22 +128,37 @@ def cmd_run(args: argparse.Namespace) -> int:
         calls_per_minute=args.throttle_per_minute,
     )
     out_dir = Path(args.out) if args.out else Path("out") / source.name.split(".")[0]
-    result = run.run_local(
-        source,
-        out_dir=out_dir,
-        client=args.client,
-        api=args.api,
-        input_mode=args.input_mode,
-        target_url=args.target_url,
-        emulator_config=config,
-        settings_env=settings_env,
-        progress_stream=sys.stderr,  # stdout keeps the summary (or the JSON) alone
-        auth=args.auth,
-        credentials=credentials,
-        clock=args.clock,
-    )
+    previous = signal.signal(signal.SIGINT, _stop_now)
+    try:
+        result = run.run_local(
+            source,
+            out_dir=out_dir,
+            client=args.client,
+            api=args.api,
+            input_mode=args.input_mode,
+            target_url=args.target_url,
+            emulator_config=config,
+            settings_env=settings_env,
+            progress_stream=sys.stderr,  # stdout keeps the summary (or the JSON) alone
+            auth=args.auth,
+            credentials=credentials,
+            clock=args.clock,
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
     print(json.dumps(result, indent=2) if args.json else run.format_result(result))
     return run.exit_code(result)
+
+
+def _stop_now(signum: int, frame: object) -> None:
+    """Ctrl-C: stop at once. Unwinding would leave the steps' threads running on without the local
+    AWS (and with the user's real AWS environment back), still calling Target."""
+    sys.stderr.write(
+        "\nprofile-sync: interrupted: batches already uploaded stay with Target and will be applied; "
+        "this run's records and report end here\n"
+    )
+    sys.stderr.flush()
+    os._exit(130)
 
 
 def parse_sets(items: list[str]) -> dict[str, str]:

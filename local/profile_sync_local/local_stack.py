@@ -24,6 +24,7 @@ from urllib.parse import quote_plus
 
 import boto3
 import yaml
+from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
 from moto.dynamodb.models import DynamoDBBackend
 
 from profile_sync import clock as step_clock
@@ -181,6 +182,7 @@ def load_function(folder: str) -> ModuleType:
     sys.modules[module_name] = module
     spec.loader.exec_module(module)
     _own_logger(module, folder)
+    _own_metrics(module)
     return module
 
 
@@ -200,6 +202,39 @@ def _own_logger(module: ModuleType, folder: str) -> None:
     own.propagate = False
     own.setLevel(logging.getLogger(powertools_logger.service).level or logging.INFO)
     powertools_logger._logger = own
+
+
+class _PerThreadMetrics(AmazonCloudWatchEMFProvider):
+    """A Powertools metrics provider whose metric set belongs to the thread that adds to it.
+
+    Powertools shares one metric set across the process, which in Lambda serves one invocation
+    at a time. Here invocations run as threads of one process: one would flush (or fail to flush:
+    "Must contain at least one metric") the metrics another is still adding.
+    """
+
+    def _state(self) -> threading.local:
+        local = self.__dict__.setdefault("_per_thread", threading.local())
+        if not hasattr(local, "metric_set"):
+            local.metric_set, local.dimension_sets, local.metadata_set = {}, [], {}
+            local.dimension_set = dict(self.default_dimensions)
+        return local
+
+
+def _thread_attribute(name: str) -> property:
+    return property(
+        lambda self: getattr(self._state(), name), lambda self, value: setattr(self._state(), name, value)
+    )
+
+
+for _name in ("metric_set", "dimension_set", "dimension_sets", "metadata_set"):
+    setattr(_PerThreadMetrics, _name, _thread_attribute(_name))
+
+
+def _own_metrics(module: ModuleType) -> None:
+    metrics = getattr(module, "metrics", None)
+    provider = getattr(metrics, "provider", None)
+    if type(provider) is AmazonCloudWatchEMFProvider:
+        provider.__class__ = _PerThreadMetrics
 
 
 def workflow_handlers() -> dict:
