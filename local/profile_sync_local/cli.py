@@ -126,6 +126,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         stuck_share=args.stuck_share,
         polls_until_complete=args.polls_until_complete,
         calls_per_minute=args.throttle_per_minute,
+        escaped_xml=args.escaped_xml,
     )
     out_dir = Path(args.out) if args.out else Path("out") / source.name.split(".")[0]
     previous = signal.signal(signal.SIGINT, _stop_now)
@@ -372,6 +373,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     switches.add_argument(
         "--seed", type=int, default=_SWITCH_DEFAULTS["seed"], help="seed of the emulator's random shares"
+    )
+    switches.add_argument(
+        "--escaped-xml",
+        action="store_true",
+        help="escaped, pretty-printed XML answers instead of Adobe's documented shape (raw &, one line)",
     )
     switches.add_argument(
         "--auth",

@@ -1,7 +1,8 @@
 """`profile-sync run`: the pipeline as deployed, on one machine.
 
-The template's resources in moto, the real ingest and step handlers, the real state machine
-definition executed by moto, and the Target emulator on loopback or a Target the user names.
+The template's resources in a moto server on loopback (reached over HTTP), the real ingest and step
+handlers, the real state machine definition executed by moto, and the Target emulator on loopback
+or a Target the user names.
 Against the built-in emulator time is virtual: a job that would poll for hours finishes in seconds
 and the summary says how long it would have taken. Against any other Target time is real: Target's
 minute is a real minute. Credentials reach the functions as in the deployed stack: a secret in
@@ -28,7 +29,6 @@ from urllib.parse import urlsplit
 
 import boto3
 import requests
-from moto import mock_aws
 from requests.adapters import HTTPAdapter
 
 from profile_sync.aws.jobs import DynamoJobStore
@@ -36,7 +36,7 @@ from profile_sync_local.emulator import DEFAULT_PROFILE_TOKEN, EmulatorConfig, T
 from profile_sync_local.local_stack import (
     REGION,
     LocalStack,
-    atomic_dynamodb_writes,
+    local_aws,
     run_workflow,
     steps_on,
     workflow_handlers,
@@ -97,7 +97,7 @@ def run_local(
     saved_env = dict(os.environ)
     os.environ.update(_LOCAL_ENV | (settings_env or {}))
     try:
-        with mock_aws(), atomic_dynamodb_writes(), contextlib.ExitStack() as stack:
+        with local_aws(), contextlib.ExitStack() as stack:
             local = LocalStack().create()
             os.environ.update(local.env())
             if target_url is None:

@@ -22,13 +22,12 @@ from urllib.parse import parse_qs, unquote_plus, urlsplit
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from profile_sync import clock as step_clock
 from profile_sync.aws.jobs import DynamoJobStore
 from profile_sync.ingest import Drop
 from profile_sync_local.emulator import EmulatorConfig, TargetEmulator
-from profile_sync_local.local_stack import ROOT, LocalStack, atomic_dynamodb_writes, load_function, template
+from profile_sync_local.local_stack import ROOT, AwsServer, LocalStack, load_function, template
 from tests.conftest import REGION, AlertInbox, FakeContext
 
 EVENTS_DIR = ROOT / "events"
@@ -163,15 +162,14 @@ class World:
 
 
 @pytest.fixture
-def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+def world(aws: AwsServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     clock = StepClock(STEP_TIME)
     monkeypatch.setattr(step_clock, "time", clock.time)
     monkeypatch.setattr(step_clock, "sleep", clock.sleep)
-    with mock_aws(), atomic_dynamodb_writes():
-        stack = LocalStack().create()
-        inbox = AlertInbox(stack.topic_arn)
-        with TargetEmulator(EmulatorConfig(seed=7), clock=clock.time) as emulator:
-            yield World(stack, emulator, clock, monkeypatch, inbox)
+    stack = LocalStack().create()
+    inbox = AlertInbox(stack.topic_arn)
+    with TargetEmulator(EmulatorConfig(seed=7), clock=clock.time) as emulator:
+        yield World(stack, emulator, clock, monkeypatch, inbox)
 
 
 # ------------------------------------------------------------------------------------- checks
@@ -222,7 +220,7 @@ def check_reserve_quota(world: World, event: dict) -> None:
 def check_submit_batch(world: World, event: dict) -> None:
     result = world.submit()
     assert result["done"] is False
-    assert result["statusUrl"].startswith(f"{world.emulator.url}/m2/acme/profile/batchStatus?batchId=")
+    assert result["statusUrl"].startswith(f"{world.emulator.url}/m2/acme/v2/profile/batchStatus?batchId=")
     assert result["submittedAt"] == STEP_TIME
     assert result["deadlineAt"] - result["submittedAt"] == 86400
     assert (result["polls"], result["unknownStreak"], result["delaySeconds"]) == (0, 0, 60)
@@ -260,7 +258,7 @@ def check_fail_batch(world: World, event: dict) -> None:
     record = world.jobs.get_batch(event["jobId"], 1)
     assert record["status"] == "SUBMIT_FAILED"
     # The reason is read out of Lambda's error JSON in the Cause, not the JSON itself.
-    assert "TargetRetryLater: batchUpdate: giving up for now | HTTP 503" in record["reason"]
+    assert "TargetRetryLater: batchUpdate: Target answered 503 to all 5 attempts" in record["reason"]
     assert "stackTrace" not in record["reason"]
     rows = list(csv.reader(io.StringIO(world.read(record["resultsKey"]).decode())))
     assert len(rows) == 10

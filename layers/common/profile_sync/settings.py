@@ -39,6 +39,10 @@ class Settings:
     token_secret_id: str = ""
     http_timeout_seconds: float = 30.0
     http_max_attempts: int = 5
+    # Inside a Lambda, the Target client never waits (back-off, rate limit) or lets a call run
+    # past the invocation's remaining time minus this: the step still has to record what it did
+    # (DynamoDB, S3: a few seconds at worst). Beyond it the client asks the state machine to wait.
+    lambda_time_margin_seconds: float = 10.0
     # Workflow.
     max_concurrency: int = 4
     single_update_concurrency: int = 8
@@ -49,6 +53,9 @@ class Settings:
     # last statuses per client, for at most 24 hours).
     vanished_after_polls: int = 3
     single_update_chunk_rows: int = 1000  # rows per single-update step (one Lambda call)
+    # Job and batch records expire (DynamoDB TTL) this many days after their last change, like the
+    # job's files under jobs/ (the bucket's lifecycle rule, same stack Parameter).
+    job_retention_days: int = 30
 
     def __post_init__(self) -> None:
         if self.api_version not in API_VERSIONS:
