@@ -238,7 +238,7 @@ def _read_private(path: Path) -> str:
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: cannot read: {type(exc).__name__}") from None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        print(f"profile-sync: warning: {path} is readable by other users: chmod 600 {path}", file=sys.stderr)
+        print(f"profile-sync: warning: {path} is open to other users: chmod 600 {path}", file=sys.stderr)
     return text
 
 

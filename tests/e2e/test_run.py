@@ -256,7 +256,7 @@ def test_a_world_readable_token_file_is_used_with_a_warning(tmp_path, capsys, ta
     )
 
     assert code == 1
-    assert f"{token_file} is readable by other users: chmod 600 {token_file}" in capsys.readouterr().err
+    assert f"{token_file} is open to other users: chmod 600 {token_file}" in capsys.readouterr().err
 
 
 def test_the_real_clock_on_the_built_in_emulator_really_waits(tmp_path, capsys):
