@@ -1,8 +1,11 @@
 """The stack as deployed, on one machine: template resources in moto, the real handlers, the real ASL.
 
-Used by the workflow tests and by `profile-sync run`. The resources are built from template.yaml
-(key schemas, indexes), the state machine from statemachine/*.asl.json with the same
-substitutions SAM makes, and each Lambda task is routed to functions/<name>/app.py in-process.
+Used by the workflow and handler tests, by `profile-sync run` and by `make sam-local`. moto runs in
+server mode (:class:`AwsServer`) and every AWS client reaches it over HTTP through AWS_ENDPOINT_URL,
+as boto3 reaches AWS in an account: botocore's real response path (urllib3 streaming bodies,
+paginators, retries) is the one that runs. The resources are built from template.yaml (key schemas,
+indexes), the state machine from statemachine/*.asl.json with the same substitutions SAM makes,
+and each Lambda task is routed to functions/<name>/app.py in-process.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import logging
 import os
 import sys
 import threading
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,7 +28,10 @@ from urllib.parse import quote_plus
 
 import boto3
 import yaml
+from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
+from aws_lambda_powertools.utilities import parameters
 from moto.dynamodb.models import DynamoDBBackend
+from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
 from profile_sync import clock as step_clock
 from profile_sync_local.sfn_local import (
@@ -80,6 +87,73 @@ def table_definition(logical_id: str, table_name: str) -> dict:
     return {"TableName": table_name, **kwargs}
 
 
+class AwsServer:
+    """moto in server mode, in this process: the AWS APIs over HTTP on ``host`` (a free port).
+
+    In this process on purpose: the server's threads use the same moto backends (one per
+    account/region) as the rest of the process, so sfn_local's patches on moto's Lambda and Step
+    Functions and :func:`atomic_dynamodb_writes` apply to what it serves. Loopback by default; only
+    `make sam-local` binds the Docker bridge, so a container can reach it.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+        self.url = ""
+        self.port = 0
+
+    def __enter__(self) -> AwsServer:
+        # werkzeug logs a line per request otherwise.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        self._server.start()
+        host, self.port = self._server.get_host_and_port()
+        self.url = f"http://{host}:{self.port}"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.stop()
+
+    def env(self) -> dict[str, str]:
+        """What points boto3 here (and the credentials moto accepts, so nothing can reach AWS)."""
+        return {
+            "AWS_ENDPOINT_URL": self.url,
+            # moto's Step Functions interpreter calls Lambda at localhost:MOTO_PORT (sfn_local).
+            "MOTO_PORT": str(self.port),
+            "AWS_ACCESS_KEY_ID": "local",
+            "AWS_SECRET_ACCESS_KEY": "local",
+            "AWS_SESSION_TOKEN": "local",
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_REGION": REGION,
+        }
+
+    def reset(self) -> None:
+        """Forget every resource (moto's reset endpoint): a fresh account, cheaper than a new server."""
+        # Our own server's http:// URL.
+        request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")  # noqa: S310
+        with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310
+            answer.read()
+
+
+@contextlib.contextmanager
+def local_aws(server: AwsServer | None = None) -> Iterator[AwsServer]:
+    """A fresh account on a moto server (``server`` or a new one on loopback), with its environment
+    set for this process, and DynamoDB writes atomic as in AWS."""
+    saved = {name: os.environ.get(name) for name in AwsServer().env()}
+    with contextlib.ExitStack() as stack:
+        if server is None:
+            server = stack.enter_context(AwsServer())
+        server.reset()  # moto's backends are the process's, whichever server serves them
+        stack.enter_context(atomic_dynamodb_writes())
+        os.environ.update(server.env())
+        try:
+            yield server
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+
 @contextlib.contextmanager
 def atomic_dynamodb_writes() -> Iterator[None]:
     """Give moto's DynamoDB the per-item atomicity of the real one.
@@ -115,9 +189,11 @@ class LocalStack:
     idempotency_table: str = "profile-sync-idempotency"
     topic_arn: str = ""
     state_machine_arn: str = ""
+    # SSM path of the client profiles (profile_sync.client_profiles); none stored = stack defaults.
+    profiles_path: str = "/profile-sync/clients"
 
     def create(self) -> LocalStack:
-        """Create the resources in the active moto mock."""
+        """Create the resources in the account boto3 reaches (the local moto server)."""
         boto3.client("s3", region_name=REGION).create_bucket(Bucket=self.bucket)
         dynamodb = boto3.client("dynamodb", region_name=REGION)
         dynamodb.create_table(**table_definition("JobsTable", self.jobs_table))
@@ -149,7 +225,16 @@ class LocalStack:
             "IDEMPOTENCY_TABLE": self.idempotency_table,
             "STATE_MACHINE_ARN": self.state_machine_arn,
             "ALERT_TOPIC_ARN": self.topic_arn,
+            "CLIENT_PROFILES_PATH": self.profiles_path,
         }
+
+    def put_profile(self, client_code: str, document: dict | str) -> int:
+        """Store a client profile as `profile-sync clients set` does; returns its SSM version."""
+        text = document if isinstance(document, str) else json.dumps(document)
+        answer = boto3.client("ssm", region_name=REGION).put_parameter(
+            Name=f"{self.profiles_path}/{client_code}", Value=text, Type="String", Overwrite=True
+        )
+        return answer["Version"]
 
 
 def drop_event(bucket: str, key: str, size: int, *, at: datetime, sequencer: str | None = None) -> dict:
@@ -171,16 +256,19 @@ def load_function(folder: str) -> ModuleType:
     for attribute in ("init", "powertools_handler"):
         if hasattr(service_logger, attribute):
             delattr(service_logger, attribute)
-    # Each warm container builds its ports once; a fresh import is a fresh container.
+    # Each warm container builds its ports once; a fresh import is a fresh container. So are
+    # Powertools' parameter providers: their AWS clients would still call an earlier run's server.
     from profile_sync.aws import ports  # noqa: PLC0415 - after the environment is set
 
     ports.ports_from_env.cache_clear()
+    parameters.clear_caches()
     module_name = f"handler_{folder}"
     spec = importlib.util.spec_from_file_location(module_name, ROOT / "functions" / folder / "app.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     spec.loader.exec_module(module)
     _own_logger(module, folder)
+    _own_metrics(module)
     return module
 
 
@@ -210,6 +298,39 @@ def function_timeouts() -> dict[str, float]:
         name: float(resources[f"{name}Function"]["Properties"].get("Timeout", default))
         for name in WORKFLOW_FUNCTIONS
     }
+
+
+class _PerThreadMetrics(AmazonCloudWatchEMFProvider):
+    """A Powertools metrics provider whose metric set belongs to the thread that adds to it.
+
+    Powertools shares one metric set across the process, which in Lambda serves one invocation
+    at a time. Here invocations run as threads of one process: one would flush (or fail to flush:
+    "Must contain at least one metric") the metrics another is still adding.
+    """
+
+    def _state(self) -> threading.local:
+        local = self.__dict__.setdefault("_per_thread", threading.local())
+        if not hasattr(local, "metric_set"):
+            local.metric_set, local.dimension_sets, local.metadata_set = {}, [], {}
+            local.dimension_set = dict(self.default_dimensions)
+        return local
+
+
+def _thread_attribute(name: str) -> property:
+    return property(
+        lambda self: getattr(self._state(), name), lambda self, value: setattr(self._state(), name, value)
+    )
+
+
+for _name in ("metric_set", "dimension_set", "dimension_sets", "metadata_set"):
+    setattr(_PerThreadMetrics, _name, _thread_attribute(_name))
+
+
+def _own_metrics(module: ModuleType) -> None:
+    metrics = getattr(module, "metrics", None)
+    provider = getattr(metrics, "provider", None)
+    if type(provider) is AmazonCloudWatchEMFProvider:
+        provider.__class__ = _PerThreadMetrics
 
 
 def workflow_handlers() -> dict:
@@ -246,9 +367,17 @@ def steps_on(clock: VirtualClock) -> Iterator[None]:
 
 
 def run_workflow(
-    execution_input: dict, *, clock: VirtualClock, handlers: dict | None = None, timeout: float = 300.0
+    execution_input: dict,
+    *,
+    clock: VirtualClock | None,
+    handlers: dict | None = None,
+    timeout: float = 300.0,
+    poll_interval: float = 0.005,
 ) -> ExecutionResult:
-    """Execute the real ASL for one job (the ingest's execution input) with the real handlers."""
+    """Execute the real ASL for one job (the ingest's execution input) with the real handlers.
+
+    clock None: real time (Wait states, retries and the steps' own waits really wait).
+    """
     substitutions = {f"{name}FunctionArn": function_arn(name) for name in WORKFLOW_FUNCTIONS}
     machine = LocalStateMachine(
         STATE_MACHINE,
@@ -258,6 +387,7 @@ def run_workflow(
         name="profile-sync-workflow",
         timeout=timeout,
         timeouts=function_timeouts(),
+        poll_interval=poll_interval,
     )
-    with steps_on(clock):
+    with steps_on(clock) if clock is not None else contextlib.nullcontext():
         return machine.run(execution_input, execution_name=execution_input["jobId"])
