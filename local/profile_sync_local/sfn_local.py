@@ -722,6 +722,7 @@ class LambdaRouter:
         self.timeouts = {_function_name(k): float(v) for k, v in (timeouts or {}).items()}
         self.durations: dict[str, list[float]] = {}  # clock seconds spent in each invocation
         self.timed_out: Counter[str] = Counter()
+        self._running = threading.local()  # the function this thread is running (fault injection)
         self.region = region
         self.account = account
         self._lock = threading.Lock()
@@ -761,37 +762,47 @@ class LambdaRouter:
             self.max_in_flight[name] = max(self.max_in_flight[name], self.in_flight[name])
         busy = self.clock.busy() if self.clock else contextlib.nullcontext()
         started = now()
+        spent = 0.0
         try:
             with busy:
+                self._running.name = name
                 try:
                     result = handler(event, context)
                 finally:
+                    self._running.name = None
                     spent = now() - started
                     with self._lock:
                         self.durations.setdefault(name, []).append(spent)
             if spent > timeout:
-                with self._lock:
-                    self.timed_out[name] += 1
                 raise _Timedout(f"Task timed out after {timeout:.2f} seconds")
             try:
                 return json.dumps(result).encode("utf-8")
             except (TypeError, ValueError) as exc:
                 raise _MarshalError(f"Unable to marshal response: {exc}") from exc
         except Exception as exc:
+            error: Exception = exc
+            if spent > timeout:  # Lambda stopped it: whatever it was doing, it timed out
+                error = _Timedout(f"Task timed out after {timeout:.2f} seconds")
+                with self._lock:
+                    self.timed_out[name] += 1
             error_type = (
                 "Runtime.MarshalError"
-                if isinstance(exc, _MarshalError)
+                if isinstance(error, _MarshalError)
                 else "Sandbox.Timedout"
-                if isinstance(exc, _Timedout)
-                else type(exc).__name__
+                if isinstance(error, _Timedout)
+                else type(error).__name__
             )
             with self._lock:
-                self.errors.append(HandlerError(name, error_type, str(exc), traceback.format_exc()))
+                self.errors.append(HandlerError(name, error_type, str(error), traceback.format_exc()))
             response_headers["x-amz-function-error"] = "Unhandled"
-            return _error_body(error_type, str(exc), traceback.format_tb(exc.__traceback__))
+            return _error_body(error_type, str(error), traceback.format_tb(exc.__traceback__))
         finally:
             with self._lock:
                 self.in_flight[name] -= 1
+
+    def running(self) -> str | None:
+        """The function whose invocation the calling thread is running, if any."""
+        return getattr(self._running, "name", None)
 
     def patch(self) -> Any:
         router = self
@@ -856,6 +867,14 @@ def _error_body(error_type: str, message: str, stack: list[str] | None = None) -
 # --------------------------------------------------------------------------------------------------
 
 _ENV_LOCK = threading.Lock()
+_active: list[LambdaRouter] = []  # the router of the running environment (one at a time)
+
+
+def running_function() -> str | None:
+    """The Lambda function the calling thread runs inside the active environment (None outside).
+
+    Lets a test inject a fault into one step's AWS calls, as a throttled call of that step."""
+    return _active[0].running() if _active else None
 
 
 @contextlib.contextmanager
@@ -898,9 +917,11 @@ def sfn_local(
             if clock is not None:
                 for patcher in _clock_patches(clock):
                     stack.enter_context(patcher)
+            _active[:] = [router]
             try:
                 yield router
             finally:
+                _active.clear()
                 # moto keeps every worker thread it ever started in this list.
                 _sfn_utils.TMP_THREADS[:] = [t for t in _sfn_utils.TMP_THREADS if t.is_alive()]
     finally:

@@ -595,6 +595,7 @@ def end_single_rest(ports: Ports, item: dict, cursor: int, reason: str) -> dict:
     _upload_lines(ports, key, rows_csv(rows, batch["batchIndex"]))
     counts = {PENDING: len(rows)}
     _add_single_counts(ports, item, cursor=cursor, next_cursor=batch["rows"], counts=counts, done=True)
+    ports.jobs.update_batch(item["jobId"], batch["batchIndex"], {"reason": reason})
     return counts
 
 
