@@ -284,29 +284,32 @@ class ProfileReader(io.RawIOBase):
         self.profile = profile
         self.source = source_name
         self.rejects = ReaderRejects()
-        self._out = b""
+        self._out = memoryview(b"")
         self._gen = self._generate(stream)
 
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:
-        size = len(buffer)
-        while len(self._out) < size:
-            chunk = next(self._gen, None)
-            if chunk is None:
-                break
-            self._out = self._out + chunk if self._out else chunk
-        data, self._out = self._out[:size], self._out[size:]
-        buffer[: len(data)] = data
-        return len(data)
-
     def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes (fewer only at the end); slices of the produced chunks, one copy."""
         if size is None or size < 0:
             return b"".join([self._out, *self._gen])
-        buffer = bytearray(size)
-        n = self.readinto(buffer)
-        return bytes(buffer[:n])
+        parts, wanted = [], size
+        while wanted > 0:
+            if not self._out:
+                chunk = next(self._gen, None)
+                if chunk is None:
+                    break
+                self._out = memoryview(chunk)
+            part, self._out = self._out[:wanted], self._out[wanted:]
+            parts.append(part)
+            wanted -= len(part)
+        return b"".join(parts)
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
 
     # ---- the work ------------------------------------------------------------------------------
     def _text(self, stream: BinaryIO) -> io.TextIOWrapper:
@@ -539,8 +542,7 @@ def validate_with_profile(
     if profile is None or not profile.maps_columns:
         return validate_and_split(stream, out_dir, settings, source_name=source_name, on_batch=on_batch)
     reader = ProfileReader(stream, profile, source_name=source_name)
-    buffered = io.BufferedReader(reader, buffer_size=_READ_SIZE)
-    result = validate_and_split(buffered, Path(out_dir), settings, source_name=source_name, on_batch=on_batch)
+    result = validate_and_split(reader, Path(out_dir), settings, source_name=source_name, on_batch=on_batch)
     result.warnings[:0] = reader.rejects.warnings
     if result.file_error or not reader.rejects.rows:
         return result
