@@ -581,6 +581,8 @@ class AccountQuota:
     ``make(limit)`` builds the underlying quota for a limit.
     """
 
+    per_client = True  # the limit can be on for a client while the stack's is off
+
     def __init__(self, profiles: ProfileStore, default: Any, make: Callable[[int], Any], field: str) -> None:
         self.profiles, self.default, self.make, self.field = profiles, default, make, field
         self._by_limit: dict[int, Any] = {}
