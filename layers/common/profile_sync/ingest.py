@@ -140,7 +140,7 @@ class FileTooLarge(Exception):
     pass
 
 
-class _CappedReader:
+class CappedReader:
     """Counts what the engine reads and stops past the configured maximum (gzip bombs too)."""
 
     def __init__(self, raw: BinaryIO, limit: int) -> None:
@@ -373,7 +373,7 @@ def _split(
             raise DropRejected(f"{drop.key}: the object no longer exists") from exc
         # The cap applies to what the engine reads: the decompressed bytes of a .gz.
         raw = gzip.GzipFile(fileobj=body, mode="rb") if options.compressed else body
-        stream = _CappedReader(raw, settings.file_max_bytes)
+        stream = CappedReader(raw, settings.file_max_bytes)
         try:
             result = validate_and_split(stream, out_dir, settings, source_name=drop.key, on_batch=store_batch)
         except FileTooLarge as exc:
