@@ -29,7 +29,8 @@ from profile_sync.validate import BatchInfo, ValidationResult, validate_and_spli
 INCOMING_PREFIX = "incoming/"
 JOBS_PREFIX = "jobs/"
 # Target client codes are short lower-case names; allow what is safe in keys and execution names.
-CLIENT_CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}")  # used with fullmatch: no "$\n"
+# \Z, not $: "$" also matches before a final line break ("acme\n" passed, then broke a URL).
+CLIENT_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}\Z")
 
 
 class JobStatus:
