@@ -31,7 +31,7 @@ tracer = Tracer()
 metrics = Metrics()
 
 settings = Settings.from_env()
-jobs = DynamoJobStore(os.environ["JOBS_TABLE"])
+jobs = DynamoJobStore(os.environ["JOBS_TABLE"], retention_days=settings.job_retention_days)
 workflow = StepFunctionsWorkflow(os.environ["STATE_MACHINE_ARN"])
 notifier = SnsNotifier(os.environ.get("ALERT_TOPIC_ARN", ""))
 idempotency = IdempotencyConfig(

@@ -98,6 +98,7 @@ from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name
     StatesErrorNameType,
 )
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl as _retrier_decl  # noqa: E402
+from moto.stepfunctions.parser.asl.component.common.retry.retry_outcome import RetryOutcome  # noqa: E402
 from moto.stepfunctions.parser.asl.component.program.program import Program as _Program  # noqa: E402
 from moto.stepfunctions.parser.asl.component.state import state as _state_mod  # noqa: E402
 from moto.stepfunctions.parser.asl.component.state.exec import execute_state as _execute_state  # noqa: E402
@@ -583,6 +584,65 @@ def _patch_sfn_integration() -> list[Any]:
 
 
 # --------------------------------------------------------------------------------------------------
+# State transitions, as Step Functions bills them
+# --------------------------------------------------------------------------------------------------
+
+
+class TransitionCounter:
+    """State transitions of an execution and of its Distributed Map's child executions.
+
+    AWS bills a Standard workflow per state transition: each state entered, each retry of a state,
+    and one for each child execution a Distributed Map starts, whose own states are billed too.
+    moto runs the children without histories of their own, so states are counted where they are
+    entered; a state inside a child knows its item index from the context object ($$.Map).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.parent = 0
+        self.children: Counter[int] = Counter()  # item index -> states entered and retries
+
+    def count(self, env: Any) -> None:
+        item = env.states.context_object.context_object_data.get("Map")
+        with self._lock:
+            if item:
+                self.children[item["Item"]["Index"]] += 1
+            else:
+                self.parent += 1
+
+    def totals(self) -> dict[str, int]:
+        with self._lock:
+            child_states = sum(self.children.values())
+            started = len(self.children)
+            return {
+                "total": self.parent + started + child_states,
+                "parent": self.parent,
+                "child_executions": started,
+                "child_states": child_states,
+            }
+
+    def patches(self) -> list[Any]:
+        counter = self
+        eval_body = _state_mod.CommonStateField._eval_body
+        handle_retry = _execute_state.ExecutionState._handle_retry
+
+        def entered(self: Any, env: Any) -> Any:
+            counter.count(env)
+            return eval_body(self, env)
+
+        def retried(self: Any, env: Any, failure_event: Any) -> Any:
+            outcome = handle_retry(self, env, failure_event)
+            if outcome == RetryOutcome.CanRetry:
+                counter.count(env)
+            return outcome
+
+        return [
+            mock.patch.object(_state_mod.CommonStateField, "_eval_body", entered),
+            mock.patch.object(_execute_state.ExecutionState, "_handle_retry", retried),
+        ]
+
+
+# --------------------------------------------------------------------------------------------------
 # Lambda routing
 # --------------------------------------------------------------------------------------------------
 
@@ -656,6 +716,7 @@ class LambdaRouter:
         self.max_in_flight: Counter[str] = Counter()
         self.errors: list[HandlerError] = []
         self.unknown_functions: set[str] = set()
+        self.transitions = TransitionCounter()
 
     def invoke(self, function_name: str, body: bytes | str | None, response_headers: dict) -> bytes:
         name = _function_name(function_name)
@@ -750,7 +811,11 @@ def sfn_local(
                 stack.enter_context(moto.mock_aws())
             stack.enter_context(mock.patch.dict(default_user_config, SFN_LOCAL_CONFIG))
             stack.enter_context(router.patch())
-            for patcher in [*_patch_sfn_integration(), *_patch_map_run_failures()]:
+            for patcher in [
+                *_patch_sfn_integration(),
+                *_patch_map_run_failures(),
+                *router.transitions.patches(),
+            ]:
                 stack.enter_context(patcher)
             if clock is not None:
                 for patcher in _clock_patches(clock):
@@ -789,10 +854,13 @@ class ExecutionResult:
     handler_errors: list[HandlerError]
     real_seconds: float
     simulated_seconds: float | None
+    # Billed state transitions: parent, child executions started, their states (TransitionCounter).
+    transitions: dict[str, int] = field(default_factory=dict)
 
     @property
     def state_transitions(self) -> int:
-        """Number of states entered (what AWS bills as state transitions, roughly)."""
+        """States entered in the parent's history (without retries and Distributed Map children:
+        see `transitions` for what AWS bills)."""
         return sum(1 for e in self.history if e["type"].endswith("StateEntered"))
 
     @property
@@ -909,6 +977,7 @@ class LocalStateMachine:
                 simulated_seconds=(self.clock.now() - sim_start)
                 if self.clock and sim_start is not None
                 else None,
+                transitions=router.transitions.totals(),
             )
 
 

@@ -88,6 +88,8 @@ def test_retry_on_custom_error_then_success_uses_virtual_backoff():
     assert result.status == "SUCCEEDED", result.describe()
     assert result.output == {"ok": True}
     assert result.invocations == {"Flaky": 3}
+    # Billed: the state entered once, each of its two retries once more.
+    assert result.transitions == {"total": 3, "parent": 3, "child_executions": 0, "child_states": 0}
     # IntervalSeconds 10, BackoffRate 3: 10 s then 30 s, on the virtual clock only.
     assert clock.sleeps == [10.0, 30.0]
     assert result.simulated_seconds == pytest.approx(40.0)
@@ -230,6 +232,10 @@ def test_distributed_map_reads_items_from_s3():
         assert result.output == [{"n2": 2 * i} for i in range(5)]
         assert result.max_concurrency["Process"] <= 2
         assert result.events("MapRunStarted")
+        # Billed: the Map state, one per child execution started, and each child's one state
+        # (moto keeps no history of the children: the parent's history shows only the Map state).
+        assert result.state_transitions == 1
+        assert result.transitions == {"total": 11, "parent": 1, "child_executions": 5, "child_states": 5}
 
 
 def test_child_workflow_with_start_execution_sync2():

@@ -56,6 +56,9 @@ class Settings:
     # last statuses per client, for at most 24 hours).
     vanished_after_polls: int = 3
     single_update_chunk_rows: int = 1000  # rows per single-update step (one Lambda call)
+    # Job and batch records expire (DynamoDB TTL) this many days after their last change, like the
+    # job's files under jobs/ (the bucket's lifecycle rule, same stack Parameter).
+    job_retention_days: int = 30
 
     def __post_init__(self) -> None:
         if self.api_version not in API_VERSIONS:

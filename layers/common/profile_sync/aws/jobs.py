@@ -1,7 +1,9 @@
 """Job and batch records in the pk/sk JobsTable.
 
 Layout: job `pk=JOB#<jobId>, sk=JOB` (listed newest first through gsi1: `gsi1pk=JOBS`,
-`gsi1sk=<createdAt>#<jobId>`), its batches `pk=JOB#<jobId>, sk=BATCH#<00001>`.
+`gsi1sk=<createdAt>#<jobId>`), its batches `pk=JOB#<jobId>, sk=BATCH#<00001>`. Every write sets
+`expiresAt` (the table's TTL attribute) to the job retention past now: DynamoDB deletes a record that
+many days after its last change, as S3's lifecycle rule deletes the job's files under jobs/.
 """
 
 from __future__ import annotations
@@ -12,7 +14,11 @@ import boto3
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
+from profile_sync import clock
+
 JOB_SK = "JOB"
+TTL_ATTRIBUTE = "expiresAt"  # the JobsTable's TimeToLiveSpecification
+DAY_SECONDS = 24 * 3600
 
 
 def job_key(job_id: str) -> dict:
@@ -35,12 +41,19 @@ def plain(value):
 
 
 def _strip_keys(item: dict) -> dict:
-    return {k: v for k, v in plain(item).items() if k not in ("pk", "sk", "gsi1pk", "gsi1sk")}
+    return {k: v for k, v in plain(item).items() if k not in ("pk", "sk", "gsi1pk", "gsi1sk", TTL_ATTRIBUTE)}
 
 
 class DynamoJobStore:
-    def __init__(self, table_name: str, resource=None) -> None:
+    def __init__(self, table_name: str, resource=None, *, retention_days: int = 0) -> None:
+        """retention_days: records expire that long after their last write (0: never, for readers)."""
         self.table = (resource or boto3.resource("dynamodb")).Table(table_name)
+        self.retention_days = retention_days
+
+    def _expiry(self) -> dict:
+        if not self.retention_days:
+            return {}
+        return {TTL_ATTRIBUTE: int(clock.now()) + self.retention_days * DAY_SECONDS}
 
     def create_job(self, job: dict) -> bool:
         item = {
@@ -48,6 +61,7 @@ class DynamoJobStore:
             "gsi1pk": "JOBS",
             "gsi1sk": f"{job['createdAt']}#{job['jobId']}",
             **job,
+            **self._expiry(),
         }
         try:
             self.table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
@@ -69,6 +83,7 @@ class DynamoJobStore:
         changes = {k: v for k, v in changes.items() if v is not None}
         if not changes:
             return True
+        changes.update(self._expiry())
         names = {f"#f{i}": name for i, name in enumerate(changes)}
         values = {f":v{i}": value for i, value in enumerate(changes.values())}
         kwargs = {
@@ -103,7 +118,14 @@ class DynamoJobStore:
     def put_batches(self, job_id: str, batches: list[dict]) -> None:
         with self.table.batch_writer() as writer:
             for batch in batches:
-                writer.put_item(Item={**batch_key(job_id, batch["batchIndex"]), "status": "PENDING", **batch})
+                writer.put_item(
+                    Item={
+                        **batch_key(job_id, batch["batchIndex"]),
+                        "status": "PENDING",
+                        **batch,
+                        **self._expiry(),
+                    }
+                )
 
     def list_batches(self, job_id: str) -> list[dict]:
         items, kwargs = (

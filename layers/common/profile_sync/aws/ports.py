@@ -59,7 +59,7 @@ def ports_from_env() -> Ports:
     return Ports(
         settings=settings,
         objects=S3ObjectStore(os.environ["DROP_BUCKET"]),
-        jobs=DynamoJobStore(table),
+        jobs=DynamoJobStore(table, retention_days=settings.job_retention_days),
         target=target,
         daily_quota=DynamoDailyRowQuota(table, settings.daily_row_quota),
         single_quota=DynamoRollingQuota(table, settings.single_update_quota),
