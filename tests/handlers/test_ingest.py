@@ -351,7 +351,7 @@ def test_a_failed_start_leaves_the_job_received_and_the_retry_runs_the_workflow(
 
 
 def test_a_start_that_always_fails_ends_the_job_failed_with_a_reason_and_an_alert(
-    stack, ingest, monkeypatch, lambda_context
+    stack, ingest, monkeypatch, lambda_context, capsys
 ):
     inbox = AlertInbox(stack.topic_arn)
     put(stack, "incoming/acme/visitors.csv", SAMPLE)
@@ -363,9 +363,11 @@ def test_a_start_that_always_fails_ends_the_job_failed_with_a_reason_and_an_aler
         with pytest.raises(ClientError):
             ingest.lambda_handler(event, lambda_context)
         assert job_record(stack, make_drop_id(event))["status"] == "RECEIVED"
+    capsys.readouterr()
     result = ingest.lambda_handler(event, lambda_context)
 
     assert result["status"] == "FAILED"
+    assert '"JobsFailed"' in capsys.readouterr().out
     assert "ExecutionLimitExceeded" in result["reason"]
     assert "drop the file again" in result["reason"]
     job = job_record(stack, result["jobId"])
