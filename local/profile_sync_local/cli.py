@@ -108,6 +108,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         stuck_share=args.stuck_share,
         polls_until_complete=args.polls_until_complete,
         calls_per_minute=args.throttle_per_minute,
+        escaped_xml=args.escaped_xml,
     )
     out_dir = Path(args.out) if args.out else Path("out") / source.name.split(".")[0]
     result = run.run_local(
@@ -195,6 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--throttle-per-minute", type=int, default=0, help="answer 503 above this many calls/min"
     )
     switches.add_argument("--seed", type=int, default=1, help="seed of the emulator's random shares")
+    switches.add_argument(
+        "--escaped-xml",
+        action="store_true",
+        help="escaped, pretty-printed XML answers instead of Adobe's documented shape (raw &, one line)",
+    )
     switches.add_argument(
         "--auth",
         choices=("none", "token", "oauth"),

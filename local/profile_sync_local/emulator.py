@@ -5,6 +5,12 @@ single update (/m2/client/... and /m2/{clientCode}/...), profile fetch, and the 
 token endpoints. Profiles live in memory: v2 creates them, v1 and single update only update
 existing ones, empty values never clear a value.
 
+Answers take the shape of Adobe's documented examples by default: one line, elements separated
+by single spaces, a raw `&` inside <batchStatus> (Adobe's v2 example, not well-formed XML), v2
+status URLs with a /v2/ segment and `&m2Node=00`. escaped_xml=True gives the escaped,
+pretty-printed form instead. Bulk bodies and single-update queries are decoded the way a form
+is (`&` splits parameters, `+` is a space, then %XX), as Target's servlet does.
+
 Where Adobe leaves behaviour undocumented, a switch picks the answer (EmulatorConfig): auth,
 a calls-per-minute limit answering 503, polls or seconds until `complete`, stuck batches,
 failing rows, statuses that vanish, slow answers, 500s, dropped connections, the per-profile
@@ -19,6 +25,7 @@ from an injectable clock so a virtual-clock test can drive "seconds until comple
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import random
@@ -41,7 +48,26 @@ DEFAULT_PROFILE_TOKEN = "emulator-profile-token"  # noqa: S105 - a local test to
 DEFAULT_CLIENT_ID = "emulator-client-id"
 DEFAULT_CLIENT_SECRET = "emulator-client-secret"  # noqa: S105 - a local test secret
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
-FAULT_KINDS = ("500", "503", "429", "401", "403", "drop", "slow", "garbage")
+# Faults queued per endpoint. Those starting with "accept_" apply to batchUpdate: the batch is
+# accepted (and will be applied) and then the answer goes wrong, as a client can meet when
+# Target took a batch: "accept_drop" closes the connection without an answer, "accept_stall"
+# waits slow_fault_seconds before answering (a client read timeout), "accept_garbage" answers
+# 200 with a body that is not XML and holds no status URL, "accept_truncated" answers 200 with
+# Target's XML cut short after the status URL (unreadable, but the URL can be found in it).
+FAULT_KINDS = (
+    "500",
+    "503",
+    "429",
+    "401",
+    "403",
+    "drop",
+    "slow",
+    "garbage",
+    "accept_drop",
+    "accept_stall",
+    "accept_garbage",
+    "accept_truncated",
+)
 ENDPOINTS = ("batchUpdate", "batchStatus", "update", "profiles", "ims", "token")
 PROFILE_ENDPOINTS = ("batchUpdate", "batchStatus", "update", "profiles")
 LIMITED_ENDPOINTS = ("batchUpdate", "batchStatus")  # share the calls-per-minute limit
@@ -72,7 +98,13 @@ class EmulatorConfig:
     vanish_style: str = "404"  # "404": HTTP 404; "empty": 200 with a body without <status>
     keep_statuses: int = 0  # keep only the last N statuses per client (legacy Target: 10); 0 = all
     profile_format: str = "failures"  # "failures" (today) or "all" (2017-2020: every row listed)
-    status_url_extra: str = ""  # appended to status URLs, e.g. "&m2Node=00"
+    status_url_extra: str = "&m2Node=00"  # appended to status URLs (Adobe's v2 example has it)
+    # Status URLs point here instead of at the emulator, e.g. "https://status.example.com" (a
+    # foreign host a client must refuse to send its token to). "" = the emulator's own URL.
+    status_url_base: str = ""
+    # Answer shape: False = Adobe's documented examples (one line, raw `&` in URLs and ids);
+    # True = escaped (`&amp;`), pretty-printed XML with a declaration.
+    escaped_xml: bool = False
     # Transport faults on the profile endpoints.
     delay_seconds: float = 0.0  # every answer waits this long (real time)
     slow_fault_seconds: float = 1.0  # how long a queued "slow" fault waits
@@ -181,6 +213,27 @@ class _Server(ThreadingHTTPServer):
         logger.debug("emulator connection error", exc_info=True)
 
 
+def batch_digest(body: bytes) -> str:
+    """How received_batches() names a batch: sha256 of the POSTed body."""
+    return hashlib.sha256(body).hexdigest()
+
+
+class EmulatorState:
+    """Read-only views of what the emulator received (emulator.state.received_batches())."""
+
+    def __init__(self, emulator: TargetEmulator) -> None:
+        self._emulator = emulator
+
+    def received_batches(self) -> dict[str, int]:
+        return self._emulator.received_batches()
+
+    def posted_batches(self) -> dict[str, int]:
+        return self._emulator.posted_batches()
+
+    def resent_batches(self) -> dict[str, int]:
+        return self._emulator.resent_batches()
+
+
 class TargetEmulator:
     def __init__(
         self, config: EmulatorConfig | None = None, *, clock: Callable[[], float] = time.time
@@ -195,6 +248,9 @@ class TargetEmulator:
         self.window_calls: Counter[tuple[str, int]] = Counter()  # accepted limited calls per minute
         self._batches: dict[str, _Batch] = {}
         self._faults: dict[str, list[str]] = {}
+        self._posted: Counter[str] = Counter()  # batch body digest -> POSTs that arrived
+        self._accepted: Counter[str] = Counter()  # batch body digest -> times accepted for processing
+        self.state = EmulatorState(self)
         self._ims_tokens: dict[str, float] = {}
         self._sequence = 0
         self._server: _Server | None = None
@@ -281,6 +337,8 @@ class TargetEmulator:
         for kind in kinds:
             if kind not in FAULT_KINDS:
                 raise ValueError(f"unknown fault {kind!r}; one of {', '.join(FAULT_KINDS)}")
+            if kind.startswith("accept_") and endpoint != "batchUpdate":
+                raise ValueError(f"fault {kind!r} only applies to batchUpdate")
         with self._lock:
             self._faults.setdefault(endpoint, []).extend(kinds)
 
@@ -306,6 +364,8 @@ class TargetEmulator:
             self.window_calls.clear()
             self._batches.clear()
             self._faults.clear()
+            self._posted.clear()
+            self._accepted.clear()
 
     # Inspection -----------------------------------------------------------------------------
 
@@ -324,6 +384,32 @@ class TargetEmulator:
                 "applied": b.applied,
                 "outcomes": list(b.outcomes),
             }
+
+    def received_batches(self) -> dict[str, int]:
+        """Batch contents Target took for processing (sha256 of the body -> how many times).
+
+        A batch a client sent again after Target accepted it shows a count above 1; POSTs that
+        were refused (503, 500, success=false, a drop before accepting) are not counted here.
+        """
+        with self._lock:
+            return dict(self._accepted)
+
+    def posted_batches(self) -> dict[str, int]:
+        """Every batch POST that arrived, accepted or not (sha256 of the body -> count)."""
+        with self._lock:
+            return dict(self._posted)
+
+    def resent_batches(self) -> dict[str, int]:
+        """Batch contents accepted more than once: what must never happen."""
+        return {digest: n for digest, n in self.received_batches().items() if n > 1}
+
+    def _note_posted(self, body: bytes) -> None:
+        with self._lock:
+            self._posted[batch_digest(body)] += 1
+
+    def _note_accepted(self, body: bytes) -> None:
+        with self._lock:
+            self._accepted[batch_digest(body)] += 1
 
     def max_calls_per_window(self, client: str | None = None) -> int:
         with self._lock:
@@ -362,8 +448,11 @@ class TargetEmulator:
             return False, "Request body must start with batch="
         if len(body) >= cfg.max_bytes:
             return False, f"Batch file size must be less than {cfg.max_bytes} bytes"
+        # The body is a form (application/x-www-form-urlencoded): a raw `&` ends the batch
+        # parameter, whatever follows is another parameter and never reaches the batch.
+        form_value = body[len(b"batch=") :].split(b"&", 1)[0]
         try:
-            text = body[len(b"batch=") :].decode("utf-8")
+            text = form_value.decode("utf-8")
         except UnicodeDecodeError:
             return False, "Batch file must be UTF-8"
         lines = [line for line in text.splitlines() if line.strip()]
@@ -428,7 +517,12 @@ class TargetEmulator:
                     old.evicted = True
             self._advance(batch)
         logger.debug("batch %s accepted: %d rows", batch_id, len(rows))
-        return True, f"{self.url}/m2/{client}/profile/batchStatus?batchId={batch_id}{cfg.status_url_extra}"
+        base = cfg.status_url_base.rstrip("/") or self.url
+        segment = "/v2" if version == "v2" else ""  # Adobe's v2 status URLs carry /v2/
+        return (
+            True,
+            f"{base}/m2/{client}{segment}/profile/batchStatus?batchId={batch_id}{cfg.status_url_extra}",
+        )
 
     def _is_complete(self, batch: _Batch) -> bool:
         return (
@@ -470,31 +564,29 @@ class TargetEmulator:
                 if batch is not None:
                     self._advance(batch)  # the data may still land although the status is gone
                 if cfg.vanish_style == "empty":
-                    return 200, f"<response><batchId>{escape(batch_id)}</batchId></response>"
+                    return 200, render_xml(cfg, [("batchId", batch_id)])
                 return 404, "<response><success>false</success><message>Batch not found</message></response>"
             self._advance(batch)
             state = "stuck" if batch.stuck else ("complete" if batch.applied else "incomplete")
-            parts = [
-                f"<batchId>{escape(batch.batch_id)}</batchId>",
-                f"<status>{state}</status>",
-                f"<batchSize>{len(batch.rows)}</batchSize>",
+            parts: list[tuple[str, Any]] = [
+                ("batchId", batch.batch_id),
+                ("status", state),
+                ("batchSize", str(len(batch.rows))),
             ]
             if details:
                 outcomes = Counter(batch.outcomes)
                 parts += [
-                    f"<consumedCount>{len(batch.outcomes)}</consumedCount>",
-                    f"<successfulUpdates>{outcomes['success']}</successfulUpdates>",
-                    f"<profilesNotFound>{outcomes['not_found']}</profilesNotFound>",
-                    f"<failedUpdates>{outcomes['failed']}</failedUpdates>",
+                    ("consumedCount", str(len(batch.outcomes))),
+                    ("successfulUpdates", str(outcomes["success"])),
+                    ("profilesNotFound", str(outcomes["not_found"])),
+                    ("failedUpdates", str(outcomes["failed"])),
                 ]
             if batch.version == "v2":
                 for index, (visitor_id, _) in enumerate(batch.rows):
                     word = self._row_word(batch, index, cfg.profile_format)
                     if word:
-                        parts.append(
-                            f"<profile><id>{escape(visitor_id)}</id><status>{word}</status></profile>"
-                        )
-        return 200, "<response>" + "".join(parts) + "</response>"
+                        parts.append(("profile", [("id", visitor_id), ("status", word)]))
+        return 200, render_xml(cfg, parts)
 
     @staticmethod
     def _row_word(batch: _Batch, index: int, profile_format: str) -> str:
@@ -518,6 +610,33 @@ class TargetEmulator:
         with self._lock:
             expiry = self._ims_tokens.get(token)
         return expiry is not None and self.clock() < expiry
+
+
+def render_xml(cfg: EmulatorConfig, children: list[tuple[str, Any]]) -> str:
+    """<response> with these (tag, text or [children]) elements, in the configured shape.
+
+    Adobe's examples (default): one line, elements separated by single spaces, `&` left raw
+    (only < and > escaped). escaped_xml: a declaration, indentation, everything escaped.
+    """
+
+    def text(value: str) -> str:
+        if cfg.escaped_xml:
+            return escape(value)
+        return value.replace("<", "&lt;").replace(">", "&gt;")
+
+    def element(tag: str, value: Any, depth: int) -> str:
+        if isinstance(value, list):
+            if cfg.escaped_xml:
+                pad = "    " * (depth + 1)
+                inner = "".join(f"\n{pad}{element(t, v, depth + 1)}" for t, v in value)
+                return f"<{tag}>{inner}\n{'    ' * depth}</{tag}>"
+            return f"<{tag}>" + "".join(element(t, v, depth + 1) for t, v in value) + f"</{tag}>"
+        return f"<{tag}>{text(value)}</{tag}>"
+
+    if cfg.escaped_xml:
+        body = "".join(f"\n    {element(t, v, 1)}" for t, v in children)
+        return f'<?xml version="1.0" encoding="UTF-8"?>\n<response>{body}\n</response>\n'
+    return "<response> " + " ".join(element(t, v, 1) for t, v in children) + " </response>"
 
 
 _ROUTES: list[tuple[re.Pattern[str], str, str]] = [
@@ -615,6 +734,8 @@ class _Handler(BaseHTTPRequestHandler):
             "show_details": query.get("showDetails") == "true",
             "query_keys": sorted(query),
         }
+        if endpoint == "batchUpdate":
+            self._entry["digest"] = batch_digest(body)  # which batch (received_batches' key)
         with emu._lock:
             emu.calls[endpoint] += 1
             if endpoint == "batchUpdate":
@@ -683,18 +804,33 @@ class _Handler(BaseHTTPRequestHandler):
             if self.command != "POST":
                 self._send(405, "<response><success>false</success><message>Use POST</message></response>")
                 return
+            emu._note_posted(body)
             accepted, result = emu._submit(client, variant, body, cfg)
             if accepted:
-                self._send(
-                    200,
-                    f"<response><success>true</success><batchStatus>{escape(result)}</batchStatus>"
-                    "<message>Batch submitted for processing</message></response>",
+                emu._note_accepted(body)
+                if fault == "accept_drop":
+                    self.close_connection = True  # took the batch, hung up without an answer
+                    return
+                if fault == "accept_stall":
+                    time.sleep(cfg.slow_fault_seconds)
+                if fault == "accept_garbage":
+                    self._send(200, "<html><body>Batch received</body></html>", "text/html")
+                    return
+                answer = render_xml(
+                    cfg,
+                    [
+                        ("success", "true"),
+                        ("batchStatus", result),
+                        ("message", "Batch submitted for processing"),
+                    ],
                 )
+                if fault == "accept_truncated":
+                    answer = answer[: answer.index("<message>") + len("<message>Batch")]
+                self._send(200, answer)
             else:
                 self._send(
                     cfg.reject_http_status,
-                    f"<response><success>false</success><batchStatus></batchStatus>"
-                    f"<message>{escape(result)}</message></response>",
+                    render_xml(cfg, [("success", "false"), ("batchStatus", ""), ("message", result)]),
                 )
         elif endpoint == "batchStatus":
             status, text = emu._status(query.get("batchId", ""), query.get("showDetails") == "true", cfg)
@@ -747,8 +883,9 @@ class _Handler(BaseHTTPRequestHandler):
                 emu.calls["update.not_found"] += 1
         self._send(
             200,
-            "<response><success>true</success><pcId></pcId>"
-            "<message>Request successfully submitted</message></response>",
+            render_xml(
+                cfg, [("success", "true"), ("pcId", ""), ("message", "Request successfully submitted")]
+            ),
         )
 
     def _fetch(self, emu: TargetEmulator, raw_id: str, id_type: str, query: dict) -> None:
@@ -849,7 +986,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vanish-style", choices=("404", "empty"), default=d.vanish_style)
     parser.add_argument("--keep-statuses", type=int, default=d.keep_statuses, help="legacy Target kept 10")
     parser.add_argument("--profile-format", choices=("failures", "all"), default=d.profile_format)
-    parser.add_argument("--status-url-extra", default=d.status_url_extra, help='e.g. "&m2Node=00"')
+    parser.add_argument(
+        "--status-url-extra",
+        default=d.status_url_extra,
+        help='appended to status URLs (default "&m2Node=00")',
+    )
+    parser.add_argument(
+        "--status-url-base",
+        default=d.status_url_base,
+        help="status URLs point at this base instead (e.g. a foreign host a client must refuse)",
+    )
+    parser.add_argument(
+        "--escaped-xml",
+        action="store_true",
+        help="escaped, pretty-printed XML answers instead of Adobe's documented shape (raw &, one line)",
+    )
     parser.add_argument("--delay", type=float, default=d.delay_seconds, help="seconds before every answer")
     parser.add_argument("--error-500-share", type=float, default=d.error_500_share)
     parser.add_argument("--drop-share", type=float, default=d.drop_share)
@@ -883,6 +1034,8 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         keep_statuses=args.keep_statuses,
         profile_format=args.profile_format,
         status_url_extra=args.status_url_extra,
+        status_url_base=args.status_url_base,
+        escaped_xml=args.escaped_xml,
         delay_seconds=args.delay,
         error_500_share=args.error_500_share,
         drop_share=args.drop_share,

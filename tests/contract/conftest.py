@@ -109,9 +109,12 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture
-def emulator(clock: FakeClock):
-    with TargetEmulator(EmulatorConfig(seed=7), clock=clock.time) as emu:
+# Every contract test runs against both answer shapes: Adobe's documented examples (one line, a raw
+# `&` in URLs: the default) and escaped, pretty-printed XML.
+@pytest.fixture(params=["adobe", "escaped"])
+def emulator(request: pytest.FixtureRequest, clock: FakeClock):
+    config = EmulatorConfig(seed=7, escaped_xml=request.param == "escaped")
+    with TargetEmulator(config, clock=clock.time) as emu:
         yield emu
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import io
+import re
 
 import boto3
 import pytest
 from botocore.response import StreamingBody
 from moto import mock_aws
 
-from profile_sync.target.errors import TargetRejected, TargetRetryLater
+from profile_sync.target.errors import TargetMaybeAccepted, TargetRejected, TargetRetryLater
 from tests.contract.conftest import CLIENT, batch
 
 
@@ -17,7 +18,10 @@ def test_v2_submit_creates_profiles_and_reports_complete(client, emulator):
     result = client.submit_batch(batch("123,value1", "124,value1,value4", "125,,value2"))
     assert result.attempts == 1
     assert result.message == "Batch submitted for processing"
-    assert result.status_url.startswith(f"{emulator.url}/m2/{CLIENT}/profile/batchStatus?batchId={CLIENT}-")
+    assert result.status_url.startswith(
+        f"{emulator.url}/m2/{CLIENT}/v2/profile/batchStatus?batchId={CLIENT}-"
+    )
+    assert result.status_url.endswith("&m2Node=00")  # Adobe's v2 example: the raw & the parser must take
     assert result.batch_id.startswith(f"{CLIENT}-")
 
     status = client.batch_status(result.status_url)
@@ -94,7 +98,7 @@ def test_a_retry_resends_the_whole_stream(client, emulator):
         def seekable(self) -> bool:
             return False
 
-    emulator.queue_faults("batchUpdate", "503", "drop")
+    emulator.queue_faults("batchUpdate", "503", "500")
     result = client.submit_batch(OneWay(batch("9,z")))
     assert result.attempts == 3
     assert [r["body_bytes"] for r in emulator.requests] == [len(batch("9,z"))] * 3
@@ -138,10 +142,14 @@ def test_row_and_byte_limits(client, emulator):
         client.submit_batch(body)
 
 
-def test_a_2xx_that_is_not_xml_is_retry_later(client, emulator):
+def test_a_2xx_that_is_not_xml_is_maybe_accepted_and_never_resent(client, emulator):
+    # A proxy page or a broken answer: Target may have the batch behind it. Sending it again could
+    # apply it twice (Target accepts copies), so the client stops and says so.
     emulator.queue_faults("batchUpdate", "garbage")
-    with pytest.raises(TargetRetryLater, match="not XML"):
+    with pytest.raises(TargetMaybeAccepted, match="not Target's XML") as caught:
         client.submit_batch(batch("1,x"))
+    assert (caught.value.status, caught.value.attempts, caught.value.status_url) == (200, 1, "")
+    assert emulator.calls["batchUpdate"] == 1
 
 
 def test_status_polls_until_complete_and_applies_on_completion(client, emulator):
@@ -267,3 +275,30 @@ def test_submit_counts_against_calls_per_minute(client, emulator, clock):
     assert caught.value.status == 503
     clock.advance(60)
     assert client.batch_status(urls[1]).state == "complete"
+
+
+def test_failed_rows_with_reserved_characters_in_ids_parse_in_both_shapes(client, emulator):
+    # In Adobe's shape the id goes into <id> with its & raw, like the status URL.
+    emulator.configure(fail_ids={"A&B", "C<D"})
+    body = batch("A%26B,x", "C%3CD,y", "E,z", header="thirdPartyId,a")
+    status = client.batch_status(client.submit_batch(body).status_url)
+    assert status.state == "complete" and sorted(status.failed_ids) == ["A&B", "C<D"]
+    assert (status.successful, status.failed) == (1, 2)
+
+
+def test_2017_style_status_without_batch_status_is_followed_to_completion(client, emulator, monkeypatch):
+    # Adobe's 2017 v2 example: only per-profile rows, every row listed, no <status> or <batchSize>.
+    emulator.configure(profile_format="all", polls_until_complete=1)
+    url = client.submit_batch(batch("1,x", "2,y")).status_url
+    original = emulator._status
+
+    def without_batch_fields(batch_id, details, cfg):
+        code, text = original(batch_id, details, cfg)
+        # The batch-level elements come first; the rows' own <status> stay.
+        return code, re.sub(r"<(status|batchSize)>[a-z0-9]+</\1>", "", text, count=2)
+
+    monkeypatch.setattr(emulator, "_status", without_batch_fields)
+    first = client.batch_status(url, details=False)
+    assert (first.raw_status, first.state, first.pending_ids) == ("", "incomplete", ["1", "2"])
+    second = client.batch_status(url, details=False)
+    assert (second.raw_status, second.state, second.failed_ids) == ("", "complete", [])

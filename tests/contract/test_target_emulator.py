@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import re
+import xml.etree.ElementTree as ET
 
 import pytest
 import requests
@@ -46,9 +48,13 @@ def test_cli_switches_map_to_the_config():
             "--single-post-max-bytes=200",
             "--reject-http-status=400",
             "--seed=5",
+            "--escaped-xml",
+            "--status-url-base=https://status.example.com",
         ]
     )
     cfg = config_from_args(args)
+    assert cfg.escaped_xml and cfg.status_url_base == "https://status.example.com"
+    assert not config_from_args(parser.parse_args([])).escaped_xml  # Adobe's shape by default
     assert cfg.require_auth and cfg.valid_tokens == {"t1", "t2"}
     assert (cfg.calls_per_minute, cfg.polls_until_complete, cfg.seconds_until_complete) == (50, 2, 30)
     assert cfg.fail_ids == {"a", "b"} and cfg.profile_format == "all" and cfg.vanish_style == "empty"
@@ -103,3 +109,39 @@ def test_run_time_switches_and_lifecycle():
         emulator.reset()
         assert not emulator.calls and not emulator.requests
     emulator.stop()  # idempotent
+
+
+ADOBE_V2_SHAPE = re.compile(
+    r"<response> <success>true</success> <batchStatus>http://127\.0\.0\.1:\d+/m2/demo/v2/profile/"
+    r"batchStatus\?batchId=demo-[\d-]+&m2Node=00</batchStatus> "
+    r"<message>Batch submitted for processing</message> </response>"
+)
+
+
+def test_default_answers_take_the_shape_of_adobes_examples():
+    with TargetEmulator(EmulatorConfig(seed=1)) as emu:
+        answer = requests.post(
+            f"{emu.url}/m2/demo/v2/profile/batchUpdate", data=b"batch=pcId,a\n1,x\n", timeout=5
+        )
+        assert ADOBE_V2_SHAPE.fullmatch(answer.text), answer.text  # one line, a raw & (not well-formed)
+        url = re.search(r"<batchStatus>(.*)</batchStatus>", answer.text).group(1)
+        status = requests.get(url + "&showDetails=true", timeout=5).text
+        assert status.startswith("<response> <batchId>demo-") and "\n" not in status
+
+
+def test_escaped_xml_switch_gives_pretty_well_formed_answers():
+    with TargetEmulator(EmulatorConfig(seed=1, escaped_xml=True)) as emu:
+        answer = requests.post(
+            f"{emu.url}/m2/demo/v2/profile/batchUpdate", data=b"batch=pcId,a\n1,x\n", timeout=5
+        )
+        assert answer.text.startswith('<?xml version="1.0" encoding="UTF-8"?>\n<response>\n    <success>true')
+        assert "&amp;m2Node=00</batchStatus>" in answer.text and "&m2Node" not in answer.text
+        ET.fromstring(answer.content)  # well-formed
+
+
+def test_accept_faults_apply_to_batch_update_only():
+    with TargetEmulator(EmulatorConfig()) as emu:
+        with pytest.raises(ValueError, match="only applies to batchUpdate"):
+            emu.queue_faults("batchStatus", "accept_drop")
+        with pytest.raises(ValueError, match="only applies to batchUpdate"):
+            emu.queue_faults("*", "accept_stall")

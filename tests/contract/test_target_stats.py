@@ -8,19 +8,20 @@ from tests.contract.conftest import batch
 
 
 def test_stats_count_each_attempt_and_start_again_after_take(client, emulator):
-    emulator.queue_faults("batchUpdate", "503", "500", "drop")
+    emulator.queue_faults("batchUpdate", "503", "500")
+    emulator.queue_faults("batchStatus", "drop")
 
-    client.submit_batch(batch("1,x,y"))
+    client.batch_status(client.submit_batch(batch("1,x,y")).status_url)
 
     taken = client.stats.take()
     assert {k: taken[k] for k in ("calls", "throttled", "server_errors", "transport_errors", "retries")} == {
-        "calls": 4,
+        "calls": 5,
         "throttled": 1,
         "server_errors": 1,
         "transport_errors": 1,
         "retries": 3,
     }
-    assert len(taken["latencies_ms"]) == 3  # the dropped connection had no answer to time
+    assert len(taken["latencies_ms"]) == 4  # the dropped connection had no answer to time
     assert all(latency >= 0 for latency in taken["latencies_ms"])
     assert client.stats.take() == {
         "calls": 0,

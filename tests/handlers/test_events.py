@@ -222,7 +222,7 @@ def check_reserve_quota(world: World, event: dict) -> None:
 def check_submit_batch(world: World, event: dict) -> None:
     result = world.submit()
     assert result["done"] is False
-    assert result["statusUrl"].startswith(f"{world.emulator.url}/m2/acme/profile/batchStatus?batchId=")
+    assert result["statusUrl"].startswith(f"{world.emulator.url}/m2/acme/v2/profile/batchStatus?batchId=")
     assert result["submittedAt"] == STEP_TIME
     assert result["deadlineAt"] - result["submittedAt"] == 86400
     assert (result["polls"], result["unknownStreak"], result["delaySeconds"]) == (0, 0, 60)
@@ -260,7 +260,7 @@ def check_fail_batch(world: World, event: dict) -> None:
     record = world.jobs.get_batch(event["jobId"], 1)
     assert record["status"] == "SUBMIT_FAILED"
     # The reason is read out of Lambda's error JSON in the Cause, not the JSON itself.
-    assert "TargetRetryLater: batchUpdate: giving up for now | HTTP 503" in record["reason"]
+    assert "TargetRetryLater: batchUpdate: Target answered 503 to all 5 attempts" in record["reason"]
     assert "stackTrace" not in record["reason"]
     rows = list(csv.reader(io.StringIO(world.read(record["resultsKey"]).decode())))
     assert len(rows) == 10

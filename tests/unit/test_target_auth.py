@@ -210,3 +210,16 @@ def test_oauth_credentials_from_secrets_manager(secrets_client):
 def test_no_secret_id_is_no_auth():
     assert isinstance(token_provider_from_secret(""), NoAuth)
     assert isinstance(token_provider_from_secret(None), NoAuth)
+
+
+def test_oauth_calls_never_run_past_the_invocations_time():
+    session = FakeSession()
+    left = [25.0]
+    provider = OAuthServerToServer(lambda: CREDS, session=session, time_left=lambda: left[0])
+    provider.token()
+    assert [c[2]["timeout"] for c in session.calls] == [15.0, 15.0]  # 25 s left - 10 s margin, not 30
+    provider.invalidate()
+    left[0] = 10.5
+    with pytest.raises(TargetRetryLater, match="no time left"):
+        provider.token()
+    assert len(session.calls) == 2  # nothing sent

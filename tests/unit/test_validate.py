@@ -368,9 +368,50 @@ def test_third_party_id_rules_in_raw_mode(run):
     assert body(r.batches[0]) == b"j%20d,x%20y\n"
 
 
-def test_pc_id_may_hold_plus_and_slash(run):
-    r = run(b"pcId,a\na+b/c,x\n")
-    assert body(r.batches[0]) == b"a+b/c,x\n"
+def test_pc_id_may_hold_slash_and_an_encoded_plus_but_not_a_raw_one(run):
+    # Target form-decodes the id too: a raw + would reach it as a space.
+    r = run(b"pcId,a\na%2Bb/c,x\na+b,x\n")
+    assert body(r.batches[0]) == b"a%2Bb/c,x\n"
+    assert r.reasons == [(3, "ambiguous_plus")]
+
+
+# Target form-decodes a batch: & would split it, = and ? and # are syntax in a single-update query.
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_encoded_form_syntax_is_escaped_and_a_raw_plus_rejected(run, monkeypatch, fast_path):
+    monkeypatch.setattr(validate, "_FAST_PATH", fast_path)
+    r = run(
+        b"thirdPartyId,a,b\n"
+        b"CRM-1,x&mbox3rdPartyId=CRM-VICTIM,ok\n"  # 2: one value, never another profile
+        b"CRM-2,a#b,c?d\n"  # 3: # must not cut the row
+        b"CRM-3,q=1,%26already\n"  # 4
+        b"CRM&4,v,w\n"  # 5: the id too
+        b"CRM-5,a+b,x\n"  # 6: ambiguous_plus
+        b'CRM-6,"x,&y",z\n'  # 7: quoted
+    )
+    assert body(r.batches[0]) == (
+        b"CRM-1,x%26mbox3rdPartyId%3DCRM-VICTIM,ok\n"
+        b"CRM-2,a%23b,c%3Fd\n"
+        b"CRM-3,q%3D1,%26already\n"
+        b"CRM%264,v,w\n"
+        b"CRM-6,x%2C%26y,z\n"
+    )
+    assert r.reasons == [(6, "ambiguous_plus")]
+    assert (
+        r.rejects[0][2]
+        == "field 2 (a): raw '+' is a space to Target but a plus sign in plain text: write %20 or %2B"
+    )
+
+
+def test_raw_mode_encodes_every_form_syntax_character(run):
+    r = run(b"pcId,a\n1,x&y=z?w#v+u%t s\n", input_mode="raw")
+    assert body(r.batches[0]) == b"1,x%26y%3Dz%3Fw%23v%2Bu%25t%20s\n"
+
+
+def test_encoded_header_names_escape_form_syntax_and_refuse_plus(run):
+    r = run(b"pcId,a&b,c=d\n1,x,y\n")
+    assert r.result.columns == ["a%26b", "c%3Dd"]
+    r = run(b"pcId,a+b\n1,x\n")
+    assert "raw '+'" in r.result.file_error
 
 
 def test_id_length_counts_characters(run):

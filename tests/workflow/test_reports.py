@@ -25,7 +25,9 @@ from profile_sync.settings import Settings
 from profile_sync_local.local_stack import REGION
 from tests.conftest import AlertInbox
 
-FORMULA = "=cmd|'/Ccalc'!A0"  # accepted as a pcId in encoded mode: printable ASCII, no space
+# Accepted as a pcId in encoded mode as it is (a leading "=" is written %3D, so it starts no formula).
+FORMULA = "-cmd|'/Ccalc'!A0"
+REJECTED_FORMULA = "=cmd|'/Ccalc'!A0 x"  # a raw space: rejected, its line kept in rejects.csv
 TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -36,7 +38,7 @@ def cells(rows: list[dict]) -> list[str]:
 def test_a_huge_rejected_row_and_formula_ids_make_a_readable_spreadsheet_safe_report(pipeline):
     pipeline.emulator.configure(fail_ids={FORMULA})
     huge = "5," + "x y" * 100_000  # 300 KB: past the csv module's 128 KB field limit when kept whole
-    body = f"pcId,tier\n{FORMULA},gold\n2,silver\n@SUM(A1) x,gold\n{huge}\n-7,bronze\n".encode()
+    body = f"pcId,tier\n{FORMULA},gold\n2,silver\n{REJECTED_FORMULA},gold\n{huge}\n@7,bronze\n".encode()
 
     run = pipeline.run(body)
 
@@ -48,7 +50,7 @@ def test_a_huge_rejected_row_and_formula_ids_make_a_readable_spreadsheet_safe_re
     assert list(rows[0]) == list(REPORT_COLUMNS)
     by_line = {int(r["line"]): r for r in rows}
     assert by_line[2]["id"] == "'" + FORMULA and by_line[2]["outcome"] == "failed"
-    assert by_line[4]["id"] == "'@SUM(A1) x" and by_line[4]["outcome"] == "rejected"
+    assert by_line[4]["id"] == "'" + REJECTED_FORMULA and by_line[4]["outcome"] == "rejected"
     assert by_line[5]["id"] == "5" and by_line[5]["reason"].startswith("invalid_encoding")
     assert not any(cell.startswith(TRIGGERS) for cell in cells(rows))
     # rejects.csv keeps the huge line cut, and says how much is missing.

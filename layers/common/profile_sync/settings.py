@@ -46,6 +46,10 @@ class Settings:
     token_secret_id: str = ""
     http_timeout_seconds: float = 30.0
     http_max_attempts: int = 5
+    # Inside a Lambda, the Target client never waits (back-off, rate limit) or lets a call run
+    # past the invocation's remaining time minus this: the step still has to record what it did
+    # (DynamoDB, S3: a few seconds at worst). Beyond it the client asks the state machine to wait.
+    lambda_time_margin_seconds: float = 10.0
     # Workflow.
     max_concurrency: int = 4
     single_update_concurrency: int = 8

@@ -16,6 +16,10 @@ Input modes (``Settings.input_mode``):
 - ``encoded`` (default): ids, names and values are already URL-encoded UTF-8 and are written as
   they are. Inside a quoted field a raw ``,`` or ``"`` is allowed and written as ``%2C`` / ``%22``
   (batch files never contain quotes); anything else that is not URL-encoding is rejected.
+  Target form-decodes what it receives (``&`` separates parameters, ``=`` separates a name from
+  its value, ``#`` ends a URL, ``+`` is a space), so a raw ``&``, ``#``, ``?`` or ``=`` can only be
+  that character itself: it is written percent-encoded (``%26``, ``%23``, ``%3F``, ``%3D``). A raw
+  ``+`` is ambiguous (a space to a form encoder, a plus sign in plain text) and is rejected.
 - ``raw``: ids, names and values are plain text; the engine URL-encodes them like
   ``urllib.parse.quote(text, safe="")``.
 
@@ -33,6 +37,8 @@ reason code                meaning
 ``invalid_encoding``       encoded mode: a ``%`` not followed by two hex digits, a raw space, control
                            character, non-ASCII character or ``"`` outside quotes, or percent-escapes
                            that decode to invalid UTF-8 (id or value)
+``ambiguous_plus``         encoded mode: a raw ``+`` in the id or a value (write ``%20`` for a space,
+                           ``%2B`` for a plus sign)
 ``control_character``      raw mode: a control character (C0 or DEL) in the id, or in a value one other
                            than tab, line feed or carriage return (text layout in a quoted value)
 ``id_too_long``            the decoded id is longer than ``Settings.id_max_chars`` characters
@@ -86,6 +92,7 @@ REASONS = (
     "too_many_fields",
     "empty_id",
     "invalid_encoding",
+    "ambiguous_plus",
     "control_character",
     "id_too_long",
     "invalid_third_party_id",
@@ -113,6 +120,8 @@ _NAMES_SHOWN = 5  # header names quoted in a warning; the rest are counted
 _BAD_ENCODED = re.compile(rb'%(?![0-9A-Fa-f]{2})|[^\x21-\x7e]|"')
 _ID_AFTER_NEWLINE = re.compile(rb"\n([^,\n]*)")
 _RAW_NEEDS_ESCAPE = re.compile(rb"[^A-Za-z0-9_.~\-,\n]+")
+# Encoded mode: characters Target's form decoding would take as syntax, written percent-encoded.
+_FORM_SYNTAX = re.compile(rb"[&#?=]")
 _PERCENT = [b"%%%02X" % i for i in range(256)]
 # Percent-escaped multi-byte UTF-8 sequence, minus its leading '%' (RFC 3629 table).
 _CONT = rb"%[89AaBb][0-9A-Fa-f]"
@@ -241,6 +250,14 @@ def _encoding_problem(value: bytes) -> str | None:
     return None
 
 
+_PLUS_DETAIL = "raw '+' is a space to Target but a plus sign in plain text: write %20 or %2B"
+
+
+def _escape_form_syntax(value: bytes) -> bytes:
+    """Percent-encode & # ? = : in an encoded value they can only stand for themselves."""
+    return _FORM_SYNTAX.sub(lambda m: _PERCENT[m[0][0]], value) if _FORM_SYNTAX.search(value) else value
+
+
 def _parse_record(buf: bytes, pos: int) -> tuple[list[bytes], list[bool], int, str | None] | None:
     """Split the RFC 4180 record at ``pos`` (``buf`` ends with a newline).
 
@@ -297,10 +314,11 @@ def _good_line_pattern(mode: str, third_party: bool, columns: int, max_len: int)
     # Lookaheads: line length bound; id of 1..256 bytes followed by at least one non-empty value.
     head = rb"(?=[^\n]{1,%d}+\n)(?=[^,\n]{1,256}+,,*+[^,\n])" % max_len
     if mode == "encoded":
-        # Printable ASCII except space " % , (and + / in a thirdPartyId); %XX below 0x80 only so
+        # Printable ASCII except space " % , (and / in a thirdPartyId); %XX below 0x80 only so
         # that escapes of non-ASCII bytes get the UTF-8 check.
-        plain = rb"[!#$&-+\--~]"
-        id_plain = rb"[!#$&-*\-.0-~]" if third_party else plain
+        # Also without & # ? = + (escaped or rejected by the per-row path).
+        plain = rb"[!$'-*\--<>@-~]"
+        id_plain = rb"[!$'-*\-.0-<>@-~]" if third_party else plain
         ascii_pct = rb"(?!2[BbFf])[0-7][0-9A-Fa-f]" if third_party else rb"[0-7][0-9A-Fa-f]"
         ident = id_plain + rb"*+(?:%(?:" + ascii_pct + rb"|" + _UTF8_PCT + rb")" + id_plain + rb"*+)*+"
         value = plain + rb"*+(?:%(?:[0-7][0-9A-Fa-f]|" + _UTF8_PCT + rb")" + plain + rb"*+)*+"
@@ -677,6 +695,11 @@ class _Engine:
             if problem:
                 self._reject(line, "invalid_encoding", f"field {i + 1} ({self.names[i]}): {problem}", record)
                 return
+            if b"+" in written and not (i == 0 and self.names[0] == "thirdPartyId"):
+                detail = f"field {i + 1} ({self.names[i]}): {_PLUS_DETAIL}"
+                self._reject(line, "ambiguous_plus", detail, record)
+                return
+            written = _escape_form_syntax(written)
             out.append(written)
             decoded.append(unquote_to_bytes(written) if b"%" in written else written)
             if i == 0 and not self._id_ok(decoded[0], line, record):
@@ -765,12 +788,13 @@ class _Engine:
                     raise FileRejected(f"{where}: column {number} name holds a control character")
                 name = quote(name, safe="")
             else:
-                problem = _encoding_problem(name.encode())
+                problem = _encoding_problem(name.encode()) or ("raw '+'" if "+" in name else None)
                 if problem:
                     raise FileRejected(
                         f"{where}: column {number} name is not URL-encoded: {problem}; "
                         "URL-encode it or use input mode raw"
                     )
+                name = _escape_form_syntax(name.encode()).decode()
             params.append(name)
         seen: set[str] = set()
         for name in [first, *params]:

@@ -15,6 +15,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import requests
 
+from profile_sync import clock as step_clock
+
 from .errors import TargetAuthError, TargetRejected, TargetRetryLater
 from .urls import require_secure
 
@@ -109,8 +111,13 @@ class OAuthServerToServer:
         timeout: float = 30.0,
         clock: Callable[[], float] = time.time,
         refresh_margin_seconds: float = 300.0,
+        time_left: Callable[[], float | None] = step_clock.time_left,
+        time_margin: float = 10.0,
     ) -> None:
         self._loader = credentials_loader
+        # Inside a Lambda invocation no token call may run past its time (as for Target calls).
+        self._time_left = time_left
+        self._time_margin = time_margin
         self._session = session or requests.Session()
         self._timeout = timeout
         self._clock = clock
@@ -184,8 +191,16 @@ class OAuthServerToServer:
     def _call(
         self, method: str, url: str, what: str, *, missing_ok: bool = False, **kwargs: Any
     ) -> dict[str, Any]:
+        timeout = self._timeout
+        left = self._time_left()
+        if left is not None:
+            timeout = min(timeout, left - self._time_margin)
+            if timeout < 1.0:
+                raise TargetRetryLater(
+                    f"{what}: no time left in this invocation for a call", retry_after_seconds=1.0
+                )
         try:
-            resp = self._session.request(method, url, timeout=self._timeout, allow_redirects=False, **kwargs)
+            resp = self._session.request(method, url, timeout=timeout, allow_redirects=False, **kwargs)
         except requests.RequestException as exc:
             raise TargetRetryLater(f"{what}: {type(exc).__name__}", retry_after_seconds=5.0) from None
         if missing_ok and resp.status_code == 404:

@@ -1,9 +1,18 @@
 """Adobe Target profile API client: bulk submit (v2/v1), batch status, single update, profile fetch.
 
-Every call goes through _request(): rate-limit slot (bulk and status calls only), bearer token,
-a per-attempt timeout, bounded retries with full-jitter exponential back-off for 503/429/5xx and
+Every call goes through _request(): the URL checked against TargetScope before a byte is sent
+(where the token may go), a rate-limit slot (bulk and status calls only), bearer token, a
+per-attempt timeout, bounded retries with full-jitter exponential back-off for 503/429/5xx and
 transport errors, and one re-mint of the token on 401/403. What is left after that surfaces as a
-typed exception (see errors.py). Only loopback hosts may be reached over plain HTTP.
+typed exception (see errors.py).
+
+A batch Target may have accepted is never POSTed again: a 2xx answer, whatever its body, and a
+timeout or dropped connection after the request went out end the submit (TargetMaybeAccepted
+when no status URL can be found). Only failures to connect and 503/429/5xx answers are retried.
+
+Inside a Lambda invocation (clock.time_left() is set) no wait passes the invocation's time
+minus time_margin: a back-off or rate-limit wait that would raises TargetRetryLater with the
+delay, so the state machine waits instead, and each call's timeout is clamped to the time left.
 """
 
 from __future__ import annotations
@@ -12,34 +21,41 @@ import io
 import logging
 import os
 import random
+import re
 import shutil
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
 from urllib.parse import quote, urlencode
 
 import requests
+from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
+
+from profile_sync import clock
 
 from .auth import NoAuth, TokenProvider
-from .errors import TargetAuthError, TargetRejected, TargetRetryLater
+from .errors import TargetAuthError, TargetMaybeAccepted, TargetRejected, TargetRetryLater
 from .ratelimit import NoLimit, RateLimiter
 from .responses import (
     UNKNOWN,
     BatchStatus,
+    extract_status_url,
     parse_batch_status,
     parse_single_update,
     parse_submit,
 )
-from .urls import require_secure, upgrade_to_https, with_show_details
+from .urls import TargetScope, with_show_details
 
 logger = logging.getLogger(__name__)
 
 FORM = "application/x-www-form-urlencoded"
 ID_PARAMS = {"pcId": "mboxPC", "thirdPartyId": "mbox3rdPartyId"}
 SPOOL_IN_MEMORY_BYTES = 8 * 1024 * 1024  # non-seekable bodies above this spill to /tmp
+MIN_CALL_SECONDS = 1.0  # a call needs at least this much of the invocation's time left
 BatchBody = bytes | bytearray | str | os.PathLike[str] | IO[bytes]
 
 
@@ -202,10 +218,13 @@ class TargetClient:
         limiter_max_wait: float = 60.0,
         single_get_max_bytes: int = 8 * 1024,
         single_post_max_bytes: int = 60 * 1024,
+        time_margin: float = 10.0,
+        time_left: Callable[[], float | None] = clock.time_left,
     ) -> None:
         if not client_code or "/" in client_code:
             raise ValueError("client_code must be a non-empty code without '/'")
-        self.base_url = require_secure(base_url.rstrip("/"))
+        self.base_url = base_url.rstrip("/")
+        self.scope = TargetScope(self.base_url)
         self.client_code = client_code
         self.auth: TokenProvider = auth or NoAuth()
         self.limiter: RateLimiter = limiter or NoLimit()
@@ -217,6 +236,8 @@ class TargetClient:
         self.limiter_max_wait = limiter_max_wait
         self.single_get_max_bytes = single_get_max_bytes
         self.single_post_max_bytes = single_post_max_bytes
+        self.time_margin = time_margin
+        self._time_left = time_left
         self.stats = CallStats()
 
     @classmethod
@@ -232,6 +253,7 @@ class TargetClient:
             max_attempts=settings.http_max_attempts,
             single_get_max_bytes=settings.single_get_max_bytes,
             single_post_max_bytes=settings.single_post_max_bytes,
+            time_margin=settings.lambda_time_margin_seconds,
             **kwargs,
         )
 
@@ -274,48 +296,60 @@ class TargetClient:
                 return _Sized(stream, length)
 
             resp, attempts = self._request(
-                "POST", url, "batchUpdate", limited=True, data=data, content_type=FORM
+                "POST", url, "batchUpdate", limited=True, data=data, content_type=FORM, once=True
             )
         finally:
             replayable.close()
-        parsed = parse_submit(resp.content)
-        if not parsed.parsed:
-            # A 2xx that isn't Target's XML (a proxy page?): resending the same batch is harmless.
-            raise TargetRetryLater(
-                "batch submit: answer is not XML",
-                status=resp.status_code,
-                attempts=attempts,
-                retry_after_seconds=60,
-            )
-        if not parsed.success:
-            raise TargetRejected(
-                f"batch submit refused: {parsed.message[:200] or 'success=false'}",
-                status=resp.status_code,
-                attempts=attempts,
-            )
-        if not parsed.status_url:
-            raise TargetRejected(
-                "batch submit answered success without a status URL", status=resp.status_code
-            )
-        result = SubmitResult(parsed.status_url, parsed.message, attempts, version)
+        result = self._submit_result(resp, attempts, version)
         logger.info(
             "batch submitted",
             extra={"batch_id": result.batch_id, "bytes": length, "attempts": attempts, "version": version},
         )
         return result
 
-    def batch_status(self, status_url: str, *, details: bool = True) -> BatchStatus:
+    def _submit_result(self, resp: requests.Response, attempts: int, version: str) -> SubmitResult:
+        """What a 2xx answer to a batch POST means. Target may have accepted the batch whatever the
+        body says, unless it says success=false: so never TargetRetryLater from here."""
+        parsed = parse_submit(resp.content)
+        if parsed.parsed and not parsed.success:
+            raise TargetRejected(
+                f"batchUpdate: Target refused the batch: {parsed.message[:200] or 'success=false'}",
+                status=resp.status_code,
+                attempts=attempts,
+            )
+        status_url = parsed.status_url if parsed.parsed else extract_status_url(resp.content)
+        if status_url:
+            if not parsed.parsed:
+                logger.warning(
+                    "batch submit answer unreadable, status URL found in it",
+                    extra={"status": resp.status_code},
+                )
+            return SubmitResult(status_url, parsed.message, attempts, version)
+        what = "success without a status URL" if parsed.parsed else "an answer that is not Target's XML"
+        raise TargetMaybeAccepted(
+            f"batchUpdate: Target answered HTTP {resp.status_code} with {what}; it may have accepted "
+            "the batch, so it is not sent again, and its status can't be followed",
+            status=resp.status_code,
+            attempts=attempts,
+        )
+
+    def batch_status(
+        self, status_url: str, *, details: bool = True, expected_rows: int | None = None
+    ) -> BatchStatus:
         """Follow the status URL Target returned (only http->https is changed for non-loopback hosts).
 
+        A URL outside TargetScope (a foreign host) is refused before a byte is sent: TargetRejected.
         A status Target no longer knows (404/410, or a body without a status) is state "unknown".
+        expected_rows: the rows the batch was sent with; lets an answer without a batch-level
+        <status> that lists every row prove completion (see responses.parse_batch_status).
         """
-        url = upgrade_to_https(status_url)
+        url = self.scope.status_url(status_url)
         if details:
             url = with_show_details(url)
         resp, attempts = self._request("GET", url, "batchStatus", limited=True, allow_statuses=(404, 410))
         if resp.status_code in (404, 410):
             return BatchStatus(state=UNKNOWN, attempts=attempts, http_status=resp.status_code)
-        status = parse_batch_status(resp.content)
+        status = parse_batch_status(resp.content, expected_rows=expected_rows)
         status = BatchStatus(**{**status.__dict__, "attempts": attempts, "http_status": resp.status_code})
         logger.info(
             "batch status",
@@ -329,8 +363,14 @@ class TargetClient:
         self, id_type: str, visitor_id: str, params: Mapping[str, str], *, encoded: bool = False
     ) -> SingleUpdateResult:
         """Update one existing profile. GET while the request fits single_get_max_bytes, POST up to
-        single_post_max_bytes, TargetRejected above. encoded=True: names and values are already
-        URL-encoded (as in batch files) and are sent as they are.
+        single_post_max_bytes, TargetRejected above.
+
+        encoded=False: names and values are plain text, percent-encoded here. encoded=True: they
+        are already URL-encoded (as in batch files) and keep their %XX escapes, but Target
+        form-decodes the query, so what would be syntax there is made literal first: a raw `&`,
+        `#`, `?`, `=` (and space, `"`, non-ASCII...) is percent-encoded, so a value can never
+        update another profile nor cut its row. A raw `+` (a space to Target, a plus sign to a
+        person) or a `%` not followed by two hex digits is refused: TargetRejected.
         """
         if id_type not in ID_PARAMS:
             raise TargetRejected(f"id_type must be pcId or thirdPartyId, not {id_type!r}")
@@ -339,7 +379,11 @@ class TargetClient:
         pairs += [(f"profile.{name}", value) for name, value in params.items()]
         if encoded:
             head = urlencode(pairs[:1], quote_via=quote)
-            query = "&".join([head] + [f"{k}={v}" for k, v in pairs[1:]])
+            rest = [
+                f"{_encoded_component(k, f'name {k[8:]!r}')}={_encoded_component(v, f'value of {k[8:]!r}')}"
+                for k, v in pairs[1:]
+            ]
+            query = "&".join([head, *rest])
         else:
             query = urlencode(pairs, quote_via=quote)
         url = self.update_url()
@@ -387,6 +431,11 @@ class TargetClient:
 
     # Transport ----------------------------------------------------------------------------------
 
+    def _budget(self) -> float | None:
+        """Seconds this invocation may still spend on Target calls and waits (None: no limit)."""
+        left = self._time_left()
+        return None if left is None else left - self.time_margin
+
     def _request(
         self,
         method: str,
@@ -397,24 +446,31 @@ class TargetClient:
         data: Callable[[], Any] | None = None,
         content_type: str | None = None,
         allow_statuses: tuple[int, ...] = (),
+        once: bool = False,
     ) -> tuple[requests.Response, int]:
-        """Send with retries; returns the final 2xx (or allowed) response and the attempts used."""
-        url = require_secure(url)
-        attempts = 0
+        """Send with retries; returns the final 2xx (or allowed) response and the calls made.
+
+        once=True (a batch POST): after the request may have gone out, a timeout or dropped
+        connection raises TargetMaybeAccepted instead of sending it again.
+        """
+        url = self.scope.check(url)
+        tries = 0  # counted against max_attempts; a token re-mint's call is not
+        calls = 0  # every HTTP call made: what messages report
+        failures: Counter[str] = Counter()  # per failed call: "503", "ReadTimeout", ...
         reauthenticated = False
         last_status: int | None = None
         suggestion = self.retry.server_error_base
         while True:
-            if attempts >= self.max_attempts:
-                raise TargetRetryLater(
-                    f"{endpoint}: giving up for now",
-                    status=last_status,
-                    attempts=attempts,
-                    retry_after_seconds=suggestion,
-                )
-            if limited:
-                self.limiter.acquire(self.client_code, max_wait=self.limiter_max_wait)
-            attempts += 1
+            timeout = self._wait_for_slot(
+                endpoint=endpoint,
+                limited=limited,
+                calls=calls,
+                failures=failures,
+                last_status=last_status,
+                suggestion=suggestion,
+            )
+            tries += 1
+            calls += 1
             headers = {"Accept": "application/xml, text/xml, */*"}
             if content_type:
                 headers["Content-Type"] = content_type
@@ -429,7 +485,7 @@ class TargetClient:
                     url,
                     data=data() if data else None,
                     headers=headers,
-                    timeout=self.timeout,
+                    timeout=timeout,
                     allow_redirects=False,
                 )
             except (
@@ -438,12 +494,19 @@ class TargetClient:
                 requests.exceptions.ChunkedEncodingError,
             ) as exc:
                 self.stats.add("transport_errors")
+                kind = type(exc).__name__
+                if once and not _never_sent(exc):
+                    raise TargetMaybeAccepted(
+                        f"{endpoint}: the request went out but no answer came back ({kind}); Target may "
+                        "have accepted it, so it is not sent again",
+                        attempts=calls,
+                    ) from None
+                failures[kind] += 1
                 last_status = None
                 suggestion = self.retry.transport_base
-                delay = self.retry.delay(self.retry.transport_base, attempts)
+                delay = self.retry.delay(self.retry.transport_base, tries)
                 logger.warning(
-                    "target call failed",
-                    extra={"endpoint": endpoint, "error": type(exc).__name__, "attempt": attempts},
+                    "target call failed", extra={"endpoint": endpoint, "error": kind, "attempt": calls}
                 )
             else:
                 self.stats.latency((time.monotonic() - started) * 1000)
@@ -454,16 +517,29 @@ class TargetClient:
                 elif status >= 500:
                     self.stats.add("server_errors")
                 if 200 <= status < 300 or status in allow_statuses:
-                    return resp, attempts
+                    return resp, calls
                 if status in (401, 403):
-                    if reauthenticated or isinstance(self.auth, NoAuth):
-                        raise TargetAuthError(f"{endpoint}: not authorised", status=status, attempts=attempts)
+                    failures[str(status)] += 1
+                    if isinstance(self.auth, NoAuth):
+                        raise TargetAuthError(
+                            f"{endpoint}: not authorised: Target answered {status} and no token is "
+                            "configured (authentication is on in Target: set the token secret)",
+                            status=status,
+                            attempts=calls,
+                        )
+                    if reauthenticated:
+                        raise TargetAuthError(
+                            f"{endpoint}: not authorised: Target answered {status} to a freshly read "
+                            "token (check the token secret or the OAuth credentials)",
+                            status=status,
+                            attempts=calls,
+                        )
                     # The token expired or was revoked: mint once more, don't count it as a retry.
                     logger.warning("target refused the token, re-minting", extra={"endpoint": endpoint})
                     self.auth.invalidate()
                     self.stats.add("reauthentications")
                     reauthenticated = True
-                    attempts -= 1
+                    tries -= 1
                     continue
                 retry_after = _retry_after(resp)
                 if status == 503:
@@ -475,17 +551,106 @@ class TargetClient:
                 else:
                     message = parse_submit(resp.content).message or ""
                     raise TargetRejected(
-                        f"{endpoint}: refused {message[:200]}".rstrip(), status=status, attempts=attempts
+                        f"{endpoint}: Target refused the request {message[:200]}".rstrip(),
+                        status=status,
+                        attempts=calls,
                     )
+                failures[str(status)] += 1
                 suggestion = retry_after if retry_after is not None else base
-                delay = self.retry.delay(base, attempts, retry_after)
+                delay = self.retry.delay(base, tries, retry_after)
                 logger.warning(
-                    "target call retryable",
-                    extra={"endpoint": endpoint, "status": status, "attempt": attempts},
+                    "target call retryable", extra={"endpoint": endpoint, "status": status, "attempt": calls}
                 )
-            if attempts < self.max_attempts:
-                self.stats.add("retries")
-                self.sleep(delay)
+            if tries >= self.max_attempts:
+                raise TargetRetryLater(
+                    _failures_text(endpoint, failures, calls),
+                    status=last_status,
+                    attempts=calls,
+                    retry_after_seconds=suggestion,
+                )
+            budget = self._budget()
+            if budget is not None and delay > budget:
+                # Waiting here would pass the invocation's time: the state machine waits instead.
+                raise TargetRetryLater(
+                    f"{_failures_text(endpoint, failures, calls)}; the next try, in {delay:.0f} s, is left "
+                    "to the workflow (past this invocation's time)",
+                    status=last_status,
+                    attempts=calls,
+                    retry_after_seconds=max(delay, 1.0),
+                )
+            self.stats.add("retries")
+            self.sleep(delay)
+
+    def _wait_for_slot(
+        self,
+        *,
+        endpoint: str,
+        limited: bool,
+        calls: int,
+        failures: Counter[str],
+        last_status: int | None,
+        suggestion: float,
+    ) -> float:
+        """Take a rate-limit slot (never waiting past the invocation's time); the next call's timeout."""
+        if limited:
+            budget = self._budget()
+            max_wait = self.limiter_max_wait
+            if budget is not None:
+                max_wait = max(0.0, min(max_wait, budget))
+            try:
+                self.limiter.acquire(self.client_code, max_wait=max_wait)
+            except TargetRetryLater as exc:
+                before = f"{_failures_text(endpoint, failures, calls)}; then " if calls else f"{endpoint}: "
+                raise TargetRetryLater(
+                    f"{before}{exc.message}",
+                    status=last_status,
+                    attempts=calls,
+                    retry_after_seconds=exc.retry_after_seconds,
+                ) from None
+        budget = self._budget()
+        if budget is None:
+            return self.timeout
+        if budget < MIN_CALL_SECONDS:
+            before = f"{_failures_text(endpoint, failures, calls)}; " if calls else f"{endpoint}: "
+            raise TargetRetryLater(
+                f"{before}no time left in this invocation for a call, left to the workflow",
+                status=last_status,
+                attempts=calls,
+                retry_after_seconds=max(suggestion if calls else 1.0, 1.0),
+            )
+        return min(self.timeout, budget)
+
+
+def _never_sent(exc: Exception) -> bool:
+    """True when exc proves the request never reached the server: no connection was made."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return True
+    if not isinstance(exc, requests.ConnectionError):
+        return False  # a read timeout, a body cut short
+    if isinstance(exc, requests.exceptions.SSLError):
+        return True  # the TLS handshake is part of connecting
+    reason = exc.args[0] if exc.args else None
+    if isinstance(reason, MaxRetryError):
+        reason = reason.reason
+    # Refused, unresolvable or timed out while connecting. Anything else ("Connection aborted",
+    # reset, remote disconnected) may have come after the request was written.
+    return isinstance(reason, (NewConnectionError, ConnectTimeoutError))
+
+
+def _failures_text(endpoint: str, failures: Counter[str], calls: int) -> str:
+    """ "batchUpdate: Target answered 503 to all 5 attempts", or a breakdown when they differ."""
+
+    def what(kind: str) -> str:
+        return f"HTTP {kind}" if kind.isdigit() else f"no answer ({kind})"
+
+    if len(failures) == 1:
+        kind, n = next(iter(failures.items()))
+        every = "all " if n == calls and n > 1 else ""
+        if kind.isdigit():
+            return f"{endpoint}: Target answered {kind} to {every}{n} attempt{'s' if n > 1 else ''}"
+        return f"{endpoint}: {what(kind)} to {every}{n} attempt{'s' if n > 1 else ''}"
+    parts = ", ".join(f"{what(kind)} x{n}" for kind, n in failures.most_common())
+    return f"{endpoint}: {calls} attempts failed: {parts}"
 
 
 def _retry_after(resp: requests.Response) -> float | None:
@@ -494,6 +659,24 @@ def _retry_after(resp: requests.Response) -> float | None:
         return max(float(value), 0.0) if value else None
     except ValueError:
         return None
+
+
+_BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+def _encoded_component(text: str, what: str) -> str:
+    """An already URL-encoded name or value, made safe for a form-decoded query (see single_update).
+
+    `what` names the parameter for messages; the value itself never goes into one.
+    """
+    if "+" in text:
+        raise TargetRejected(
+            f"single update: the {what} holds a raw '+' (a space to Target): write %20 or %2B"
+        )
+    if _BAD_PERCENT.search(text):
+        raise TargetRejected(f"single update: the {what} holds a '%' not followed by two hex digits")
+    # Keep escapes and the characters a query value may hold; encode the rest (& # ? = space ...).
+    return quote(text, safe="%!$'()*,;:@/~")
 
 
 def _check_id(id_type: str, visitor_id: str) -> None:

@@ -21,7 +21,7 @@ class TargetError(Exception):
         parts = [self.message]
         if self.status is not None:
             parts.append(f"HTTP {self.status}")
-        if self.attempts:
+        if self.attempts and "attempt" not in self.message:
             parts.append(f"after {self.attempts} attempt(s)")
         return " | ".join(parts)
 

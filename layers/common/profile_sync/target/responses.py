@@ -1,15 +1,24 @@
 """Parsing of Target's XML answers (submit, batch status, single update).
 
-Target's XML is small and loosely specified: tags are looked up anywhere in the document (with or
-without a wrapping element or namespace), whitespace is trimmed, and a body that isn't XML yields
-a result marked unparsed instead of an exception, so callers decide what that means.
+Target's XML is small and loosely specified, and Adobe's own examples are not always well-formed:
+its v2 submit example holds a raw `&` inside <batchStatus>. So:
+- tags are looked up anywhere in the document (with or without a wrapping element or namespace),
+  in any letter case; whitespace around the document and inside elements is ignored;
+- parsing goes through defusedxml (no DTDs, no entities, whatever the encoding); a body that fails
+  is parsed again with every bare `&` (one not starting an entity) escaped;
+- a body that still isn't XML yields a result marked unparsed, never an exception: callers decide
+  what that means (extract_status_url() finds a status URL in any text).
 """
 
 from __future__ import annotations
 
+import html
 import re
-import xml.etree.ElementTree as ET  # Target's own answers; DOCTYPEs are refused below
-from dataclasses import dataclass, field
+import xml.etree.ElementTree as ET  # types and ParseError only; parsing goes through defusedxml
+from dataclasses import dataclass, field, replace
+
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import fromstring as _safe_fromstring
 
 COMPLETE = "complete"
 INCOMPLETE = "incomplete"
@@ -31,6 +40,7 @@ _OUTCOMES = {
 }
 
 MAX_XML_BYTES = 64 * 1024 * 1024
+MAX_SCAN_CHARS = 1024 * 1024  # extract_status_url looks at the start of a body only
 
 
 @dataclass(frozen=True)
@@ -88,15 +98,48 @@ class SingleUpdateResponse:
     parsed: bool = True
 
 
+# A `&` that does not start an entity or character reference.
+_BARE_AMP = re.compile(rb"&(?!(?:[A-Za-z_][\w.-]*|#[0-9]+|#x[0-9A-Fa-f]+);)")
+# A status URL anywhere in a text: in <batchStatus>, or bare (an unreadable or truncated body).
+# Both need a terminator after the URL: a truncated body must not yield a truncated URL.
+_STATUS_URL_IN_TAG = re.compile(r"<\s*(?:\w+:)?batchStatus\s*>\s*(https?://[^<\s]+)\s*</", re.IGNORECASE)
+_STATUS_URL_BARE = re.compile(
+    r"https?://[^\s<>\"']+/batchStatus\?[^\s<>\"']*batchId=[^\s<>\"']+(?=[\s<>\"'])", re.IGNORECASE
+)
+
+
 def _root(body: bytes | str) -> ET.Element | None:
     data = body.encode("utf-8") if isinstance(body, str) else body
     data = data.strip()
-    if not data.startswith(b"<") or len(data) > MAX_XML_BYTES or b"<!DOCTYPE" in data.upper():
+    if not data or len(data) > MAX_XML_BYTES:
         return None
+    root = _parse(data)
+    if root is None and b"&" in data:
+        root = _parse(_BARE_AMP.sub(b"&amp;", data))  # Adobe's own v2 example: a raw & in a URL
+    return root
+
+
+def _parse(data: bytes) -> ET.Element | None:
     try:
-        return ET.fromstring(data)  # noqa: S314 - no DTDs accepted (checked above), size bounded
-    except ET.ParseError:
+        # forbid_dtd: a DOCTYPE is refused by the parser itself, in any encoding (UTF-16 too).
+        return _safe_fromstring(data, forbid_dtd=True)
+    except (ET.ParseError, DefusedXmlException, ValueError, LookupError):
         return None
+
+
+def extract_status_url(body: bytes | str) -> str:
+    """A batch status URL found anywhere in a body that may not be XML at all ("" when none).
+
+    For a 2xx whose body can't be parsed: the batch was probably accepted, and following this
+    URL beats resending it.
+    """
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    text = text[:MAX_SCAN_CHARS]
+    match = _STATUS_URL_IN_TAG.search(text) or _STATUS_URL_BARE.search(text)
+    if not match:
+        return ""
+    url = html.unescape(match.group(1) if match.re is _STATUS_URL_IN_TAG else match.group(0))
+    return url.strip()
 
 
 def _local(tag: str) -> str:
@@ -147,15 +190,17 @@ def parse_submit(body: bytes | str) -> SubmitResponse:
     )
 
 
-def parse_batch_status(body: bytes | str) -> BatchStatus:
-    """A status answer; a body without a recognisable status word gives state "unknown"."""
+def parse_batch_status(body: bytes | str, *, expected_rows: int | None = None) -> BatchStatus:
+    """A status answer; a body without a recognisable status gives state "unknown".
+
+    Without a batch-level <status> (Adobe's 2017 v2 example lists only per-profile rows), the
+    state is implied, and only from proof: see _implied_state. expected_rows (the rows the batch
+    was sent with, when the caller knows them) lets a full list of final rows prove completion.
+    """
     root = _root(body)
     if root is None:
         return BatchStatus(state=UNKNOWN, message=_text_excerpt(body))
     raw = _find_text(root, "status")
-    state = (raw or "").lower()
-    if state not in (COMPLETE, INCOMPLETE, STUCK):
-        state = UNKNOWN
     profiles = []
     for el in root.iter():
         if _local(el.tag).lower() != "profile":
@@ -166,8 +211,8 @@ def parse_batch_status(body: bytes | str) -> BatchStatus:
             continue
         # An unknown per-row word is not proof of success: count it as failed.
         profiles.append((pid, _OUTCOMES.get(word, OUTCOME_FAILED)))
-    return BatchStatus(
-        state=state,
+    status = BatchStatus(
+        state=UNKNOWN,
         batch_id=_find_text(root, "batchId") or "",
         batch_size=_find_int(root, "batchSize"),
         consumed=_find_int(root, "consumedCount"),
@@ -178,6 +223,33 @@ def parse_batch_status(body: bytes | str) -> BatchStatus:
         raw_status=raw or "",
         message=_find_text(root, "message") or "",
     )
+    state = (raw or "").lower()
+    if state not in (COMPLETE, INCOMPLETE, STUCK):
+        state = UNKNOWN if raw else _implied_state(status, expected_rows)
+    return replace(status, state=state)
+
+
+def _implied_state(status: BatchStatus, expected_rows: int | None) -> str:
+    """The state of a status answer without a batch-level <status>, from what proves it.
+
+    - a row still `pending`: incomplete;
+    - every row listed and final: complete. "Every row" is proven by a `success` row (only the
+      2017-2020 format lists successes, and it lists every row), or by as many rows as the batch
+      has (batchSize, or expected_rows from the caller);
+    - counters that account for the whole batch (successful + failed + not found = batchSize):
+      complete; fewer: incomplete;
+    - anything else (e.g. a few failed rows and nothing more) proves nothing: unknown.
+    """
+    if status.pending_ids:
+        return INCOMPLETE
+    size = status.batch_size if status.batch_size is not None else expected_rows
+    rows = status.profiles
+    if rows and (any(o == OUTCOME_SUCCESS for _, o in rows) or (size is not None and len(rows) >= size)):
+        return COMPLETE
+    if status.batch_size is not None and status.successful is not None:
+        counted = status.successful + (status.failed or 0) + (status.not_found or 0)
+        return COMPLETE if counted >= status.batch_size else INCOMPLETE
+    return UNKNOWN
 
 
 def parse_single_update(body: bytes | str) -> SingleUpdateResponse:
