@@ -1,4 +1,5 @@
-"""Shared fixtures: AWS in moto, resources built from template.yaml, handlers loaded from functions/."""
+"""Shared fixtures: AWS in a moto server reached over HTTP, resources built from template.yaml,
+handlers loaded from functions/."""
 
 from __future__ import annotations
 
@@ -9,9 +10,8 @@ from pathlib import Path
 
 import boto3
 import pytest
-from moto import mock_aws
 
-from profile_sync_local.local_stack import ROOT, LocalStack, atomic_dynamodb_writes, load_function
+from profile_sync_local.local_stack import ROOT, AwsServer, LocalStack, load_function, local_aws
 
 REGION = "us-east-1"
 
@@ -48,14 +48,28 @@ def _fresh_package_logger():
     package_logger.setLevel(logging.NOTSET)
 
 
+@pytest.fixture(scope="session")
+def aws_server():
+    """One moto server on loopback for the session; each test gets a fresh account (`aws`)."""
+    with AwsServer() as server:
+        yield server
+
+
 @pytest.fixture
-def stack(monkeypatch: pytest.MonkeyPatch):
+def aws(aws_server: AwsServer):
+    """An empty AWS account over HTTP: every boto3 client reaches the moto server via AWS_ENDPOINT_URL,
+    so botocore's real response path runs (streaming bodies, paginators, retries)."""
+    with local_aws(aws_server):
+        yield aws_server
+
+
+@pytest.fixture
+def stack(aws: AwsServer, monkeypatch: pytest.MonkeyPatch):
     """The stack's resources in moto (built from template.yaml), their names in the environment."""
-    with mock_aws(), atomic_dynamodb_writes():
-        created = LocalStack().create()
-        for name, value in created.env().items():
-            monkeypatch.setenv(name, value)
-        yield created
+    created = LocalStack().create()
+    for name, value in created.env().items():
+        monkeypatch.setenv(name, value)
+    return created
 
 
 def load_handler(function: str):

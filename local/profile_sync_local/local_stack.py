@@ -1,8 +1,11 @@
 """The stack as deployed, on one machine: template resources in moto, the real handlers, the real ASL.
 
-Used by the workflow tests and by `profile-sync run`. The resources are built from template.yaml
-(key schemas, indexes), the state machine from statemachine/*.asl.json with the same
-substitutions SAM makes, and each Lambda task is routed to functions/<name>/app.py in-process.
+Used by the workflow and handler tests, by `profile-sync run` and by `make sam-local`. moto runs in
+server mode (:class:`AwsServer`) and every AWS client reaches it over HTTP through AWS_ENDPOINT_URL,
+as boto3 reaches AWS in an account: botocore's real response path (urllib3 streaming bodies,
+paginators, retries) is the one that runs. The resources are built from template.yaml (key schemas,
+indexes), the state machine from statemachine/*.asl.json with the same substitutions SAM makes,
+and each Lambda task is routed to functions/<name>/app.py in-process.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import logging
 import os
 import sys
 import threading
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,6 +29,7 @@ from urllib.parse import quote_plus
 import boto3
 import yaml
 from moto.dynamodb.models import DynamoDBBackend
+from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
 from profile_sync import clock as step_clock
 from profile_sync_local.sfn_local import (
@@ -80,6 +85,73 @@ def table_definition(logical_id: str, table_name: str) -> dict:
     return {"TableName": table_name, **kwargs}
 
 
+class AwsServer:
+    """moto in server mode, in this process: the AWS APIs over HTTP on ``host`` (a free port).
+
+    In this process on purpose: the server's threads use the same moto backends (one per
+    account/region) as the rest of the process, so sfn_local's patches on moto's Lambda and Step
+    Functions and :func:`atomic_dynamodb_writes` apply to what it serves. Loopback by default; only
+    `make sam-local` binds the Docker bridge, so a container can reach it.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+        self.url = ""
+        self.port = 0
+
+    def __enter__(self) -> AwsServer:
+        # werkzeug logs a line per request otherwise.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        self._server.start()
+        host, self.port = self._server.get_host_and_port()
+        self.url = f"http://{host}:{self.port}"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.stop()
+
+    def env(self) -> dict[str, str]:
+        """What points boto3 here (and the credentials moto accepts, so nothing can reach AWS)."""
+        return {
+            "AWS_ENDPOINT_URL": self.url,
+            # moto's Step Functions interpreter calls Lambda at localhost:MOTO_PORT (sfn_local).
+            "MOTO_PORT": str(self.port),
+            "AWS_ACCESS_KEY_ID": "local",
+            "AWS_SECRET_ACCESS_KEY": "local",
+            "AWS_SESSION_TOKEN": "local",
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_REGION": REGION,
+        }
+
+    def reset(self) -> None:
+        """Forget every resource (moto's reset endpoint): a fresh account, cheaper than a new server."""
+        # Our own server's http:// URL.
+        request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")  # noqa: S310
+        with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310
+            answer.read()
+
+
+@contextlib.contextmanager
+def local_aws(server: AwsServer | None = None) -> Iterator[AwsServer]:
+    """A fresh account on a moto server (``server`` or a new one on loopback), with its environment
+    set for this process, and DynamoDB writes atomic as in AWS."""
+    saved = {name: os.environ.get(name) for name in AwsServer().env()}
+    with contextlib.ExitStack() as stack:
+        if server is None:
+            server = stack.enter_context(AwsServer())
+        server.reset()  # moto's backends are the process's, whichever server serves them
+        stack.enter_context(atomic_dynamodb_writes())
+        os.environ.update(server.env())
+        try:
+            yield server
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+
 @contextlib.contextmanager
 def atomic_dynamodb_writes() -> Iterator[None]:
     """Give moto's DynamoDB the per-item atomicity of the real one.
@@ -115,9 +187,11 @@ class LocalStack:
     idempotency_table: str = "profile-sync-idempotency"
     topic_arn: str = ""
     state_machine_arn: str = ""
+    # SSM path of the client profiles (profile_sync.client_profiles); none stored = stack defaults.
+    profiles_path: str = "/profile-sync/clients"
 
     def create(self) -> LocalStack:
-        """Create the resources in the active moto mock."""
+        """Create the resources in the account boto3 reaches (the local moto server)."""
         boto3.client("s3", region_name=REGION).create_bucket(Bucket=self.bucket)
         dynamodb = boto3.client("dynamodb", region_name=REGION)
         dynamodb.create_table(**table_definition("JobsTable", self.jobs_table))
@@ -149,7 +223,16 @@ class LocalStack:
             "IDEMPOTENCY_TABLE": self.idempotency_table,
             "STATE_MACHINE_ARN": self.state_machine_arn,
             "ALERT_TOPIC_ARN": self.topic_arn,
+            "CLIENT_PROFILES_PATH": self.profiles_path,
         }
+
+    def put_profile(self, client_code: str, document: dict | str) -> int:
+        """Store a client profile as `profile-sync clients set` does; returns its SSM version."""
+        text = document if isinstance(document, str) else json.dumps(document)
+        answer = boto3.client("ssm", region_name=REGION).put_parameter(
+            Name=f"{self.profiles_path}/{client_code}", Value=text, Type="String", Overwrite=True
+        )
+        return answer["Version"]
 
 
 def drop_event(bucket: str, key: str, size: int, *, at: datetime, sequencer: str | None = None) -> dict:

@@ -1,9 +1,9 @@
 """`profile-sync run`: the pipeline as deployed, on one machine.
 
-The template's resources in moto, the real ingest and step handlers, the real state machine
-definition executed by moto on a virtual clock, and the Target emulator on loopback (or a Target
-URL the user names). A job that would poll for hours finishes in seconds; the summary says how long
-it would have taken.
+The template's resources in a moto server on loopback (reached over HTTP), the real ingest and step
+handlers, the real state machine definition executed by moto on a virtual clock, and the Target
+emulator on loopback (or a Target URL the user names). A job that would poll for hours finishes in
+seconds; the summary says how long it would have taken.
 """
 
 from __future__ import annotations
@@ -18,14 +18,13 @@ from pathlib import Path
 from typing import TextIO
 
 import boto3
-from moto import mock_aws
 
 from profile_sync.aws.jobs import DynamoJobStore
 from profile_sync_local.emulator import DEFAULT_PROFILE_TOKEN, EmulatorConfig, TargetEmulator
 from profile_sync_local.local_stack import (
     REGION,
     LocalStack,
-    atomic_dynamodb_writes,
+    local_aws,
     run_workflow,
     steps_on,
     workflow_handlers,
@@ -70,7 +69,7 @@ def run_local(
     saved_env = dict(os.environ)
     os.environ.update(_LOCAL_ENV | (settings_env or {}))
     try:
-        with mock_aws(), atomic_dynamodb_writes(), contextlib.ExitStack() as stack:
+        with local_aws(), contextlib.ExitStack() as stack:
             local = LocalStack().create()
             os.environ.update(local.env())
             if target_url is None:

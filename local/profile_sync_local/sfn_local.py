@@ -52,8 +52,10 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import heapq
+import io
 import itertools
 import json
+import os
 import re
 import threading
 import time as _real_time
@@ -120,6 +122,9 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_parallel import ( 
 )
 from moto.stepfunctions.parser.asl.component.state.exec.state_parallel import (  # noqa: E402
     branches_decl as _branches_decl,
+)
+from moto.stepfunctions.parser.asl.component.state.exec.state_task import (  # noqa: E402
+    lambda_eval_utils as _lambda_eval_utils,
 )
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (  # noqa: E402
     state_task_service_callback as _callback_mod,
@@ -769,6 +774,38 @@ class LambdaRouter:
 
         return mock.patch.object(LambdaSimpleBackend, "invoke", invoke)
 
+    def client_patch(self) -> Any:
+        """Step Functions' own Lambda calls run the handler in the Task's thread, not over HTTP.
+
+        In AWS that call happens inside the service, not through any client of ours. Over a moto
+        server it would be an HTTP request served by another thread: the Task's thread would stay
+        busy while the handler sleeps on the virtual clock (Target back-off), and time would only
+        move after ``max_stall``. The handlers' own AWS calls still go over HTTP.
+        """
+        original = _lambda_eval_utils.boto_client_for
+        client = _InThreadLambdaClient(self)
+
+        def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+            return client if service == "lambda" else original(region, service, state_credentials)
+
+        return mock.patch.object(_lambda_eval_utils, "boto_client_for", boto_client_for)
+
+
+class _InThreadLambdaClient:
+    """The Invoke answer boto3 would give (FunctionError, Payload stream), from :class:`LambdaRouter`."""
+
+    def __init__(self, router: LambdaRouter) -> None:
+        self._router = router
+
+    def invoke(self, FunctionName: str, Payload: bytes | None = None, **_: Any) -> dict:
+        headers: dict[str, str] = {}
+        body = self._router.invoke(FunctionName, Payload, headers)
+        answer: dict[str, Any] = {"StatusCode": 200, "ExecutedVersion": "$LATEST"}
+        answer["Payload"] = io.BytesIO(body)
+        if "x-amz-function-error" in headers:
+            answer["FunctionError"] = headers["x-amz-function-error"]
+        return answer
+
 
 class _MarshalError(Exception):
     pass
@@ -797,7 +834,8 @@ def sfn_local(
 ) -> Iterator[LambdaRouter]:
     """Everything needed to execute state machines locally, for the duration of the block.
 
-    Starts ``mock_aws`` if none is active (a test's own ``mock_aws`` is reused, so its S3/DynamoDB
+    Uses the in-process moto server AWS_ENDPOINT_URL points at (local_stack.AwsServer), else starts
+    ``mock_aws`` if none is active (a test's own ``mock_aws`` is reused, so its S3/DynamoDB
     data is visible to handlers and to the interpreter), switches moto's config to
     :data:`SFN_LOCAL_CONFIG`, routes Lambda invocations to ``handlers`` and moto's waits to
     ``clock``. Not reentrant: one environment at a time per process.
@@ -807,10 +845,16 @@ def sfn_local(
     router = LambdaRouter(handlers, clock=clock, region=region)
     try:
         with contextlib.ExitStack() as stack:
-            if not botocore_stubber.enabled:
+            if os.environ.get("AWS_ENDPOINT_URL"):
+                # A moto server in this process (local_stack.AwsServer): the interpreter reaches
+                # Lambda over HTTP at localhost:MOTO_PORT, and these patches apply to its backends.
+                if not os.environ.get("MOTO_PORT"):
+                    raise RuntimeError("sfn_local over a moto server needs MOTO_PORT (AwsServer.env())")
+            elif not botocore_stubber.enabled:
                 stack.enter_context(moto.mock_aws())
             stack.enter_context(mock.patch.dict(default_user_config, SFN_LOCAL_CONFIG))
             stack.enter_context(router.patch())
+            stack.enter_context(router.client_patch())
             for patcher in [
                 *_patch_sfn_integration(),
                 *_patch_map_run_failures(),

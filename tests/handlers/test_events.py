@@ -22,13 +22,12 @@ from urllib.parse import parse_qs, unquote_plus, urlsplit
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from profile_sync import clock as step_clock
 from profile_sync.aws.jobs import DynamoJobStore
 from profile_sync.ingest import Drop
 from profile_sync_local.emulator import EmulatorConfig, TargetEmulator
-from profile_sync_local.local_stack import ROOT, LocalStack, atomic_dynamodb_writes, load_function, template
+from profile_sync_local.local_stack import ROOT, AwsServer, LocalStack, load_function, template
 from tests.conftest import REGION, AlertInbox, FakeContext
 
 EVENTS_DIR = ROOT / "events"
@@ -163,15 +162,14 @@ class World:
 
 
 @pytest.fixture
-def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+def world(aws: AwsServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     clock = StepClock(STEP_TIME)
     monkeypatch.setattr(step_clock, "time", clock.time)
     monkeypatch.setattr(step_clock, "sleep", clock.sleep)
-    with mock_aws(), atomic_dynamodb_writes():
-        stack = LocalStack().create()
-        inbox = AlertInbox(stack.topic_arn)
-        with TargetEmulator(EmulatorConfig(seed=7), clock=clock.time) as emulator:
-            yield World(stack, emulator, clock, monkeypatch, inbox)
+    stack = LocalStack().create()
+    inbox = AlertInbox(stack.topic_arn)
+    with TargetEmulator(EmulatorConfig(seed=7), clock=clock.time) as emulator:
+        yield World(stack, emulator, clock, monkeypatch, inbox)
 
 
 # ------------------------------------------------------------------------------------- checks

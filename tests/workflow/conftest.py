@@ -1,5 +1,6 @@
 """The whole pipeline under test: ingest handler, the real ASL executed by moto with the real step
-handlers, S3/DynamoDB/SNS in moto, the Target emulator on loopback, all on one virtual clock."""
+handlers, S3/DynamoDB/SNS in a moto server reached over HTTP, the Target emulator on loopback, all
+on one virtual clock."""
 
 from __future__ import annotations
 
@@ -11,14 +12,13 @@ from datetime import UTC, datetime
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from profile_sync.aws.jobs import DynamoJobStore
 from profile_sync_local.emulator import EmulatorConfig, TargetEmulator
 from profile_sync_local.local_stack import (
     REGION,
+    AwsServer,
     LocalStack,
-    atomic_dynamodb_writes,
     run_workflow,
     steps_on,
 )
@@ -97,15 +97,14 @@ class Pipeline:
 
 
 @pytest.fixture
-def pipeline(monkeypatch: pytest.MonkeyPatch):
+def pipeline(aws: AwsServer, monkeypatch: pytest.MonkeyPatch):
     clock = VirtualClock(start=START)
-    with mock_aws(), atomic_dynamodb_writes():
-        stack = LocalStack().create()
-        for name, value in stack.env().items():
-            monkeypatch.setenv(name, value)
-        inbox = AlertInbox(stack.topic_arn)
-        # steps_on: the ingest's job times follow the virtual clock too.
-        with TargetEmulator(EmulatorConfig(seed=7), clock=clock.time) as emulator, steps_on(clock):
-            monkeypatch.setenv("TARGET_BASE_URL", emulator.url)
-            monkeypatch.setenv("HTTP_MAX_ATTEMPTS", "3")
-            yield Pipeline(stack, emulator, clock, monkeypatch, inbox)
+    stack = LocalStack().create()
+    for name, value in stack.env().items():
+        monkeypatch.setenv(name, value)
+    inbox = AlertInbox(stack.topic_arn)
+    # steps_on: the ingest's job times follow the virtual clock too.
+    with TargetEmulator(EmulatorConfig(seed=7), clock=clock.time) as emulator, steps_on(clock):
+        monkeypatch.setenv("TARGET_BASE_URL", emulator.url)
+        monkeypatch.setenv("HTTP_MAX_ATTEMPTS", "3")
+        yield Pipeline(stack, emulator, clock, monkeypatch, inbox)

@@ -2,12 +2,41 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import BinaryIO
 
 import boto3
 from botocore.exceptions import ClientError
+
+READ_BUFFER_BYTES = 1 << 20
+
+
+class _ObjectBody(io.RawIOBase):
+    """An S3 object's body as a plain read-only file: readable (b"" at the end) until closed.
+
+    botocore's StreamingBody is not one: used in `with`, it hands out its raw urllib3 stream,
+    which closes itself at the end of the data, so a TextIOWrapper or csv reader over it fails with
+    "I/O operation on closed file" (mock_aws's in-memory body never closes, real S3's does).
+    Reads go through StreamingBody.read, which also checks that every byte of the object arrived.
+    """
+
+    def __init__(self, body) -> None:
+        self._body = body
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self._body.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._body.close()
+        super().close()
 
 
 class S3ObjectStore:
@@ -16,13 +45,14 @@ class S3ObjectStore:
         self._s3 = client or boto3.client("s3")
 
     def open(self, key: str) -> BinaryIO:
-        """A streaming body: the object is read once, in chunks, never whole."""
+        """The object as a binary file, streamed: read once, in chunks, never whole. Close it (`with`)."""
         try:
-            return self._s3.get_object(Bucket=self.bucket, Key=key)["Body"]
+            body = self._s3.get_object(Bucket=self.bucket, Key=key)["Body"]
         except ClientError as exc:
             if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
                 raise FileNotFoundError(key) from exc
             raise
+        return io.BufferedReader(_ObjectBody(body), buffer_size=READ_BUFFER_BYTES)
 
     def upload_file(self, path: Path, key: str, content_type: str) -> None:
         # upload_file switches to multipart for large batch files on its own.
