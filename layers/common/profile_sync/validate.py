@@ -223,6 +223,21 @@ def spreadsheet_unsafe(text: str) -> str:
     return text[1:] if text.startswith("'") and text[1:].startswith(_SPREADSHEET_TRIGGERS) else text
 
 
+def cut_original(kept: bytes, length: int, cap: int) -> str:
+    """A rejected line as rejects.csv keeps it: at most ``cap`` bytes of ``kept`` (the start of a
+    ``length``-byte line), marked with how many bytes are missing when cut."""
+    kept = kept[:cap]
+    text = kept.decode("utf-8", errors="replace")
+    return text if length <= len(kept) else f"{text}…[cut: {length - len(kept):,} bytes]"
+
+
+def unlisted_warning(source: str, settings: Settings, unlisted: int) -> str:
+    return (
+        f"{source}: rejects.csv lists the first {settings.rejects_max_rows:,} rejected rows; "
+        f"{unlisted:,} more are counted by reason but not listed (REJECTS_MAX_ROWS)"
+    )
+
+
 def _shown(name: str, limit: int = 64) -> str:
     """A header name short enough for a message (a header line may be a megabyte)."""
     return name if len(name) <= limit else name[: limit - 1] + "…"
@@ -844,10 +859,7 @@ class _Engine:
         self.rejects.writerow([line, reason, spreadsheet_safe(detail), spreadsheet_safe(original)])
 
     def _original(self, kept: bytes, length: int) -> str:
-        """The line as rejects.csv keeps it: at most ``original_cap`` bytes, marked when cut."""
-        kept = kept[: self.original_cap]
-        text = kept.decode("utf-8", errors="replace")
-        return text if length <= len(kept) else f"{text}…[cut: {length - len(kept):,} bytes]"
+        return cut_original(kept, length, self.original_cap)
 
     def _reject_overlong(self, line: int, kept: bytes, length: int) -> None:
         if not self.header_done:
@@ -888,11 +900,7 @@ class _Engine:
         self._close_batch()
         result.duplicate_ids = self.duplicates.count()
         if result.rejected_unlisted:
-            result.warnings.append(
-                f"{self.source}: rejects.csv lists the first {self.settings.rejects_max_rows:,} rejected "
-                f"rows; {result.rejected_unlisted:,} more are counted by reason but not listed "
-                "(REJECTS_MAX_ROWS)"
-            )
+            result.warnings.append(unlisted_warning(self.source, self.settings, result.rejected_unlisted))
         if result.duplicate_ids:
             result.warnings.append(
                 f"{self.source}: {result.duplicate_ids} "
