@@ -368,3 +368,13 @@ def test_rows_the_profile_reader_rejects_stay_within_the_rejects_bounds(tmp_path
         "drop.csv: rejects.csv lists the first 3 rejected rows; 3 more are counted by reason but not "
         "listed (REJECTS_MAX_ROWS)"
     ]
+
+
+def test_a_line_break_inside_a_dropped_column_keeps_the_next_rows_line_numbers(tmp_path: Path) -> None:
+    data = b'pcId;note;tier\n1;"two\r\nlines";gold\n2;x;silv/er\n3;"a\nb\nc";\n4;y;ok\n'
+    document = {"separator": ";", "drop": ["note"], "input_mode": "encoded"}
+    result, batches, rejects = run(tmp_path, data, document)
+    assert batches == "batch=pcId,tier\n1,gold\n2,silv/er\n4,ok\n"
+    assert result.skipped == 1  # row 3 has no value left once its note is dropped
+    assert [b.source_line(i) for b in result.batches for i in range(b.rows)] == [2, 4, 8]
+    assert rejects == []
