@@ -51,7 +51,9 @@ from profile_sync.validate import (
     BatchInfo,
     FileRejected,
     ValidationResult,
-    _spreadsheet_safe,
+    cut_original,
+    spreadsheet_safe,
+    unlisted_warning,
     validate_and_split,
 )
 
@@ -547,11 +549,23 @@ def validate_with_profile(
     if result.file_error or not reader.rejects.rows:
         return result
     # The engine saw blank lines in their place: add them to its account and its rejects file.
+    # Within the engine's bounds: REJECTS_MAX_ROWS listed in all, each line cut as the engine cuts it.
+    before = unlisted_warning(source_name, settings, result.rejected_unlisted)
+    listed = result.rejected - result.rejected_unlisted
+    room = settings.rejects_max_rows - listed if settings.rejects_max_rows else len(reader.rejects.rows)
     with open(Path(out_dir) / "rejects.csv", "a", encoding="utf-8", newline="") as rejects:
         writer = csv.writer(rejects)
-        for line, reason, detail, original in reader.rejects.rows:
-            writer.writerow([line, reason, _spreadsheet_safe(detail), _spreadsheet_safe(original)])
+        for i, (line, reason, detail, original) in enumerate(reader.rejects.rows):
             result.reasons[reason] = result.reasons.get(reason, 0) + 1
+            if i >= room:
+                result.rejected_unlisted += 1
+                continue
+            data = original.encode()
+            kept = cut_original(data, len(data), settings.rejects_original_max_bytes or len(data))
+            writer.writerow([line, reason, spreadsheet_safe(detail), spreadsheet_safe(kept)])
+    if result.rejected_unlisted:
+        result.warnings = [w for w in result.warnings if w != before]
+        result.warnings.append(unlisted_warning(source_name, settings, result.rejected_unlisted))
     result.received += len(reader.rejects.rows)
     result.rejected += len(reader.rejects.rows)
     return result
