@@ -354,6 +354,22 @@ def test_daily_quota_is_counted_per_account_with_the_profiles_limit() -> None:
     assert default.calls == [(1_000_000, "c", 5), (1_000_000, "nobody", 5)]
 
 
+def test_rows_the_profile_reader_rejects_stay_within_the_rejects_bounds(tmp_path: Path) -> None:
+    # Issue 11: REJECTS_MAX_ROWS counts every listed row, the engine's and the reader's; each line cut.
+    bad = b";x" + b"\x81" * 3000  # windows-1252 has no 0x81: the reader rejects the row
+    data = b"pcId;a\n1;50%\n" + b"".join(b"%d" % i + bad + b"\n" for i in range(2, 7)) + b"9;ok\n"
+    profile = {"separator": ";", "encoding": "windows-1252"}
+    result, _, rejects = run(tmp_path, data, profile, rejects_max_rows=3, rejects_original_max_bytes=100)
+    assert (result.rejected, result.rejected_unlisted, result.accepted) == (6, 3, 1)
+    assert result.reasons == {"invalid_encoding": 1, "invalid_text_encoding": 5}
+    assert [r["line"] for r in rejects] == ["2", "3", "4"]
+    assert all(len(r["original"].encode()) < 130 and "…[cut: " in r["original"] for r in rejects[1:])
+    assert [w for w in result.warnings if "REJECTS_MAX_ROWS" in w] == [
+        "drop.csv: rejects.csv lists the first 3 rejected rows; 3 more are counted by reason but not "
+        "listed (REJECTS_MAX_ROWS)"
+    ]
+
+
 def test_a_line_break_inside_a_dropped_column_keeps_the_next_rows_line_numbers(tmp_path: Path) -> None:
     data = b'pcId;note;tier\n1;"two\r\nlines";gold\n2;x;silv/er\n3;"a\nb\nc";\n4;y;ok\n'
     document = {"separator": ";", "drop": ["note"], "input_mode": "encoded"}
@@ -362,3 +378,24 @@ def test_a_line_break_inside_a_dropped_column_keeps_the_next_rows_line_numbers(t
     assert result.skipped == 1  # row 3 has no value left once its note is dropped
     assert [b.source_line(i) for b in result.batches for i in range(b.rows)] == [2, 4, 8]
     assert rejects == []
+
+
+def test_a_file_of_bad_rows_is_counted_without_holding_its_rejects_in_memory(tmp_path: Path) -> None:
+    import tracemalloc  # noqa: PLC0415
+
+    rows = 40_000
+    data = b"pcId;a\n" + b"".join(b"%d;bad\x81%s\n" % (i, b"x" * 500) for i in range(rows))
+    profile = parse_profile({"separator": ";", "encoding": "windows-1252"}, "acme")
+    tracemalloc.start()
+    try:
+        result = validate_with_profile(
+            io.BytesIO(data), tmp_path, Settings(rejects_max_rows=0), profile, source_name="bad.csv"
+        )
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert (result.received, result.rejected, result.accepted) == (rows, rows, 0)
+    assert result.reasons == {"invalid_text_encoding": rows}
+    # Every reject listed (no cap), yet the peak stays a few MB over the input's own copy.
+    assert sum(1 for _ in (tmp_path / "rejects.csv").open(encoding="utf-8")) == rows + 1
+    assert peak < len(data) + 16 * 2**20, peak
