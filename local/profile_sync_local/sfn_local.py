@@ -747,14 +747,15 @@ class LambdaRouter:
                 f"sfn_local: no handler for Lambda function {name!r}; known: {sorted(self.handlers)}",
             )
         event = json.loads(body) if body else {}
-        timeout = self.timeouts.get(name, 900.0)
+        # Only a function given a Timeout is stopped at it (the workflow's, from template.yaml).
+        timeout = self.timeouts.get(name)
         now = self.clock.now if self.clock else _real_time.monotonic
         context = LocalLambdaContext(
             function_name=name,
             invoked_function_arn=function_name
             if function_name.startswith("arn:")
             else function_arn(name, self.region, self.account),
-            timeout_seconds=timeout,
+            timeout_seconds=timeout or 900.0,
             now=now,
         )
         with self._lock:
@@ -773,7 +774,7 @@ class LambdaRouter:
                     spent = now() - started
                     with self._lock:
                         self.durations.setdefault(name, []).append(spent)
-            if spent > timeout:
+            if timeout is not None and spent > timeout:
                 raise _Timedout(f"Task timed out after {timeout:.2f} seconds")
             try:
                 return json.dumps(result).encode("utf-8")
@@ -781,7 +782,7 @@ class LambdaRouter:
                 raise _MarshalError(f"Unable to marshal response: {exc}") from exc
         except Exception as exc:
             error: Exception = exc
-            if spent > timeout:  # Lambda stopped it: whatever it was doing, it timed out
+            if timeout is not None and spent > timeout:  # Lambda stopped it, whatever it was doing
                 error = _Timedout(f"Task timed out after {timeout:.2f} seconds")
                 with self._lock:
                     self.timed_out[name] += 1
