@@ -4,7 +4,8 @@ events/ is what `sam local invoke -e` uses: an EventBridge "Object Created" per 
 each workflow Lambda the Payload its Task state builds (statemachine/profile_sync.asl.json).
 A file maps to its function by name: `<function folder>_<what>.json` (functions/<folder>/).
 Each runs with env.json's settings for its function (as `sam local invoke --env-vars env.json`
-would apply them), under moto with what it needs seeded, and the Target emulator on loopback.
+would apply them), against a moto server over HTTP with what it needs seeded, and the Target
+emulator on loopback. The clock is fixed (STEP_TIME), so the events' times never go stale here.
 """
 
 from __future__ import annotations

@@ -77,6 +77,13 @@ def test_a_wrong_answer_or_a_record_not_written_fails_the_check(sam_local):
     assert not poll.passed and "batch record 'SUBMITTED'" in poll.problems[0]
 
 
+def test_the_template_declares_the_endpoint_empty_so_it_has_no_effect_in_an_account(sam_local):
+    template = sam_local.template()
+    assert template["Parameters"]["AwsEndpointUrl"]["Default"] == ""
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["AWS_ENDPOINT_URL"] == {"Ref": "AwsEndpointUrl"}
+
+
 def test_the_env_file_sets_the_endpoint_for_every_function_and_only_what_is_declared(sam_local):
     document = sam_local.env_file({"AWS_ENDPOINT_URL": "http://172.17.0.1:5000", "NOT_DECLARED": "x"})
     for logical_id in sam_local.functions().values():
