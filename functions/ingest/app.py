@@ -21,6 +21,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from profile_sync import telemetry as m
 from profile_sync.aws.jobs import DynamoJobStore
 from profile_sync.aws.notify import SnsNotifier
+from profile_sync.aws.profiles import profile_store_from_settings
 from profile_sync.aws.s3 import S3ObjectStore
 from profile_sync.aws.workflow import StepFunctionsWorkflow
 from profile_sync.ingest import Drop, JobStatus, ingest_drop
@@ -34,6 +35,7 @@ settings = Settings.from_env()
 jobs = DynamoJobStore(os.environ["JOBS_TABLE"], retention_days=settings.job_retention_days)
 workflow = StepFunctionsWorkflow(os.environ["STATE_MACHINE_ARN"])
 notifier = SnsNotifier(os.environ.get("ALERT_TOPIC_ARN", ""))
+profiles = profile_store_from_settings(settings)  # None: no client profiles, the stack's defaults
 idempotency = IdempotencyConfig(
     # One S3 event (bucket, key, sequencer) is one job, however often EventBridge delivers it.
     event_key_jmespath="[bucket, key, sequencer, etag]",
@@ -52,6 +54,7 @@ def process_drop(drop: dict) -> dict:
         workflow=workflow,
         settings=settings,
         notifier=notifier,
+        profiles=profiles,
     )
     _record_metrics(job)
     logger.info(

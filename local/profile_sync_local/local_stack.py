@@ -187,6 +187,8 @@ class LocalStack:
     idempotency_table: str = "profile-sync-idempotency"
     topic_arn: str = ""
     state_machine_arn: str = ""
+    # SSM path of the client profiles (profile_sync.client_profiles); none stored = stack defaults.
+    profiles_path: str = "/profile-sync/clients"
 
     def create(self) -> LocalStack:
         """Create the resources in the account boto3 reaches (the local moto server)."""
@@ -221,7 +223,16 @@ class LocalStack:
             "IDEMPOTENCY_TABLE": self.idempotency_table,
             "STATE_MACHINE_ARN": self.state_machine_arn,
             "ALERT_TOPIC_ARN": self.topic_arn,
+            "CLIENT_PROFILES_PATH": self.profiles_path,
         }
+
+    def put_profile(self, client_code: str, document: dict | str) -> int:
+        """Store a client profile as `profile-sync clients set` does; returns its SSM version."""
+        text = document if isinstance(document, str) else json.dumps(document)
+        answer = boto3.client("ssm", region_name=REGION).put_parameter(
+            Name=f"{self.profiles_path}/{client_code}", Value=text, Type="String", Overwrite=True
+        )
+        return answer["Version"]
 
 
 def drop_event(bucket: str, key: str, size: int, *, at: datetime, sequencer: str | None = None) -> dict:

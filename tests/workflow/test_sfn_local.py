@@ -155,7 +155,9 @@ def test_long_waits_run_on_the_virtual_clock():
     )
     real = time.monotonic() - t0
     assert result.status == "SUCCEEDED", result.describe()
-    assert real < 1.0
+    # Three hours of Wait states: real sleeping would take 10,800 s. The bound only proves the
+    # waits were virtual; the machine's load decides the rest (moto's first import alone takes ~5 s).
+    assert real < 60
     start = START.timestamp()
     assert stamps == [start + 3600, start + 3 * 3600]
     assert clock.sleeps == [3600.0, 120.0, pytest.approx(3 * 3600 - 3720)]

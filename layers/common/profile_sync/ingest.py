@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from profile_sync import clock
+from profile_sync.client_profiles import ClientProfile, ProfileInvalid, ProfileStore, validate_with_profile
 from profile_sync.settings import API_VERSIONS, INPUT_MODES, Settings
-from profile_sync.validate import BatchInfo, ValidationResult, validate_and_split
+from profile_sync.validate import BatchInfo, ValidationResult
 
 INCOMING_PREFIX = "incoming/"
 JOBS_PREFIX = "jobs/"
@@ -172,8 +173,12 @@ def ingest_drop(
     notifier: Notifier | None = None,
     now: Callable[[], datetime] = lambda: datetime.fromtimestamp(clock.now(), UTC),
     workdir: Path | None = None,
+    profiles: ProfileStore | None = None,
 ) -> dict:
     """Validate and split one drop into a job; returns the job record as stored.
+
+    ``profiles``: the client's profile (if any) maps the file and sets the drop's defaults; the
+    job records the profile version it used.
 
     Safe to repeat: a job that got past validation is returned as it is; one that stopped midway
     is done again with the same keys, and the workflow start is idempotent by name.
@@ -195,6 +200,12 @@ def ingest_drop(
             return existing  # a duplicate event: this job has been handled
     try:
         options = parse_drop_key(drop.key, settings)
+        profile = _profile(profiles, options.client_code, drop.key)
+        if profile is not None:
+            job.update(profileVersion=profile.version)
+            # The key's api= and mode= folders still win over the profile.
+            settings = profile.settings(settings)
+            options = parse_drop_key(drop.key, settings)
         job.update(
             clientCode=options.client_code, apiVersion=options.api_version, inputMode=options.input_mode
         )
@@ -210,6 +221,7 @@ def ingest_drop(
             objects=objects,
             settings=_split_settings(settings, options),
             workdir=workdir,
+            profile=profile,
         )
     except DropRejected as exc:
         return _reject(jobs, job, str(exc), now, notifier)
@@ -227,6 +239,7 @@ def ingest_drop(
         "source": {"bucket": drop.bucket, "key": drop.key},
         "idColumn": result.id_column,
         "columns": result.columns,
+        **({"clientProfile": {"version": profile.version}} if profile is not None else {}),
         "counts": _counts(result),
         "warnings": result.warnings,
         "batches": [
@@ -275,6 +288,7 @@ def _split(
     objects: ObjectStore,
     settings: Settings,
     workdir: Path | None,
+    profile: ClientProfile | None = None,
 ) -> ValidationResult:
     prefix = job_prefix(job_id)
     out_dir = Path(tempfile.mkdtemp(prefix=f"{job_id}-", dir=workdir))
@@ -294,7 +308,9 @@ def _split(
         raw = gzip.GzipFile(fileobj=body, mode="rb") if options.compressed else body
         stream = _CappedReader(raw, settings.file_max_bytes)
         try:
-            result = validate_and_split(stream, out_dir, settings, source_name=drop.key, on_batch=store_batch)
+            result = validate_with_profile(
+                stream, out_dir, settings, profile, source_name=drop.key, on_batch=store_batch
+            )
         except FileTooLarge as exc:
             raise DropRejected(f"{drop.key}: {exc} (FILE_MAX_BYTES)") from exc
         except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
@@ -303,6 +319,18 @@ def _split(
         return result
     finally:
         shutil.rmtree(out_dir, ignore_errors=True)
+
+
+def _profile(profiles: ProfileStore | None, client_code: str, key: str) -> ClientProfile | None:
+    if profiles is None:
+        return None
+    try:
+        return profiles.get(client_code)
+    except ProfileInvalid as exc:
+        raise DropRejected(
+            f"{key}: the client profile of {client_code} is invalid ({exc}); fix it with "
+            "profile-sync clients set, then drop the file again"
+        ) from exc
 
 
 def _split_settings(settings: Settings, options: DropOptions) -> Settings:

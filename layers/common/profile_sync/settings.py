@@ -53,6 +53,10 @@ class Settings:
     # last statuses per client, for at most 24 hours).
     vanished_after_polls: int = 3
     single_update_chunk_rows: int = 1000  # rows per single-update step (one Lambda call)
+    # Client profiles (profile_sync.client_profiles): the SSM path holding one parameter per client
+    # code ("" = no profiles: every client gets these settings), and how long a read is cached.
+    client_profiles_path: str = ""
+    client_profiles_max_age_seconds: int = 60
     # Job and batch records expire (DynamoDB TTL) this many days after their last change, like the
     # job's files under jobs/ (the bucket's lifecycle rule, same stack Parameter).
     job_retention_days: int = 30

@@ -9,10 +9,12 @@ from functools import cache
 from profile_sync import clock
 from profile_sync.aws.jobs import DynamoJobStore
 from profile_sync.aws.notify import SnsNotifier
+from profile_sync.aws.profiles import profile_store_from_settings
 from profile_sync.aws.quota import DynamoDailyRowQuota, DynamoRollingQuota
 from profile_sync.aws.ratelimit import DynamoDBRateLimiter
 from profile_sync.aws.s3 import S3ObjectStore
 from profile_sync.aws.secrets import token_provider_from_secret
+from profile_sync.client_profiles import AccountLimiter, AccountQuota
 from profile_sync.settings import Settings
 from profile_sync.steps import Ports
 from profile_sync.target.client import CallStats, TargetClient
@@ -45,24 +47,51 @@ def ports_from_env() -> Ports:
         else None
     )
     _clients.clear()
+    profiles = profile_store_from_settings(settings)
 
     def target(client_code: str) -> TargetClient:
         # One client (and token cache) per client code, shared by the threads of this container.
+        # With a profile: its token secret, base URL and calls per minute, counted per account; a
+        # new profile version gets a new client (its token may have changed).
+        profile = profiles.get(client_code) if profiles else None
+        key = client_code if profile is None else f"{client_code}#{profile.version}"
         with _lock:
-            if client_code not in _clients:
-                auth = token_provider_from_secret(settings.token_secret_id)
-                _clients[client_code] = TargetClient.from_settings(
-                    settings, client_code, auth=auth, limiter=limiter, sleep=clock.pause
+            if key not in _clients:
+                own, own_limiter = settings, limiter
+                if profile is not None:
+                    own = profile.settings(settings)
+                    own_limiter = (
+                        AccountLimiter(
+                            DynamoDBRateLimiter(
+                                table, own.calls_per_minute, clock=clock.now, sleep=clock.pause
+                            ),
+                            profile.account,
+                        )
+                        if own.calls_per_minute
+                        else None
+                    )
+                auth = token_provider_from_secret(own.token_secret_id)
+                _clients[key] = TargetClient.from_settings(
+                    own, client_code, auth=auth, limiter=own_limiter, sleep=clock.pause
                 )
-            return _clients[client_code]
+            return _clients[key]
+
+    daily_quota = DynamoDailyRowQuota(table, settings.daily_row_quota)
+    single_quota = DynamoRollingQuota(table, settings.single_update_quota)
+    if profiles is not None:
+        daily_quota = AccountQuota(
+            profiles, daily_quota, lambda limit: DynamoDailyRowQuota(table, limit), "daily_row_quota"
+        )
+        # Single updates: the stack's limit, counted per account.
+        single_quota = AccountQuota(profiles, single_quota, lambda limit: None, "")
 
     return Ports(
         settings=settings,
         objects=S3ObjectStore(os.environ["DROP_BUCKET"]),
         jobs=DynamoJobStore(table, retention_days=settings.job_retention_days),
         target=target,
-        daily_quota=DynamoDailyRowQuota(table, settings.daily_row_quota),
-        single_quota=DynamoRollingQuota(table, settings.single_update_quota),
+        daily_quota=daily_quota,
+        single_quota=single_quota,
         notifier=SnsNotifier(os.environ.get("ALERT_TOPIC_ARN", "")),
         now=clock.now,
     )

@@ -492,6 +492,7 @@ class TargetClient:
                 requests.ConnectionError,
                 requests.Timeout,
                 requests.exceptions.ChunkedEncodingError,
+                requests.exceptions.ContentDecodingError,  # an answer came, its body can't be read
             ) as exc:
                 self.stats.add("transport_errors")
                 kind = type(exc).__name__
