@@ -456,17 +456,24 @@ class Result:
         return not self.problems
 
 
-def run_events(world: World, invoke: Invoker, names: list[str]) -> list[Result]:
+def run_events(
+    world: World, invoke: Invoker, names: list[str], show: Callable[[Result], None] = lambda r: None
+) -> list[Result]:
+    """Each event in a fresh account; one that can't be prepared or checked fails alone."""
     results = []
     for name in names:
-        folder = function_for(name)
-        logical_id = functions()[folder]
-        world.fresh()
-        prepare, check = STEPS[name]
-        event = prepare(world)
-        answer = invoke(logical_id, event)
-        problems = [answer.error] if answer.error else check(world, event, answer.value)
+        logical_id = functions()[function_for(name)]
+        answer = Answer()
+        try:
+            world.fresh()
+            prepare, check = STEPS[name]
+            event = prepare(world)
+            answer = invoke(logical_id, event)
+            problems = [answer.error] if answer.error else check(world, event, answer.value)
+        except Exception as exc:  # reported with the others, not a crash of the whole run
+            problems = [f"sam-local itself failed: {type(exc).__name__}: {exc}"]
         results.append(Result(logical_id, name, json.dumps(answer.value)[:160], problems))
+        show(results[-1])
     return results
 
 
@@ -564,12 +571,16 @@ def sam_invoker(world: World, directory: Path) -> Invoker:
     return invoke
 
 
+def line(result: Result) -> str:
+    verdict = "PASS" if result.passed else "FAIL"
+    return "\n".join(
+        [f"{verdict}  {result.function:<24} {result.event:<42} {result.answer}"]
+        + [f"      - {problem}" for problem in result.problems]
+    )
+
+
 def report(results: list[Result]) -> str:
-    lines = []
-    for result in results:
-        verdict = "PASS" if result.passed else "FAIL"
-        lines.append(f"{verdict}  {result.function:<24} {result.event:<42} {result.answer}")
-        lines += [f"      - {problem}" for problem in result.problems]
+    lines = [line(result) for result in results]
     passed = sum(r.passed for r in results)
     lines.append(f"sam-local: {passed} of {len(results)} passed")
     return "\n".join(lines)
@@ -599,8 +610,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     with local_world(BRIDGE_HOST) as world, tempfile.TemporaryDirectory(prefix="sam-local-") as scratch:
         trust_in_build(world.ca_file)
-        results = run_events(world, sam_invoker(world, Path(scratch)), names)
-    print(report(results))
+        results = run_events(
+            world, sam_invoker(world, Path(scratch)), names, show=lambda r: print(line(r), flush=True)
+        )
+    print("\n" + report(results))
     print(f"sam-local: {len(results)} invocations in {time.monotonic() - started:.0f} s")
     return 0 if results and all(r.passed for r in results) else 1
 
