@@ -78,6 +78,7 @@ demo: setup
 
 bench: setup
 	python bench/bench_validate.py
+	python bench/bench_transcode.py
 
 clean:
 	rm -rf .aws-sam out .pytest_cache .ruff_cache node_modules
