@@ -25,7 +25,7 @@ import pytest
 from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
 
 from profile_sync import steps
-from profile_sync_local import local_stack, sfn_local
+from profile_sync_local import local_stack
 from profile_sync_local.local_stack import REGION, run_workflow
 from tests.conftest import FakeContext, event_path
 from tests.template import sam
@@ -147,15 +147,8 @@ def calls(pipeline, monkeypatch):
         [*botocore.handlers.BUILTIN_HANDLERS, ("before-parameter-build", recorder)],
     )
     monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
-    # The state machine's own Lambda calls skip botocore here (sfn_local runs them in the Task's
-    # thread, as the service does in AWS); they need the workflow role's lambda:InvokeFunction.
-    invoke = sfn_local._InThreadLambdaClient.invoke
-
-    def recorded_invoke(self, FunctionName: str, Payload: bytes | None = None, **kwargs):
-        recorder.seen.append((WORKFLOW, "lambda", "Invoke", {"FunctionName": FunctionName}))
-        return invoke(self, FunctionName, Payload, **kwargs)
-
-    monkeypatch.setattr(sfn_local._InThreadLambdaClient, "invoke", recorded_invoke)
+    # The state machine's own Lambda calls go through botocore too (sfn_local answers them in the
+    # Task's thread at before-send), so they are recorded as the workflow role's like the others.
     DEFAULT_PROVIDERS.clear()
     # Work a function hands to a thread pool (boto3's multipart uploads, parallel single updates) is
     # still that function's: the pool's threads run in the submitter's context.
