@@ -109,14 +109,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
             capped = CappedReader(stream, settings.file_max_bytes)
             result = validate_with_profile(capped, out_dir, settings, profile, source_name=str(source))
     except FileTooLarge as exc:
-        print(f"profile-sync: {source}: {exc} (--file-max-bytes, FILE_MAX_BYTES)", file=sys.stderr)
-        return EXIT_FILE_REJECTED
+        return _file_unreadable(args, settings, source, out_dir, f"{exc} (--file-max-bytes, FILE_MAX_BYTES)")
     except FileNotFoundError:
-        print(f"profile-sync: {source}: no such file", file=sys.stderr)
-        return EXIT_FILE_REJECTED
+        return _file_unreadable(args, settings, source, out_dir, "no such file")
     except (gzip.BadGzipFile, EOFError, OSError) as exc:
-        print(f"profile-sync: {source}: cannot read: {exc}", file=sys.stderr)
-        return EXIT_FILE_REJECTED
+        return _file_unreadable(args, settings, source, out_dir, f"cannot read: {exc}")
     if args.json:
         print(json.dumps({**result.to_dict(), "out_dir": str(out_dir)}, indent=2))
     else:
@@ -126,6 +123,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if args.strict and result.rejected:
         return EXIT_ROWS_REJECTED
     return EXIT_OK
+
+
+def _file_unreadable(
+    args: argparse.Namespace, settings: Settings, source: Path, out_dir: Path, reason: str
+) -> int:
+    """A file rejected before the engine could finish it: one line on stderr and, with --json, the
+    object a script expects (its file_error says why), not an empty stdout."""
+    print(f"profile-sync: {source}: {reason}", file=sys.stderr)
+    if args.json:
+        result = ValidationResult(source_name=str(source), input_mode=settings.input_mode)
+        result.file_error = f"{source}: {reason}"
+        print(json.dumps({**result.to_dict(), "out_dir": str(out_dir)}, indent=2))
+    return EXIT_FILE_REJECTED
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -195,3 +195,25 @@ def secret_file(path, content: str):
     path.write_text(content)
     path.chmod(0o600)
     return path
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "reason"),
+    [
+        ("cut.csv.gz", gzip.compress(b"pcId,a\n" + b"1,x\n" * 50_000)[:-200], "cannot read"),
+        ("fake.csv.gz", b"not gzip at all", "cannot read"),
+        ("bomb.csv.gz", gzip.compress(b"pcId,a\n" + b"1,x\n" * 10_000), "larger than the configured maximum"),
+    ],
+    ids=["truncated-gzip", "not-gzip", "over-file-max-bytes"],
+)
+def test_a_file_that_cannot_be_read_still_prints_one_json_object(tmp_path, capsys, name, content, reason):
+    # A script reading --json got an empty stdout for an unreadable file (before: json.loads failed).
+    source = tmp_path / name
+    source.write_bytes(content)
+    args = ["validate", str(source), "--out", str(tmp_path / "out"), "--json", "--file-max-bytes", "4096"]
+    assert main(args) == EXIT_FILE_REJECTED
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert reason in report["file_error"] and name in report["file_error"]
+    assert (report["accepted"], report["batches"]) == (0, [])
+    assert reason in captured.err
