@@ -163,6 +163,7 @@ def run_local(
                         "rows": b["rows"],
                         "status": b.get("status"),
                         "polls": b.get("polls"),
+                        "reason": b.get("reason"),
                     }
                     for b in sorted(batches, key=lambda b: b["batchIndex"])
                 ],
@@ -334,7 +335,8 @@ def format_result(result: dict) -> str:
     for batch in result["batches"]:
         lines.append(
             f"  batch {batch['index']}: {batch['rows']:,} rows, {batch['status']}, "
-            f"{batch['polls'] or 0} status polls"
+            f"{batch['polls'] or 0} status polls" + (f": {batch['reason']}" if batch.get("reason") else "")
+            # Rows Target counted without naming them (v1) are in no rows.csv line: the reason says so.
         )
     t = result["state_transitions"]
     lines.append(

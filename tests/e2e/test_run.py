@@ -130,6 +130,23 @@ def test_failing_rows_from_the_emulator_are_counted_and_listed(tmp_path, capsys)
     assert all(r["outcome"] == "failed" and int(r["line"]) == int(r["id"]) + 1 for r in rows)
 
 
+def test_rows_target_counted_without_naming_them_are_explained_in_the_summary(tmp_path, capsys):
+    # v1's status counts the profiles it did not find without naming them: rows.csv can't list
+    # them by line, so the printed summary and --json must carry each batch's reason (before: the
+    # summary said "not_found 30" with an empty rows.csv and no reason anywhere on screen).
+    source = clean_file(tmp_path / "clean.csv", 30)
+
+    code = main(["run", str(source), "--out", str(tmp_path / "out"), "--api", "v1"])
+
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "not_found          30" in out
+    reason = "Target counted 30 row(s) of this batch it found no profile for without naming them"
+    assert f"batch 1: 30 rows, COMPLETE, 3 status polls: {reason}" in out
+    assert main(["run", str(source), "--out", str(tmp_path / "json"), "--api", "v1", "--json"]) == 1
+    assert [b["reason"] for b in json.loads(capsys.readouterr().out)["batches"]] == [reason]
+
+
 def test_oauth_auth_mints_tokens_through_the_emulator(tmp_path, capsys):
     code = main(["run", str(SAMPLE), "--out", str(tmp_path), "--auth", "oauth", "--json"])
 
