@@ -92,6 +92,11 @@ def _settings_from(args: argparse.Namespace, base: Settings | None = None) -> Se
 def cmd_validate(args: argparse.Namespace) -> int:
     source = Path(args.file)
     out_dir = Path(args.out) if args.out else Path("out") / source.name.split(".")[0]
+    try:
+        _make_out_dir(out_dir)
+    except UsageError as exc:
+        print(f"profile-sync: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     profile = None
     if args.client_profile:
         try:
@@ -99,7 +104,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
         except deployed.CliError as exc:
             print(f"profile-sync: {exc}", file=sys.stderr)
             return EXIT_FILE_REJECTED
-    out_dir.mkdir(parents=True, exist_ok=True)
     # The profile's settings, then the options given (--input-mode wins over the profile's).
     settings = _settings_from(args) if profile is None else _settings_from(args, profile.settings(Settings()))
     try:
@@ -151,6 +155,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         credentials = _credentials(args)
         _check_target(args)
         client_profile = _client_profile(args)
+        out_dir = Path(args.out) if args.out else Path("out") / source.name.split(".")[0]
+        _make_out_dir(out_dir)
     except UsageError as exc:
         print(f"profile-sync: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -162,7 +168,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         calls_per_minute=args.throttle_per_minute,
         escaped_xml=args.escaped_xml,
     )
-    out_dir = Path(args.out) if args.out else Path("out") / source.name.split(".")[0]
     previous = signal.signal(signal.SIGINT, _stop_now)
     try:
         result = run.run_local(
@@ -184,6 +189,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, previous)
     print(json.dumps(result, indent=2) if args.json else run.format_result(result))
     return run.exit_code(result)
+
+
+def _make_out_dir(out_dir: Path) -> None:
+    """--out checked before anything runs: a file there, or no permission, is a bad option (exit 2),
+    not a traceback whose exit 1 would read as COMPLETE_WITH_ERRORS."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--out {out_dir}: cannot create the report folder: {exc.strerror}") from None
 
 
 def _client_profile(args: argparse.Namespace) -> dict | None:

@@ -217,3 +217,14 @@ def test_a_file_that_cannot_be_read_still_prints_one_json_object(tmp_path, capsy
     assert reason in report["file_error"] and name in report["file_error"]
     assert (report["accepted"], report["batches"]) == (0, [])
     assert reason in captured.err
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_an_out_folder_that_cannot_be_made_is_a_bad_option(tmp_path, capsys, command):
+    # Before: a traceback and exit 1, which for run reads as COMPLETE_WITH_ERRORS.
+    taken = tmp_path / "taken"
+    taken.write_text("a file, not a folder")
+    assert main([command, str(SAMPLE), "--out", str(taken)]) == EXIT_USAGE
+    captured = capsys.readouterr()
+    assert f"--out {taken}: cannot create the report folder: File exists" in captured.err
+    assert "Traceback" not in captured.err and captured.out == ""
