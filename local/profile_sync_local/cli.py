@@ -14,7 +14,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from profile_sync.client_profiles import validate_with_profile
-from profile_sync.ingest import CappedReader, FileTooLarge
+from profile_sync.ingest import CLIENT_CODE, CappedReader, FileTooLarge
 from profile_sync.settings import INPUT_MODES, Settings
 from profile_sync.target.errors import TargetRejected
 from profile_sync.target.urls import require_secure
@@ -151,6 +151,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"profile-sync: {source}: no such file", file=sys.stderr)
         return run.EXIT_FAILED
     try:
+        if not CLIENT_CODE.match(args.client):  # as `submit` checks it; a '/' would name a folder
+            raise UsageError(
+                f"--client {args.client!r} is not a valid Target client code (letters, digits, - and _)"
+            )
         settings_env = parse_sets(args.set or [])
         credentials = _credentials(args)
         _check_target(args)
@@ -160,14 +164,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     except UsageError as exc:
         print(f"profile-sync: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    config = emulator.EmulatorConfig(
-        seed=args.seed,
-        fail_share=args.fail_share,
-        stuck_share=args.stuck_share,
-        polls_until_complete=args.polls_until_complete,
-        calls_per_minute=args.throttle_per_minute,
-        escaped_xml=args.escaped_xml,
-    )
+    try:
+        config = emulator.EmulatorConfig(
+            seed=args.seed,
+            fail_share=args.fail_share,
+            stuck_share=args.stuck_share,
+            polls_until_complete=args.polls_until_complete,
+            calls_per_minute=args.throttle_per_minute,
+            escaped_xml=args.escaped_xml,
+        )
+    except ValueError as exc:  # a share outside 0..1, a negative count: a bad option, nothing ran
+        print(f"profile-sync: emulator switches: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     previous = signal.signal(signal.SIGINT, _stop_now)
     try:
         result = run.run_local(

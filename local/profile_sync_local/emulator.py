@@ -132,6 +132,9 @@ class EmulatorConfig:
         for name in ("stuck_share", "fail_share", "vanish_share", "error_500_share", "drop_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1")
+        for name in ("polls_until_complete", "calls_per_minute"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be 0 or more")
 
 
 class ProfileStore:

@@ -228,3 +228,22 @@ def test_an_out_folder_that_cannot_be_made_is_a_bad_option(tmp_path, capsys, com
     captured = capsys.readouterr()
     assert f"--out {taken}: cannot create the report folder: File exists" in captured.err
     assert "Traceback" not in captured.err and captured.out == ""
+
+
+@pytest.mark.parametrize(
+    ("switch", "message"),
+    [
+        (["--fail-share", "2"], "fail_share must be between 0 and 1"),
+        (["--stuck-share", "-0.5"], "stuck_share must be between 0 and 1"),
+        (["--polls-until-complete", "-3"], "polls_until_complete must be 0 or more"),
+        (["--throttle-per-minute", "-1"], "calls_per_minute must be 0 or more"),
+        (["--client", "bad/code"], "'bad/code' is not a valid Target client code"),
+    ],
+)
+def test_run_refuses_a_bad_switch_before_anything_runs(tmp_path, capsys, switch, message):
+    # Before: a traceback and exit 1 (a share), a silent no-op (a negative count), or a job
+    # REJECTED for an "unknown folder" (a client code with a '/').
+    assert main(["run", str(SAMPLE), "--out", str(tmp_path / "out"), *switch]) == EXIT_USAGE
+    captured = capsys.readouterr()
+    assert message in captured.err and "Traceback" not in captured.err
+    assert captured.out == ""
