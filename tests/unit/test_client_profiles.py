@@ -440,3 +440,11 @@ def test_plain_blocks_replaced_in_one_go_give_what_the_csv_path_gives(
     }
     assert [b.line_runs for b in fast[0].batches] == [b.line_runs for b in slow[0].batches]
     assert fast[0].rejected > 10 and fast[0].accepted > 250
+
+
+def test_utf8_with_a_bom_and_semicolons(tmp_path: Path) -> None:
+    data = "\ufeffKunde;Stufe\r\n1;Grün\r\n".encode()
+    document = {"id_column": {"source": "Kunde", "type": "pcId"}, "separator": ";", "input_mode": "raw"}
+    result, batches, _ = run(tmp_path, data, document)
+    assert batches == "batch=pcId,Stufe\n1,Gr%C3%BCn\n"
+    assert result.accepted == 1
