@@ -92,6 +92,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         fail_share=args.fail_share,
         stuck_share=args.stuck_share,
         polls_until_complete=args.polls_until_complete,
+        seconds_until_complete=args.processing_seconds,
         calls_per_minute=args.throttle_per_minute,
         escaped_xml=args.escaped_xml,
     )
@@ -175,6 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
     switches.add_argument("--fail-share", type=float, default=0.0, help="share of rows Target fails")
     switches.add_argument("--stuck-share", type=float, default=0.0, help="share of batches that end stuck")
     switches.add_argument("--polls-until-complete", type=int, default=2, help="status polls before complete")
+    switches.add_argument(
+        "--processing-seconds",
+        type=float,
+        default=0.0,
+        metavar="N",
+        help="Target completes a batch N seconds after its submit, on the run's (virtual) clock",
+    )
     switches.add_argument(
         "--throttle-per-minute", type=int, default=0, help="answer 503 above this many calls/min"
     )

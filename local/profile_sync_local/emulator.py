@@ -89,7 +89,8 @@ class EmulatorConfig:
     calls_per_minute: int = 0
     # Batch lifecycle, decided when a batch is submitted.
     polls_until_complete: int = 0  # status polls answering `incomplete` before `complete`
-    seconds_until_complete: float = 0.0  # and/or clock seconds after submit
+    # and/or clock seconds after submit: Target's processing time (--processing-seconds)
+    seconds_until_complete: float = 0.0
     stuck_share: float = 0.0  # share of batches that end `stuck`
     fail_ids: frozenset[str] = frozenset()  # visitor ids whose rows fail
     fail_share: float = 0.0  # share of other rows that fail
@@ -977,7 +978,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--calls-per-minute", type=int, default=d.calls_per_minute, help="503 above this (0 = off)"
     )
     parser.add_argument("--polls-until-complete", type=int, default=d.polls_until_complete)
-    parser.add_argument("--seconds-until-complete", type=float, default=d.seconds_until_complete)
+    parser.add_argument(
+        "--processing-seconds",
+        "--seconds-until-complete",
+        dest="seconds_until_complete",
+        type=float,
+        default=d.seconds_until_complete,
+        metavar="N",
+        help="a batch completes N seconds after it was submitted, on the emulator's clock (with "
+        "--polls-until-complete: both must hold)",
+    )
     parser.add_argument("--stuck-share", type=float, default=d.stuck_share)
     parser.add_argument("--fail-ids", default="", help="comma-separated visitor ids whose rows fail")
     parser.add_argument("--fail-share", type=float, default=d.fail_share)

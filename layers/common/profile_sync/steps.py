@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 from urllib.parse import unquote
 
+from profile_sync import poll_schedule
 from profile_sync.ingest import JobStatus, job_prefix
 from profile_sync.outcomes import (
     END_COMPLETE,
@@ -155,7 +156,7 @@ def submit_batch(ports: Ports, item: dict) -> dict:
         "deadlineAt": now + settings.poll_deadline_seconds,
         "polls": 0,
         "unknownStreak": 0,
-        "delaySeconds": settings.poll_initial_delay_seconds,
+        "delaySeconds": poll_schedule.first_delay(settings),
     }
 
 
@@ -218,9 +219,10 @@ def poll_batch(ports: Ports, item: dict) -> dict:
     ports.jobs.update_batch(
         item["jobId"], item["batch"]["batchIndex"], {"status": "POLLING", "polls": poll["polls"]}
     )
-    # Back off: each wait doubles, up to the maximum, and never past the deadline.
-    delay = min(poll["delaySeconds"] * 2, ports.settings.poll_max_delay_seconds)
-    poll["delaySeconds"] = max(1, int(min(delay, poll["deadlineAt"] - now)))
+    # The wait grows with the time the batch has taken (poll_schedule: bounded lag and poll count).
+    poll["delaySeconds"] = poll_schedule.next_delay(
+        ports.settings, submitted_at=poll.get("submittedAt", now), now=now, deadline_at=poll["deadlineAt"]
+    )
     return poll
 
 
