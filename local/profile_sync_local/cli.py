@@ -3,18 +3,45 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import gzip
 import json
+import os
+import signal
+import stat
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 from profile_sync.settings import INPUT_MODES, Settings
+from profile_sync.target.errors import TargetRejected
+from profile_sync.target.urls import require_secure
 from profile_sync.validate import ValidationResult, validate_and_split
 from profile_sync_local import deployed, emulator
 
 EXIT_OK = 0
 EXIT_ROWS_REJECTED = 1  # only with --strict
 EXIT_FILE_REJECTED = 2
+EXIT_USAGE = 2  # a bad option: nothing was run
+
+TOKEN_ENV = "PROFILE_SYNC_TARGET_TOKEN"  # noqa: S105 - the name of a variable
+OAUTH_KEYS = ("client_id", "client_secret", "tenant")
+# Settings the run sets itself from its options.
+_SET_BY_OPTION = {"TARGET_BASE_URL": "--target-url", "TOKEN_SECRET_ID": "--token-file or --oauth-file"}
+# The emulator switches and their defaults: given with --target-url they would do nothing.
+_SWITCH_DEFAULTS = {
+    "fail_share": 0.0,
+    "stuck_share": 0.0,
+    "polls_until_complete": 2,
+    "processing_seconds": 0.0,
+    "throttle_per_minute": 0,
+    "seed": 1,
+    "auth": "none",
+}
+
+
+class UsageError(Exception):
+    """A bad option or input: one line on stderr, exit 2, nothing run."""
 
 
 def _limit_options(parser: argparse.ArgumentParser) -> None:
@@ -87,6 +114,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not source.is_file():
         print(f"profile-sync: {source}: no such file", file=sys.stderr)
         return run.EXIT_FAILED
+    try:
+        settings_env = parse_sets(args.set or [])
+        credentials = _credentials(args)
+        _check_target(args)
+    except UsageError as exc:
+        print(f"profile-sync: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     config = emulator.EmulatorConfig(
         seed=args.seed,
         fail_share=args.fail_share,
@@ -97,19 +131,137 @@ def cmd_run(args: argparse.Namespace) -> int:
         escaped_xml=args.escaped_xml,
     )
     out_dir = Path(args.out) if args.out else Path("out") / source.name.split(".")[0]
-    result = run.run_local(
-        source,
-        out_dir=out_dir,
-        client=args.client,
-        api=args.api,
-        input_mode=args.input_mode,
-        target_url=args.target_url,
-        emulator_config=config,
-        progress_stream=sys.stderr,  # stdout keeps the summary (or the JSON) alone
-        auth=args.auth,
-    )
+    previous = signal.signal(signal.SIGINT, _stop_now)
+    try:
+        result = run.run_local(
+            source,
+            out_dir=out_dir,
+            client=args.client,
+            api=args.api,
+            input_mode=args.input_mode,
+            target_url=args.target_url,
+            emulator_config=config,
+            settings_env=settings_env,
+            progress_stream=sys.stderr,  # stdout keeps the summary (or the JSON) alone
+            auth=args.auth,
+            credentials=credentials,
+            clock=args.clock,
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
     print(json.dumps(result, indent=2) if args.json else run.format_result(result))
     return run.exit_code(result)
+
+
+def _stop_now(signum: int, frame: object) -> None:
+    """Ctrl-C: stop at once. Unwinding would leave the steps' threads running on without the local
+    AWS (and with the user's real AWS environment back), still calling Target."""
+    sys.stderr.write(
+        "\nprofile-sync: interrupted: batches already uploaded stay with Target and will be applied; "
+        "this run's records and report end here\n"
+    )
+    sys.stderr.flush()
+    os._exit(130)
+
+
+def parse_sets(items: list[str]) -> dict[str, str]:
+    """--set NAME=VALUE options as environment variables, each checked as the functions read it."""
+    names = {field.name.upper() for field in fields(Settings)}
+    values: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        name = name.strip().upper()
+        if not sep or not name:
+            raise UsageError(f"--set {item!r}: expected NAME=VALUE, e.g. BATCH_MAX_ROWS=2000")
+        if name in _SET_BY_OPTION:
+            raise UsageError(f"--set {name}: use {_SET_BY_OPTION[name]}")
+        if name not in names:
+            close = difflib.get_close_matches(name, sorted(names), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            known = ", ".join(sorted(names - set(_SET_BY_OPTION)))
+            raise UsageError(f"--set {name}: no such setting{hint}; settings: {known}")
+        values[name] = value.strip()
+    try:
+        settings = Settings.from_env(values)
+    except ValueError as exc:
+        raise UsageError(f"--set: {exc}") from None
+    for field in fields(Settings):
+        value = getattr(settings, field.name)
+        if isinstance(value, int | float) and value < 0:
+            raise UsageError(f"--set {field.name.upper()}={value}: must be 0 or more")
+    return values
+
+
+def _credentials(args: argparse.Namespace) -> dict | None:
+    """The secret the functions will read: a profile token or OAuth server-to-server credentials."""
+    if args.token_file and args.oauth_file:
+        raise UsageError("give --token-file or --oauth-file, not both")
+    if (args.token_file or args.oauth_file) and args.auth != "none":
+        raise UsageError("--auth makes the built-in emulator mint its own credentials: drop it or the file")
+    if args.oauth_file:
+        if not args.target_url:
+            # Its IMS and token URLs point at Adobe: the built-in emulator can't answer them.
+            raise UsageError("--oauth-file needs --target-url (the built-in emulator: --auth oauth)")
+        text = _read_private(Path(args.oauth_file))
+        try:
+            value = json.loads(text)
+        except ValueError:
+            raise UsageError(f"{args.oauth_file}: not JSON") from None
+        if not isinstance(value, dict):
+            raise UsageError(f"{args.oauth_file}: expected a JSON object")
+        missing = [key for key in OAUTH_KEYS if not value.get(key)]
+        if missing:
+            raise UsageError(
+                f"{args.oauth_file}: missing {', '.join(missing)} (needs {', '.join(OAUTH_KEYS)})"
+            )
+        for key in ("ims_url", "token_url"):
+            if value.get(key):
+                _require_secure(str(value[key]).replace("{tenant}", "tenant"), f"{args.oauth_file}: {key}")
+        return value
+    if args.token_file:
+        token = _read_private(Path(args.token_file)).strip()
+        where = args.token_file
+    else:
+        token = os.environ.get(TOKEN_ENV, "").strip()
+        where = TOKEN_ENV
+        if not token:
+            return None
+    if not token or any(c.isspace() for c in token):
+        raise UsageError(f"{where}: expected the profile token alone (one line, no spaces)")
+    return {"profile_token": token}
+
+
+def _read_private(path: Path) -> str:
+    try:
+        mode = path.stat().st_mode
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: cannot read: {type(exc).__name__}") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        print(f"profile-sync: warning: {path} is open to other users: chmod 600 {path}", file=sys.stderr)
+    return text
+
+
+def _check_target(args: argparse.Namespace) -> None:
+    if not args.target_url:
+        return
+    _require_secure(args.target_url.replace("{client}", args.client), "--target-url")
+    given = [name for name, default in _SWITCH_DEFAULTS.items() if getattr(args, name) != default]
+    if given:
+        options = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise UsageError(
+            f"{options}: switches of the built-in emulator, which --target-url replaces "
+            "(run `profile-sync emulator` with them and point --target-url at it)"
+        )
+
+
+def _require_secure(url: str, what: str) -> None:
+    try:
+        require_secure(url)
+    except TargetRejected as exc:
+        raise UsageError(f"{what}: {exc}") from None
 
 
 def format_summary(source: Path, result: ValidationResult, out_dir: Path) -> str:
@@ -159,34 +311,78 @@ def build_parser() -> argparse.ArgumentParser:
         "run",
         help="run the whole pipeline locally on a file",
         description="The pipeline as deployed, on this machine: the template's resources in moto, the "
-        "real handlers, the real state machine on a virtual clock, and the local Target emulator (or "
-        "--target-url). Exit code 0 when the job is COMPLETE, 1 when it completed with errors, 2 when it "
-        "was rejected or failed.",
+        "real handlers, the real state machine, and the local Target emulator on a virtual clock, or a "
+        "Target at --target-url on the real clock. Exit code 0 when the job is COMPLETE, 1 when it "
+        "completed with errors, 2 when it was rejected or failed (or an option was wrong).",
     )
     run_parser.add_argument("file", help="CSV file, plain or .gz")
     run_parser.add_argument("--client", default="demo", help="Target client code (default demo)")
     run_parser.add_argument("--api", choices=("v2", "v1", "single"), help="Target API (default v2)")
     run_parser.add_argument("--input-mode", choices=INPUT_MODES, help="encoded (default) or raw")
-    run_parser.add_argument(
-        "--target-url", help="a running Target (emulator) instead of the built-in emulator"
-    )
     run_parser.add_argument("--out", metavar="DIR", help="where the report files go (default out/<name>)")
     run_parser.add_argument("--json", action="store_true", help="print one JSON object")
-    switches = run_parser.add_argument_group("emulator switches")
-    switches.add_argument("--fail-share", type=float, default=0.0, help="share of rows Target fails")
-    switches.add_argument("--stuck-share", type=float, default=0.0, help="share of batches that end stuck")
-    switches.add_argument("--polls-until-complete", type=int, default=2, help="status polls before complete")
+    run_parser.add_argument(
+        "--set",
+        action="append",
+        metavar="NAME=VALUE",
+        help="a setting for this run, repeatable: the upper-case name of a Settings field, "
+        "e.g. BATCH_MAX_ROWS=2000, POLL_INITIAL_DELAY_SECONDS=5, CALLS_PER_MINUTE=10",
+    )
+    run_parser.add_argument(
+        "--clock",
+        choices=("real", "virtual"),
+        help="real: waits, back-off and the calls-per-minute window take real time; virtual: they "
+        "take none (default: virtual for the built-in emulator, real with --target-url)",
+    )
+    target = run_parser.add_argument_group("a real Target (or an emulator you started)")
+    target.add_argument(
+        "--target-url",
+        metavar="URL",
+        help="Target's base URL, e.g. https://CLIENT.tt.omtrdc.net, instead of the built-in emulator",
+    )
+    target.add_argument(
+        "--token-file",
+        metavar="PATH",
+        help=f"a file holding a profile token (chmod 600); or set {TOKEN_ENV}",
+    )
+    target.add_argument(
+        "--oauth-file",
+        metavar="PATH",
+        help="a JSON file of OAuth server-to-server credentials: client_id, client_secret, tenant "
+        "(optional scopes, ims_url, token_url)",
+    )
+    switches = run_parser.add_argument_group("built-in emulator switches")
+    switches.add_argument(
+        "--fail-share", type=float, default=_SWITCH_DEFAULTS["fail_share"], help="share of rows Target fails"
+    )
+    switches.add_argument(
+        "--stuck-share",
+        type=float,
+        default=_SWITCH_DEFAULTS["stuck_share"],
+        help="share of batches that end stuck",
+    )
+    switches.add_argument(
+        "--polls-until-complete",
+        type=int,
+        default=_SWITCH_DEFAULTS["polls_until_complete"],
+        help="status polls before complete",
+    )
     switches.add_argument(
         "--processing-seconds",
         type=float,
-        default=0.0,
+        default=_SWITCH_DEFAULTS["processing_seconds"],
         metavar="N",
-        help="Target completes a batch N seconds after its submit, on the run's (virtual) clock",
+        help="Target completes a batch N seconds after its submit, on the run's clock",
     )
     switches.add_argument(
-        "--throttle-per-minute", type=int, default=0, help="answer 503 above this many calls/min"
+        "--throttle-per-minute",
+        type=int,
+        default=_SWITCH_DEFAULTS["throttle_per_minute"],
+        help="answer 503 above this many calls/min",
     )
-    switches.add_argument("--seed", type=int, default=1, help="seed of the emulator's random shares")
+    switches.add_argument(
+        "--seed", type=int, default=_SWITCH_DEFAULTS["seed"], help="seed of the emulator's random shares"
+    )
     switches.add_argument(
         "--escaped-xml",
         action="store_true",
@@ -195,8 +391,8 @@ def build_parser() -> argparse.ArgumentParser:
     switches.add_argument(
         "--auth",
         choices=("none", "token", "oauth"),
-        default="none",
-        help="Target requires authentication: a profile token, or OAuth server-to-server credentials "
+        default=_SWITCH_DEFAULTS["auth"],
+        help="the emulator requires authentication: a profile token, or OAuth server-to-server credentials "
         "(minted through the emulator's IMS and token endpoints), read from Secrets Manager",
     )
     run_parser.set_defaults(handler=cmd_run)

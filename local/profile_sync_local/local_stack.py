@@ -28,6 +28,8 @@ from urllib.parse import quote_plus
 
 import boto3
 import yaml
+from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
+from aws_lambda_powertools.utilities import parameters
 from moto.dynamodb.models import DynamoDBBackend
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
@@ -254,16 +256,19 @@ def load_function(folder: str) -> ModuleType:
     for attribute in ("init", "powertools_handler"):
         if hasattr(service_logger, attribute):
             delattr(service_logger, attribute)
-    # Each warm container builds its ports once; a fresh import is a fresh container.
+    # Each warm container builds its ports once; a fresh import is a fresh container. So are
+    # Powertools' parameter providers: their AWS clients would still call an earlier run's server.
     from profile_sync.aws import ports  # noqa: PLC0415 - after the environment is set
 
     ports.ports_from_env.cache_clear()
+    parameters.clear_caches()
     module_name = f"handler_{folder}"
     spec = importlib.util.spec_from_file_location(module_name, ROOT / "functions" / folder / "app.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     spec.loader.exec_module(module)
     _own_logger(module, folder)
+    _own_metrics(module)
     return module
 
 
@@ -283,6 +288,39 @@ def _own_logger(module: ModuleType, folder: str) -> None:
     own.propagate = False
     own.setLevel(logging.getLogger(powertools_logger.service).level or logging.INFO)
     powertools_logger._logger = own
+
+
+class _PerThreadMetrics(AmazonCloudWatchEMFProvider):
+    """A Powertools metrics provider whose metric set belongs to the thread that adds to it.
+
+    Powertools shares one metric set across the process, which in Lambda serves one invocation
+    at a time. Here invocations run as threads of one process: one would flush (or fail to flush:
+    "Must contain at least one metric") the metrics another is still adding.
+    """
+
+    def _state(self) -> threading.local:
+        local = self.__dict__.setdefault("_per_thread", threading.local())
+        if not hasattr(local, "metric_set"):
+            local.metric_set, local.dimension_sets, local.metadata_set = {}, [], {}
+            local.dimension_set = dict(self.default_dimensions)
+        return local
+
+
+def _thread_attribute(name: str) -> property:
+    return property(
+        lambda self: getattr(self._state(), name), lambda self, value: setattr(self._state(), name, value)
+    )
+
+
+for _name in ("metric_set", "dimension_set", "dimension_sets", "metadata_set"):
+    setattr(_PerThreadMetrics, _name, _thread_attribute(_name))
+
+
+def _own_metrics(module: ModuleType) -> None:
+    metrics = getattr(module, "metrics", None)
+    provider = getattr(metrics, "provider", None)
+    if type(provider) is AmazonCloudWatchEMFProvider:
+        provider.__class__ = _PerThreadMetrics
 
 
 def workflow_handlers() -> dict:
@@ -319,9 +357,17 @@ def steps_on(clock: VirtualClock) -> Iterator[None]:
 
 
 def run_workflow(
-    execution_input: dict, *, clock: VirtualClock, handlers: dict | None = None, timeout: float = 300.0
+    execution_input: dict,
+    *,
+    clock: VirtualClock | None,
+    handlers: dict | None = None,
+    timeout: float = 300.0,
+    poll_interval: float = 0.005,
 ) -> ExecutionResult:
-    """Execute the real ASL for one job (the ingest's execution input) with the real handlers."""
+    """Execute the real ASL for one job (the ingest's execution input) with the real handlers.
+
+    clock None: real time (Wait states, retries and the steps' own waits really wait).
+    """
     substitutions = {f"{name}FunctionArn": function_arn(name) for name in WORKFLOW_FUNCTIONS}
     machine = LocalStateMachine(
         STATE_MACHINE,
@@ -330,6 +376,7 @@ def run_workflow(
         clock=clock,
         name="profile-sync-workflow",
         timeout=timeout,
+        poll_interval=poll_interval,
     )
-    with steps_on(clock):
+    with steps_on(clock) if clock is not None else contextlib.nullcontext():
         return machine.run(execution_input, execution_name=execution_input["jobId"])

@@ -1,8 +1,8 @@
 """Progress of a local run that a person can follow: a live table on a terminal, plain lines in a pipe.
 
 It watches the step handlers (wrapping them, so the pipeline itself knows nothing of it) and shows
-counts, batch states and quota waits at simulated time. Never a profile value: only what the
-steps return (counts, states, waits).
+counts, batch states and quota waits at the run's time (simulated on the virtual clock). Never a
+profile value: only what the steps return (counts, states, waits).
 """
 
 from __future__ import annotations
@@ -16,16 +16,27 @@ Handler = Callable[[dict, object], dict]
 
 
 class Progress:
-    def __init__(self, stream: TextIO, now: Callable[[], float], *, live: bool | None = None) -> None:
+    def __init__(
+        self,
+        stream: TextIO,
+        now: Callable[[], float],
+        *,
+        live: bool | None = None,
+        simulated: bool = True,
+    ) -> None:
         self.stream = stream
         self.now = now
         self.live = stream.isatty() if live is None else live
+        self.time_label = "simulated" if simulated else "time (UTC)"
         self.batches: dict[int, str] = {}
         self.rows: dict[int, int] = {}
         self._drawn = 0
         self._lock = threading.Lock()
 
     # --------------------------------------------------------------------------------- events
+    def note(self, text: str) -> None:
+        self._line(text)
+
     def validated(self, job: dict) -> None:
         if job["status"] == "REJECTED":
             self._line(f"file rejected: {job.get('reason')}")
@@ -87,7 +98,7 @@ class Progress:
         if not self.live or not self.batches:
             self.stream.flush()
             return
-        lines = [f"  simulated {self._stamp()}"]
+        lines = [f"  {self.time_label} {self._stamp()}"]
         lines += [
             f"  batch {i:>4}  {self.rows.get(i, 0):>9,} rows  {s}" for i, s in sorted(self.batches.items())
         ]

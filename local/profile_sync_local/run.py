@@ -1,9 +1,12 @@
 """`profile-sync run`: the pipeline as deployed, on one machine.
 
 The template's resources in a moto server on loopback (reached over HTTP), the real ingest and step
-handlers, the real state machine definition executed by moto on a virtual clock, and the Target
-emulator on loopback (or a Target URL the user names). A job that would poll for hours finishes in
-seconds; the summary says how long it would have taken.
+handlers, the real state machine definition executed by moto, and the Target emulator on loopback
+or a Target the user names.
+Against the built-in emulator time is virtual: a job that would poll for hours finishes in seconds
+and the summary says how long it would have taken. Against any other Target time is real: Target's
+minute is a real minute. Credentials reach the functions as in the deployed stack: a secret in
+(moto's) Secrets Manager named by TOKEN_SECRET_ID.
 """
 
 from __future__ import annotations
@@ -12,12 +15,21 @@ import contextlib
 import io
 import json
 import os
+import re
+import threading
+import time
 import warnings
+from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
+from unittest import mock
+from urllib.parse import urlsplit
 
 import boto3
+import requests
+from requests.adapters import HTTPAdapter
 
 from profile_sync.aws.jobs import DynamoJobStore
 from profile_sync_local.emulator import DEFAULT_PROFILE_TOKEN, EmulatorConfig, TargetEmulator
@@ -33,6 +45,7 @@ from profile_sync_local.progress import Progress, observed
 from profile_sync_local.sfn_local import VirtualClock
 
 EXIT_COMPLETE, EXIT_WITH_ERRORS, EXIT_FAILED = 0, 1, 2
+CLOCKS = ("virtual", "real")
 _LOCAL_ENV = {
     # moto's fake credentials: nothing here can reach AWS.
     "AWS_ACCESS_KEY_ID": "local",
@@ -58,11 +71,26 @@ def run_local(
     settings_env: dict[str, str] | None = None,
     progress_stream: TextIO | None = None,
     auth: str = "none",
+    credentials: dict | None = None,
+    clock: str | None = None,
 ) -> dict:
-    """Run one file through the whole pipeline; returns the job's result (and writes the reports)."""
+    """Run one file through the whole pipeline; returns the job's result (and writes the reports).
+
+    auth ("token", "oauth") makes the built-in emulator require credentials it mints itself;
+    credentials (a profile token {"profile_token": ...} or OAuth server-to-server credentials) are
+    what the functions read from Secrets Manager, for any Target. clock: "virtual" (default for the
+    built-in emulator) or "real" (default for any other Target).
+    """
+    if target_url is not None and auth != "none":
+        raise ValueError("auth configures the built-in emulator: give credentials for another Target")
+    clock = clock or ("virtual" if target_url is None else "real")
+    if clock not in CLOCKS:
+        raise ValueError(f"clock must be one of {', '.join(CLOCKS)}, not {clock!r}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    clock = VirtualClock(start=datetime.now(UTC).replace(microsecond=0))
-    progress = Progress(progress_stream or io.StringIO(), clock.now)
+    start = datetime.now(UTC).replace(microsecond=0)
+    time_source = VirtualClock(start=start) if clock == "virtual" else RealClock()
+    progress = Progress(progress_stream or io.StringIO(), time_source.now, simulated=clock == "virtual")
+    calls = TargetCalls()
     # Handlers share Powertools' metric set when they run as threads of one process (never so in
     # Lambda); a flush can then find it emptied by another: harmless here, so not shown.
     warnings.filterwarnings("ignore", message="No application metrics to publish")
@@ -74,20 +102,29 @@ def run_local(
             os.environ.update(local.env())
             if target_url is None:
                 emulator = stack.enter_context(
-                    TargetEmulator(emulator_config or EmulatorConfig(seed=1), clock=clock.time)
+                    TargetEmulator(emulator_config or EmulatorConfig(seed=1), clock=time_source.time)
                 )
                 target_url = emulator.url
             else:
                 emulator = None
             os.environ["TARGET_BASE_URL"] = target_url
             if emulator is not None and auth != "none":
-                os.environ["TOKEN_SECRET_ID"] = _auth_secret(emulator, auth)
+                credentials = _emulator_credentials(emulator, auth)
+            elif emulator is not None and credentials:
+                # The built-in emulator accepts the given profile token, and only it.
+                emulator.configure(require_auth=True, valid_tokens={_profile_token(credentials)})
+            if credentials:
+                os.environ["TOKEN_SECRET_ID"] = _store_secret(credentials)
+            progress.note(_describe_target(target_url, credentials, clock))
             # The handlers' JSON logs and metrics go to a file beside the report, not the terminal.
             log_path = out_dir / "pipeline.log"
             log = stack.enter_context(log_path.open("w"))
             stack.enter_context(contextlib.redirect_stdout(log))
-            stack.enter_context(steps_on(clock))  # the ingest's times too
-            job = _ingest(local, source, client=client, api=api, mode=input_mode, clock=clock)
+            stack.enter_context(calls.observing())
+            virtual = time_source if isinstance(time_source, VirtualClock) else None
+            if virtual is not None:
+                stack.enter_context(steps_on(virtual))  # the ingest's times too
+            job = _ingest(local, source, client=client, api=api, mode=input_mode, clock=time_source)
             store = DynamoJobStore(local.jobs_table)
             progress.validated(store.get_job(job["jobId"]))
             execution = None
@@ -95,7 +132,12 @@ def run_local(
                 sfn = boto3.client("stepfunctions", region_name=REGION)
                 execution_input = json.loads(sfn.describe_execution(executionArn=job["executionId"])["input"])
                 execution = run_workflow(
-                    execution_input, clock=clock, handlers=observed(workflow_handlers(), progress)
+                    execution_input,
+                    clock=virtual,
+                    handlers=observed(workflow_handlers(), progress),
+                    # Real time: as long as Target takes (the poll deadline ends every batch).
+                    timeout=300.0 if virtual else float("inf"),
+                    poll_interval=0.005 if virtual else 0.5,
                 )
             job = store.get_job(job["jobId"])
             progress.finished(job)
@@ -117,9 +159,15 @@ def run_local(
                     }
                     for b in sorted(batches, key=lambda b: b["batchIndex"])
                 ],
-                "target_calls": dict(emulator.calls) if emulator else None,
-                "state_transitions": execution.state_transitions if execution else 0,
-                "simulated_seconds": round(clock.elapsed),
+                "target_url": target_url,
+                "clock": clock,
+                # What the run spent: Step Functions bills transitions, Lambda invocations, Target
+                # counts calls against the client's minute.
+                "state_transitions": execution.transitions if execution else _NO_TRANSITIONS,
+                "lambda_invocations": {"Ingest": 1, **(execution.invocations if execution else {})},
+                "target_calls": calls.by_endpoint(),
+                "elapsed_seconds": round(time_source.elapsed),
+                "simulated_seconds": round(time_source.elapsed) if virtual else None,
                 "real_seconds": round(execution.real_seconds, 2) if execution else 0,
                 "files": {**files, "log": str(log_path)},
             }
@@ -128,16 +176,125 @@ def run_local(
         os.environ.update(saved_env)
 
 
-def _auth_secret(emulator: TargetEmulator, auth: str) -> str:
-    """Target requires authentication; the functions find their credentials in Secrets Manager."""
+_NO_TRANSITIONS = {"total": 0, "parent": 0, "child_executions": 0, "child_states": 0}
+
+
+class RealClock:
+    """The wall clock, with the parts of VirtualClock's interface the run uses."""
+
+    def __init__(self) -> None:
+        self.start = time.time()
+
+    def now(self) -> float:
+        return time.time()
+
+    time = now
+
+    def datetime(self) -> datetime:
+        return datetime.now(UTC)
+
+    @property
+    def elapsed(self) -> float:
+        return time.time() - self.start
+
+
+def _emulator_credentials(emulator: TargetEmulator, auth: str) -> dict:
+    """The built-in emulator requires authentication with credentials it made."""
     emulator.configure(require_auth=True)
-    value = {"profile_token": DEFAULT_PROFILE_TOKEN} if auth == "token" else emulator.oauth_secret("local")
+    return {"profile_token": DEFAULT_PROFILE_TOKEN} if auth == "token" else emulator.oauth_secret("local")
+
+
+def _profile_token(credentials: dict) -> str:
+    return str(credentials.get("profile_token") or "")
+
+
+def _store_secret(credentials: dict) -> str:
+    """The functions find their credentials in Secrets Manager, as in the deployed stack."""
     secrets = boto3.client("secretsmanager", region_name=REGION)
-    return secrets.create_secret(Name="profile-sync/target", SecretString=json.dumps(value))["ARN"]
+    return secrets.create_secret(Name="profile-sync/target", SecretString=json.dumps(credentials))["ARN"]
+
+
+def _describe_target(url: str, credentials: dict | None, clock: str) -> str:
+    if not credentials:
+        auth = "no credentials (no Authorization header)"
+    elif credentials.get("client_id"):
+        auth = "OAuth server-to-server credentials"
+    else:
+        auth = "a profile token"
+    host = urlsplit(url).netloc
+    return f"Target at {host} with {auth}, on the {clock} clock"
+
+
+class TargetCalls:
+    """Target calls by endpoint and answer (HTTP status, or the transport error), seen on the wire.
+
+    Every HTTP call the functions make through requests is a call to Target (its profile APIs,
+    IMS and the profile token endpoint); AWS calls go through botocore, not requests.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: Counter[tuple[str, str]] = Counter()
+
+    def record(self, url: str, answer: str) -> None:
+        with self._lock:
+            self._counts[(endpoint_of(url), answer)] += 1
+
+    def by_endpoint(self) -> dict[str, dict[str, int]]:
+        with self._lock:
+            counts = dict(self._counts)
+        order = [name for _, name in _ENDPOINTS]
+        result: dict[str, dict[str, int]] = {}
+        for (endpoint, answer), n in sorted(
+            counts.items(), key=lambda item: (order.index(item[0][0]), item[0][1])
+        ):
+            result.setdefault(endpoint, {})[answer] = n
+        return result
+
+    @contextlib.contextmanager
+    def observing(self) -> Iterator[None]:
+        calls = self
+        send = HTTPAdapter.send  # moto's mock may have replaced it: wrap whatever is there
+
+        def counted(adapter: HTTPAdapter, request: requests.PreparedRequest, *args, **kwargs):
+            try:
+                response = send(adapter, request, *args, **kwargs)
+            except requests.RequestException as exc:
+                calls.record(request.url or "", type(exc).__name__)
+                raise
+            calls.record(request.url or "", str(response.status_code))
+            return response
+
+        with mock.patch.object(HTTPAdapter, "send", counted):
+            yield
+
+
+# Path pattern -> endpoint, in the order the summary lists them.
+_ENDPOINTS = (
+    (re.compile(r"/ims/token(/v\d+)?$"), "ims"),
+    (re.compile(r"/target/authentication/token$"), "token"),
+    (re.compile(r"/profile/batchUpdate$"), "batchUpdate"),
+    (re.compile(r"/profile/batchStatus$"), "batchStatus"),
+    (re.compile(r"/profile/update$"), "update"),
+    (re.compile(r"/rest/v1/profiles/"), "profiles"),
+    (re.compile(r""), "other"),
+)
+
+
+def endpoint_of(url: str) -> str:
+    """Target's endpoint a URL calls (from its path only: the query may hold visitor ids)."""
+    path = urlsplit(url).path.rstrip("/")
+    return next(name for pattern, name in _ENDPOINTS if pattern.search(path))
 
 
 def _ingest(
-    local: LocalStack, source: Path, *, client: str, api: str | None, mode: str | None, clock: VirtualClock
+    local: LocalStack,
+    source: Path,
+    *,
+    client: str,
+    api: str | None,
+    mode: str | None,
+    clock: VirtualClock | RealClock,
 ) -> dict:
     folders = "".join(f"{name}={value}/" for name, value in (("api", api), ("mode", mode)) if value)
     return local.drop(f"incoming/{client}/{folders}{source.name}", source.read_bytes(), at=clock.datetime())
@@ -170,12 +327,30 @@ def format_result(result: dict) -> str:
             f"  batch {batch['index']}: {batch['rows']:,} rows, {batch['status']}, "
             f"{batch['polls'] or 0} status polls"
         )
-    if result["target_calls"] is not None:
-        # The emulator also counts calls by version ("batchUpdate.v2"): the totals are enough here.
-        calls = ", ".join(f"{k} {v}" for k, v in sorted(result["target_calls"].items()) if "." not in k)
-        lines.append(f"  Target calls: {calls}")
-    hours, rest = divmod(result["simulated_seconds"], 3600)
-    lines.append(f"  would have taken {hours}h {rest // 60:02d}m; ran in {result['real_seconds']} s")
+    t = result["state_transitions"]
+    lines.append(
+        f"  state transitions {t['total']:,} (parent {t['parent']:,}; child executions started "
+        f"{t['child_executions']:,}; in the child executions {t['child_states']:,})"
+    )
+    invocations = result["lambda_invocations"]
+    lines.append(
+        f"  Lambda invocations {sum(invocations.values()):,} ("
+        + ", ".join(f"{name} {n:,}" for name, n in invocations.items())
+        + ")"
+    )
+    calls = result["target_calls"]
+    total = sum(n for answers in calls.values() for n in answers.values())
+    per_endpoint = "; ".join(
+        f"{endpoint} " + ", ".join(f"{answer} x{n:,}" for answer, n in answers.items())
+        for endpoint, answers in calls.items()
+    )
+    lines.append(f"  Target calls {total:,}" + (f" ({per_endpoint})" if calls else ""))
+    hours, rest = divmod(result["elapsed_seconds"], 3600)
+    took = f"{hours}h {rest // 60:02d}m {rest % 60:02d}s"
+    if result["clock"] == "virtual":
+        lines.append(f"  would have taken {took}; ran in {result['real_seconds']} s")
+    else:
+        lines.append(f"  took {took}")
     for name, path in result["files"].items():
         lines.append(f"  {name}: {path}")
     return "\n".join(lines)

@@ -5,7 +5,16 @@ from __future__ import annotations
 import gzip
 import json
 
-from profile_sync_local.cli import EXIT_FILE_REJECTED, EXIT_OK, EXIT_ROWS_REJECTED, main
+import pytest
+
+from profile_sync_local.cli import (
+    EXIT_FILE_REJECTED,
+    EXIT_OK,
+    EXIT_ROWS_REJECTED,
+    EXIT_USAGE,
+    main,
+    parse_sets,
+)
 from profile_sync_local.local_stack import ROOT
 
 SAMPLE = ROOT / "local" / "samples" / "visitors.csv"
@@ -74,3 +83,102 @@ def test_gzip_raw_mode_and_limits_from_the_command_line(tmp_path, capsys):
 def test_a_missing_file_exits_2(tmp_path, capsys):
     assert main(["validate", str(tmp_path / "nope.csv"), "--out", str(tmp_path)]) == EXIT_FILE_REJECTED
     assert "no such file" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------- run: options
+# Each of these is refused before anything runs: one line on stderr naming the option, exit 2.
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--set", "BATCH_MAX_ROW=2000"], "BATCH_MAX_ROW: no such setting (did you mean BATCH_MAX_ROWS?)"),
+        (["--set", "BATCH_MAX_ROWS=2k"], "BATCH_MAX_ROWS='2k' is not a valid int"),
+        (["--set", "BATCH_MAX_ROWS=0"], "batch_max_rows must be positive"),
+        (["--set", "CALLS_PER_MINUTE=-1"], "CALLS_PER_MINUTE=-1: must be 0 or more"),
+        (["--set", "POLL_INITIAL_DELAY_SECONDS"], "expected NAME=VALUE"),
+        (["--set", "API_VERSION=v3"], "api_version must be one of v2, v1, single"),
+        (["--set", "TARGET_BASE_URL=https://x.tt.omtrdc.net"], "TARGET_BASE_URL: use --target-url"),
+        (["--set", "TOKEN_SECRET_ID=x"], "TOKEN_SECRET_ID: use --token-file or --oauth-file"),
+        (
+            ["--target-url", "https://acme.tt.omtrdc.net", "--auth", "token"],
+            "--auth: switches of the built-in",
+        ),
+        (["--target-url", "https://acme.tt.omtrdc.net", "--fail-share", "0.1"], "--fail-share: switches"),
+        (["--target-url", "http://acme.tt.omtrdc.net"], "--target-url: refusing a non-HTTPS URL"),
+        (["--target-url", "https://acme.tt.omtrdc.net", "--token-file", "missing.token"], "no such file"),
+        (["--oauth-file", "x.json"], "--oauth-file needs --target-url"),
+    ],
+)
+def test_run_refuses_a_bad_option_before_running_anything(tmp_path, capsys, options, message):
+    code = main(["run", str(SAMPLE), "--out", str(tmp_path / "out"), *options])
+
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()  # nothing ran
+
+
+def test_run_refuses_a_token_file_and_an_oauth_file_together(tmp_path, capsys):
+    token_file, oauth_file = secret_file(tmp_path / "t", "tok"), secret_file(tmp_path / "o.json", "{}")
+    url = ["--target-url", "https://acme.tt.omtrdc.net"]
+
+    code = main(["run", str(SAMPLE), *url, "--token-file", str(token_file), "--oauth-file", str(oauth_file)])
+
+    assert code == EXIT_USAGE
+    assert "give --token-file or --oauth-file, not both" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("", "expected the profile token alone"),
+        ("two words", "expected the profile token alone"),
+    ],
+)
+def test_run_refuses_a_token_file_that_holds_no_single_token(tmp_path, capsys, content, message):
+    token_file = secret_file(tmp_path / "t", content)
+
+    code = main(
+        ["run", str(SAMPLE), "--target-url", "https://acme.tt.omtrdc.net", "--token-file", str(token_file)]
+    )
+
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE and message in err
+    assert "two words" not in err  # never echo what might be a secret
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("not json", "not JSON"),
+        ("[1]", "expected a JSON object"),
+        ('{"client_id": "id-1", "client_secret": "s3cret-value"}', "missing tenant (needs client_id"),
+        (
+            '{"client_id": "i", "client_secret": "s3cret-value", "tenant": "t", "ims_url": "http://ims.example"}',
+            "ims_url: refusing a non-HTTPS URL",
+        ),
+    ],
+)
+def test_run_names_what_an_oauth_file_lacks_without_its_values(tmp_path, capsys, content, message):
+    oauth_file = secret_file(tmp_path / "oauth.json", content)
+
+    code = main(
+        ["run", str(SAMPLE), "--target-url", "https://acme.tt.omtrdc.net", "--oauth-file", str(oauth_file)]
+    )
+
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE and message in err
+    assert "s3cret-value" not in err
+
+
+def test_parse_sets_gives_environment_variables_the_functions_read():
+    assert parse_sets(["batch_max_rows=2000", "POLL_INITIAL_DELAY_SECONDS= 5"]) == {
+        "BATCH_MAX_ROWS": "2000",
+        "POLL_INITIAL_DELAY_SECONDS": "5",
+    }
+
+
+def secret_file(path, content: str):
+    path.write_text(content)
+    path.chmod(0o600)
+    return path
