@@ -245,7 +245,9 @@ def child(contender: str, path: Path) -> None:
     out = Path(tempfile.mkdtemp(prefix=f"bench-{contender}-"))
     try:
         start = time.perf_counter()
-        counts = {"engine": run_engine, "plain": run_plain, "csv": run_csv, "pandas": run_pandas}[contender](path, out)
+        counts = {"engine": run_engine, "plain": run_plain, "csv": run_csv, "pandas": run_pandas}[contender](
+            path, out
+        )
         seconds = time.perf_counter() - start
     finally:
         shutil.rmtree(out, ignore_errors=True)
