@@ -13,11 +13,12 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
+from profile_sync.client_profiles import validate_with_profile
 from profile_sync.settings import INPUT_MODES, Settings
 from profile_sync.target.errors import TargetRejected
 from profile_sync.target.urls import require_secure
-from profile_sync.validate import ValidationResult, validate_and_split
-from profile_sync_local import deployed, emulator
+from profile_sync.validate import ValidationResult
+from profile_sync_local import clients, deployed, emulator
 
 EXIT_OK = 0
 EXIT_ROWS_REJECTED = 1  # only with --strict
@@ -49,8 +50,7 @@ def _limit_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--input-mode",
         choices=INPUT_MODES,
-        default=defaults.input_mode,
-        help="encoded: values are URL-encoded already (Target's format); raw: encode them",
+        help="encoded (default): values are URL-encoded already (Target's format); raw: encode them",
     )
     parser.add_argument(
         "--batch-max-rows",
@@ -72,8 +72,8 @@ def _limit_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _settings_from(args: argparse.Namespace) -> Settings:
-    return Settings().with_overrides(
+def _settings_from(args: argparse.Namespace, base: Settings | None = None) -> Settings:
+    return (base or Settings()).with_overrides(
         input_mode=args.input_mode,
         batch_max_rows=args.batch_max_rows,
         batch_max_bytes=args.batch_max_bytes,
@@ -84,11 +84,20 @@ def _settings_from(args: argparse.Namespace) -> Settings:
 def cmd_validate(args: argparse.Namespace) -> int:
     source = Path(args.file)
     out_dir = Path(args.out) if args.out else Path("out") / source.name.split(".")[0]
+    profile = None
+    if args.client_profile:
+        try:
+            profile = clients.load_local_profile(args.client_profile, "local")
+        except deployed.CliError as exc:
+            print(f"profile-sync: {exc}", file=sys.stderr)
+            return EXIT_FILE_REJECTED
     out_dir.mkdir(parents=True, exist_ok=True)
+    # The profile's settings, then the options given (--input-mode wins over the profile's).
+    settings = _settings_from(args) if profile is None else _settings_from(args, profile.settings(Settings()))
     try:
         opener = gzip.open if source.name.lower().endswith(".gz") else open
         with opener(source, "rb") as stream:
-            result = validate_and_split(stream, out_dir, _settings_from(args), source_name=str(source))
+            result = validate_with_profile(stream, out_dir, settings, profile, source_name=str(source))
     except FileNotFoundError:
         print(f"profile-sync: {source}: no such file", file=sys.stderr)
         return EXIT_FILE_REJECTED
@@ -118,6 +127,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         settings_env = parse_sets(args.set or [])
         credentials = _credentials(args)
         _check_target(args)
+        client_profile = _client_profile(args)
     except UsageError as exc:
         print(f"profile-sync: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -146,11 +156,21 @@ def cmd_run(args: argparse.Namespace) -> int:
             auth=args.auth,
             credentials=credentials,
             clock=args.clock,
+            client_profile=client_profile,
         )
     finally:
         signal.signal(signal.SIGINT, previous)
     print(json.dumps(result, indent=2) if args.json else run.format_result(result))
     return run.exit_code(result)
+
+
+def _client_profile(args: argparse.Namespace) -> dict | None:
+    if not args.client_profile:
+        return None
+    try:
+        return clients.load_local_profile(args.client_profile, args.client).document
+    except deployed.CliError as exc:
+        raise UsageError(str(exc)) from exc
 
 
 def _stop_now(signum: int, frame: object) -> None:
@@ -305,6 +325,11 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--json", action="store_true", help="print one JSON object instead of the summary")
     validate.add_argument("--strict", action="store_true", help="exit 1 when any row is rejected")
     _limit_options(validate)
+    validate.add_argument(
+        "--client-profile",
+        metavar="PROFILE.json",
+        help="read the file as this client profile maps it (encoding, separator, columns)",
+    )
     validate.set_defaults(handler=cmd_validate)
 
     run_parser = commands.add_parser(
@@ -317,6 +342,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run_parser.add_argument("file", help="CSV file, plain or .gz")
     run_parser.add_argument("--client", default="demo", help="Target client code (default demo)")
+    run_parser.add_argument(
+        "--client-profile",
+        metavar="PROFILE.json",
+        help="the client's profile, stored for --client in the local stack as `clients set` would",
+    )
     run_parser.add_argument("--api", choices=("v2", "v1", "single"), help="Target API (default v2)")
     run_parser.add_argument("--input-mode", choices=INPUT_MODES, help="encoded (default) or raw")
     run_parser.add_argument("--out", metavar="DIR", help="where the report files go (default out/<name>)")
@@ -408,6 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     emulator_parser.set_defaults(handler=emulator.run_from_args)
 
     deployed.add_parsers(commands)
+    clients.add_parser(commands)
     return parser
 
 

@@ -80,6 +80,9 @@ class EmulatorConfig:
     # Auth: when required, profile API calls need "Authorization: Bearer <one of valid_tokens>".
     require_auth: bool = False
     valid_tokens: frozenset[str] = frozenset({DEFAULT_PROFILE_TOKEN})
+    # Per client code: (client code, its token) pairs. With require_auth, a call for a listed client
+    # needs that client's token and no other (one Target account per client, as for an agency).
+    client_tokens: tuple[tuple[str, str], ...] = ()
     auth_failure_status: int = 401
     oauth_client_id: str = DEFAULT_CLIENT_ID
     oauth_client_secret: str = DEFAULT_CLIENT_SECRET
@@ -791,6 +794,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._token(emu, cfg, match.group(1))
             return
 
+        # Which client's token came with the call (recorded by client code, never the token itself).
+        owners = {token: code for code, token in cfg.client_tokens}
+        self._entry["client"] = query.get("client", "") if endpoint == "profiles" else match.group(1)
+        self._entry["token_of"] = owners.get(self._token_sent())
         if cfg.require_auth and not self._authorized(cfg):
             self._send(
                 cfg.auth_failure_status,
@@ -841,10 +848,16 @@ class _Handler(BaseHTTPRequestHandler):
         elif endpoint == "profiles":
             self._fetch(emu, match.group(1), variant, query)
 
-    def _authorized(self, cfg: EmulatorConfig) -> bool:
+    def _token_sent(self) -> str:
         header = self.headers.get("Authorization", "")
         token = header[7:].strip() if header.lower().startswith("bearer ") else ""
-        token = token or self.headers.get("access_token", "")  # older docs' header
+        return token or self.headers.get("access_token", "")  # older docs' header
+
+    def _authorized(self, cfg: EmulatorConfig) -> bool:
+        token = self._token_sent()
+        own = dict(cfg.client_tokens).get(self._entry["client"]) if self._entry else None
+        if own is not None:
+            return token == own
         return bool(token) and token in cfg.valid_tokens
 
     def _single_update(

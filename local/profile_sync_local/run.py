@@ -74,8 +74,12 @@ def run_local(
     auth: str = "none",
     credentials: dict | None = None,
     clock: str | None = None,
+    client_profile: dict | None = None,
 ) -> dict:
     """Run one file through the whole pipeline; returns the job's result (and writes the reports).
+
+    client_profile: stored for ``client`` as `profile-sync clients set` would (its token secret and
+    base URL aside: this run's Target and credentials come from its own options).
 
     auth ("token", "oauth") makes the built-in emulator require credentials it mints itself;
     credentials (a profile token {"profile_token": ...} or OAuth server-to-server credentials) are
@@ -102,6 +106,8 @@ def run_local(
         with local_aws(), contextlib.ExitStack() as stack:
             local = LocalStack().create()
             os.environ.update(local.env())
+            if client_profile is not None:
+                local.put_profile(client, _local_profile(client_profile))
             if target_url is None:
                 emulator = stack.enter_context(
                     TargetEmulator(emulator_config or EmulatorConfig(seed=1), clock=time_source.time)
@@ -156,6 +162,7 @@ def run_local(
                 **{name: job.get(name, 0) for name in ("received", "rejected", "skipped")},
                 **{name: job.get(name, 0) for name in ("succeeded", "failed", "not_found", "pending")},
                 "duplicate_ids": job.get("duplicateIds", 0),
+                "profile_version": job.get("profileVersion"),
                 "batches": [
                     {
                         "index": b["batchIndex"],
@@ -327,6 +334,8 @@ def _download(local: LocalStack, job: dict, out_dir: Path) -> dict[str, str]:
 
 def format_result(result: dict) -> str:
     lines = [f"job {result['jobId']}: {result['status']}"]
+    if result.get("profile_version") is not None:
+        lines[0] += f" (client profile v{result['profile_version']})"
     if result.get("reason"):
         lines.append(f"  reason: {result['reason']}")
     lines.append(f"  received   {result['received']:>10,}")
@@ -371,3 +380,7 @@ def exit_code(result: dict) -> int:
     return {"COMPLETE": EXIT_COMPLETE, "COMPLETE_WITH_ERRORS": EXIT_WITH_ERRORS}.get(
         result["status"], EXIT_FAILED
     )
+
+
+def _local_profile(document: dict) -> dict:
+    return {k: v for k, v in document.items() if k not in ("token_secret_id", "target_base_url")}

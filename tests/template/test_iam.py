@@ -55,6 +55,17 @@ ON_FAILURE = {("sqs:SendMessage", FAILED_EVENTS, NONE)} | {
 }
 # token_provider_from_secret: parameters.get_secret(TOKEN_SECRET_ID), only when one is set.
 TOKEN = {("secretsmanager:GetSecretValue", SECRET, NONE)}
+# SsmProfileStore.get: the client profiles under /<stack>/clients/ (Powertools' SSMProvider, get_parameter).
+PROFILES = {("ssm:GetParameter", f"arn:aws:ssm:{ARN}:parameter/{sam.STACK}/clients/*", NONE)}
+CLIENT_SECRET_PREFIX = "profile-sync/clients/"
+# token_provider_from_secret(profile.token_secret_id): the secrets under the stack's ClientTokenSecretPrefix.
+CLIENT_TOKENS = {
+    (
+        "secretsmanager:GetSecretValue",
+        f"arn:aws:secretsmanager:{sam.REGION}:{sam.ACCOUNT}:secret:{CLIENT_SECRET_PREFIX}*",
+        NONE,
+    )
+}
 # steps.record_batch_end / _line_runs / single_update: the batch file and manifest.json (jobs/<id>/...).
 BATCH_READS = s3("GetObject", "/jobs/*")
 
@@ -74,10 +85,13 @@ CALLS: dict[str, set] = {
         | {("states:StartExecution", INGEST_TARGET, NONE)}
         | ALERTS  # a rejected file
         | ON_FAILURE
+        | PROFILES
     ),
     "ReserveQuotaFunctionRole": (
         # get_batch, DynamoDailyRowQuota.reserve (update_item, get_item), update_batch, get_job, update_job
-        table("GetItem", "UpdateItem") | ALERTS  # the quota-wait notice
+        table("GetItem", "UpdateItem")
+        | ALERTS  # the quota-wait notice
+        | PROFILES  # the client's daily quota and account
     ),
     "SubmitBatchFunctionRole": (
         # the batch file; a refusal records the batch: manifest.json, results/batch-N.csv
@@ -86,8 +100,13 @@ CALLS: dict[str, set] = {
         # update_batch; DynamoDBRateLimiter.try_acquire (update_item)
         | table("UpdateItem")
         | TOKEN
+        | PROFILES
     ),
-    "PollBatchFunctionRole": BATCH_READS | upload("/jobs/*/results/*") | table("UpdateItem") | TOKEN,
+    "PollBatchFunctionRole": BATCH_READS
+    | upload("/jobs/*/results/*")
+    | table("UpdateItem")
+    | TOKEN
+    | PROFILES,
     "FailBatchFunctionRole": BATCH_READS | upload("/jobs/*/results/*") | table("UpdateItem"),
     "SingleUpdateFunctionRole": (
         BATCH_READS
@@ -96,6 +115,7 @@ CALLS: dict[str, set] = {
         | table("GetItem", "PutItem", "UpdateItem")
         | ALERTS  # the quota-wait notice
         | TOKEN
+        | PROFILES
     ),
     "FinalizeFunctionRole": (
         # rejects.csv and results/* (list_keys under jobs/<jobId>/results/), then report/*
@@ -179,6 +199,22 @@ def test_every_role_grants_exactly_what_its_code_calls(with_secret) -> None:
 def test_without_a_token_secret_no_role_reads_secrets() -> None:
     for role, found in sam.roles({"TokenSecretId": ""}).items():
         assert found["grants"] == CALLS[role] - TOKEN, role
+
+
+def test_client_token_secrets_are_granted_only_under_the_prefix_folder_when_one_is_set() -> None:
+    with_prefix = sam.roles({"TokenSecretId": "", "ClientTokenSecretPrefix": CLIENT_SECRET_PREFIX})
+    for role, found in with_prefix.items():
+        target_caller = role in {
+            "SubmitBatchFunctionRole",
+            "PollBatchFunctionRole",
+            "SingleUpdateFunctionRole",
+        }
+        expected = CALLS[role] - TOKEN | (CLIENT_TOKENS if target_caller else set())
+        assert found["grants"] == expected, _difference(role, found["grants"], expected)
+    # A folder, never a bare name prefix ("profile-sync/c" would also match "profile-sync/crown-jewels").
+    pattern = sam.sam_template()["Parameters"]["ClientTokenSecretPrefix"]["AllowedPattern"]
+    assert re.fullmatch(pattern, CLIENT_SECRET_PREFIX) and re.fullmatch(pattern, "")
+    assert not re.fullmatch(pattern, "profile-sync/c")
 
 
 def test_the_secret_is_granted_by_its_exact_name_not_a_prefix(with_secret) -> None:

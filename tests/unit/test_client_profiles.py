@@ -352,3 +352,13 @@ def test_daily_quota_is_counted_per_account_with_the_profiles_limit() -> None:
     assert made[100].calls == [(100, "agency", 5), (100, "agency", 5)]
     # A profile without a quota, and a client without a profile: the stack's limit, as before.
     assert default.calls == [(1_000_000, "c", 5), (1_000_000, "nobody", 5)]
+
+
+def test_a_line_break_inside_a_dropped_column_keeps_the_next_rows_line_numbers(tmp_path: Path) -> None:
+    data = b'pcId;note;tier\n1;"two\r\nlines";gold\n2;x;silv/er\n3;"a\nb\nc";\n4;y;ok\n'
+    document = {"separator": ";", "drop": ["note"], "input_mode": "encoded"}
+    result, batches, rejects = run(tmp_path, data, document)
+    assert batches == "batch=pcId,tier\n1,gold\n2,silv/er\n4,ok\n"
+    assert result.skipped == 1  # row 3 has no value left once its note is dropped
+    assert [b.source_line(i) for b in result.batches for i in range(b.rows)] == [2, 4, 8]
+    assert rejects == []

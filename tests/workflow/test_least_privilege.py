@@ -102,6 +102,9 @@ class Calls:
             # A secret's ARN ends in its name, "-" and six characters of Secrets Manager's choosing.
             arn = f"arn:aws:secretsmanager:{ARN}:secret:{params['SecretId']}-Xy12Ab"
             return [("secretsmanager:GetSecretValue", arn, {})]
+        if service == "ssm" and operation == "GetParameter":
+            # A hierarchical parameter's ARN is "parameter" followed by its name (which starts with /).
+            return [("ssm:GetParameter", f"arn:aws:ssm:{ARN}:parameter{params['Name']}", {})]
         raise AssertionError(f"no IAM mapping for {service}.{operation}: add it here")
 
 
@@ -174,9 +177,9 @@ def calls(pipeline, monkeypatch):
     DEFAULT_PROVIDERS.clear()
 
 
-def _check(calls: Calls) -> set[tuple[str, str, str]]:
+def _check(calls: Calls, **parameters: str) -> set[tuple[str, str, str]]:
     """Every call of a function is allowed by its role; returns the (function, service, operation) seen."""
-    roles = sam.roles({"TokenSecretId": SECRET_NAME})
+    roles = sam.roles({"TokenSecretId": SECRET_NAME, **parameters})
     role_of = _roles()
     refused, made = [], set()
     for function, service, operation, params in calls.seen:
@@ -274,3 +277,24 @@ def test_the_check_refuses_a_call_the_role_does_not_grant(pipeline, calls) -> No
         AssertionError, match=r"job_failed: s3:PutObject on arn:aws:s3:::<DropBucket>/jobs/x/"
     ):
         _check(calls)
+
+
+def test_client_profiles_and_their_own_token_secrets(pipeline, calls):
+    """Profiles read from /<stack>/clients/, each client's token from its folder of secrets."""
+    prefix = "profile-sync/clients/"
+    secrets = boto3.client("secretsmanager", region_name=REGION)
+    secrets.create_secret(Name=f"{prefix}brand-a", SecretString=json.dumps({"profile_token": "token-a"}))
+    pipeline.emulator.configure(require_auth=True, client_tokens=(("brand-a", "token-a"),))
+    pipeline.setting(client_profiles_max_age_seconds=0)
+    pipeline.stack.put_profile(
+        "brand-a", {"token_secret_id": f"{prefix}brand-a", "daily_row_quota": 10, "separator": ";"}
+    )
+    run = pipeline.run(_visitors(3).replace(b",", b";"), client="brand-a")
+    assert run.job["status"] == "COMPLETE", run.job.get("reason")
+    made = _check(calls, ClientTokenSecretPrefix=prefix)
+    assert {
+        ("ingest", "ssm", "GetParameter"),
+        ("reserve_quota", "ssm", "GetParameter"),
+        ("submit_batch", "ssm", "GetParameter"),
+    } <= made, sorted(made)
+    assert {f for f, service, _ in made if service == "secrets-manager"} & {"submit_batch", "poll_batch"}

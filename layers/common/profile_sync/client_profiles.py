@@ -469,13 +469,18 @@ class ProfileReader(io.RawIOBase):
                 marked = dropped and _MARKED.search("\x1f".join(dropped(row)))
                 if marked:
                     # A bad byte in a column that is not sent still says the row was damaged.
-                    detail = self._bad_byte(marked) + " in a dropped column"
+                    detail = self._bad_byte(marked, " in a dropped column")
                     self._reject(line + 1, reason, detail, _MARKED.sub("\ufffd", profile.separator.join(row)))
                     out.write("\n" * (end - line))
                 elif constants and not any(values[1:]):
                     write((*values, *blank))  # constants alone are not news: the engine skips it
                 else:
                     write((*values, *constants))
+                if end - line > 1:
+                    # A record over several lines whose line breaks were in dropped columns: blank
+                    # lines after it keep the next rows' line numbers the source file's.
+                    kept = sum(v.count("\n") for v in values) + sum(v.count("\n") for v in constants)
+                    out.write("\n" * (end - line - 1 - kept))
             line = end
             rows += 1
             if rows >= _BLOCK_ROWS:
@@ -507,10 +512,12 @@ class ProfileReader(io.RawIOBase):
         kept.append("\n" * (len(lines) - 1 - offset))  # blank lines at the end of the block
         return "".join(kept).encode()
 
-    def _bad_byte(self, marked: re.Match[str]) -> str:
+    def _bad_byte(self, marked: re.Match[str], where: str = "") -> str:
         byte = ord(marked[0]) - 0xDC00
         encoding = self.profile.encoding
-        return f"byte 0x{byte:02X} is not valid {encoding} (check the profile's encoding, or fix the row)"
+        return (
+            f"byte 0x{byte:02X}{where} is not valid {encoding} (check the profile's encoding, or fix the row)"
+        )
 
     def _reject(self, line: int, reason: str, detail: str, original: str) -> None:
         self.rejects.rows.append((line, reason, detail, original))
