@@ -77,7 +77,8 @@ demo: setup
 # Sizes: BENCH_ROWS (engine, default "1000000 5000000"), BENCH_PIPELINE_ROWS (profile-sync run,
 # default "100000 1000000"; add 3000000 for the 3M row, minutes more). Every table, then PASS/FAIL.
 bench: setup
-	python bench/bench_validate.py; v=$$?; python bench/bench_pipeline.py; p=$$?; test $$v -eq 0 -a $$p -eq 0
+	python bench/bench_validate.py; v=$$?; python bench/bench_transcode.py; t=$$?; \
+	  python bench/bench_pipeline.py; p=$$?; test $$v -eq 0 -a $$t -eq 0 -a $$p -eq 0
 
 clean:
 	rm -rf .aws-sam out .pytest_cache .ruff_cache node_modules

@@ -76,6 +76,8 @@ def _record_metrics(job: dict) -> None:
     m.count(metrics, m.FILES_RECEIVED)
     if job["status"] == JobStatus.REJECTED:
         m.count(metrics, m.FILES_REJECTED)
+    elif job["status"] == JobStatus.FAILED:  # its workflow could not be started
+        m.count(metrics, m.JOBS_FAILED)
     for name, field in (
         (m.ROWS_RECEIVED, "received"),
         (m.ROWS_REJECTED, "rejected"),

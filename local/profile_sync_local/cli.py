@@ -14,6 +14,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from profile_sync.client_profiles import validate_with_profile
+from profile_sync.ingest import CappedReader, FileTooLarge
 from profile_sync.settings import INPUT_MODES, Settings
 from profile_sync.target.errors import TargetRejected
 from profile_sync.target.urls import require_secure
@@ -70,6 +71,13 @@ def _limit_options(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help=f"largest decoded row (default {defaults.row_max_bytes:,})",
     )
+    parser.add_argument(
+        "--file-max-bytes",
+        type=int,
+        metavar="N",
+        help=f"largest file, a .gz counted decompressed, as the ingest does (default "
+        f"{defaults.file_max_bytes:,}; 0 = no limit)",
+    )
 
 
 def _settings_from(args: argparse.Namespace, base: Settings | None = None) -> Settings:
@@ -78,6 +86,7 @@ def _settings_from(args: argparse.Namespace, base: Settings | None = None) -> Se
         batch_max_rows=args.batch_max_rows,
         batch_max_bytes=args.batch_max_bytes,
         row_max_bytes=args.row_max_bytes,
+        file_max_bytes=args.file_max_bytes,
     )
 
 
@@ -97,7 +106,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
     try:
         opener = gzip.open if source.name.lower().endswith(".gz") else open
         with opener(source, "rb") as stream:
-            result = validate_with_profile(stream, out_dir, settings, profile, source_name=str(source))
+            # The cap counts what the engine reads, the decompressed bytes of a .gz (as the ingest).
+            capped = CappedReader(stream, settings.file_max_bytes)
+            result = validate_with_profile(capped, out_dir, settings, profile, source_name=str(source))
+    except FileTooLarge as exc:
+        print(f"profile-sync: {source}: {exc} (--file-max-bytes, FILE_MAX_BYTES)", file=sys.stderr)
+        return EXIT_FILE_REJECTED
     except FileNotFoundError:
         print(f"profile-sync: {source}: no such file", file=sys.stderr)
         return EXIT_FILE_REJECTED
@@ -296,6 +310,8 @@ def format_summary(source: Path, result: ValidationResult, out_dir: Path) -> str
         lines.append(f"            {Path(batch.path).name}: {batch.rows:,} rows, {batch.bytes:,} bytes")
     reasons = ", ".join(f"{code}: {count:,}" for code, count in sorted(result.reasons.items()))
     lines.append(f"  rejected  {result.rejected:>10,}" + (f"  ({reasons})" if reasons else ""))
+    if result.rejected_unlisted:
+        lines.append(f"            {result.rejected_unlisted:,} of them counted, not listed in rejects.csv")
     lines.append(f"  skipped   {result.skipped:>10,}" + ("  (no values to send)" if result.skipped else ""))
     for warning in result.warnings:
         lines.append(f"  warning: {warning}")

@@ -7,14 +7,15 @@ import gzip
 import io
 import json
 import threading
-from urllib.parse import quote_plus
+from urllib.parse import quote_plus, unquote_plus
 
 import boto3
 import pytest
 from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
+from botocore.exceptions import ClientError
 
 from profile_sync_local.local_stack import ROOT
-from tests.conftest import REGION, event_path, load_handler
+from tests.conftest import REGION, AlertInbox, event_path, load_handler
 
 SAMPLE = (ROOT / "local" / "samples" / "visitors.csv").read_bytes()
 
@@ -296,3 +297,196 @@ def test_batches_never_exceed_a_whole_day_of_quota(stack, monkeypatch, lambda_co
 
     pointers = json.loads(read(stack, f"jobs/{result['jobId']}/batches.json"))
     assert [p["rows"] for p in pointers] == [3, 3, 1]
+
+
+# ------------------------------------------------------------------------------------- issue 11
+def _start_fails(ingest, monkeypatch, code: str, times: int | None) -> list[int]:
+    """StartExecution answers `code` (after botocore's own retries) `times` times, or always."""
+    client = ingest.workflow._sfn
+    real = client.start_execution
+    calls: list[int] = []
+
+    def start_execution(**kwargs):
+        calls.append(1)
+        if times is None or len(calls) <= times:
+            raise ClientError(
+                {"Error": {"Code": code, "Message": f"{code} (injected)"}, "ResponseMetadata": {}},
+                "StartExecution",
+            )
+        return real(**kwargs)
+
+    monkeypatch.setattr(client, "start_execution", start_execution)
+    return calls
+
+
+def test_a_failed_start_leaves_the_job_received_and_the_retry_runs_the_workflow(
+    stack, ingest, monkeypatch, lambda_context
+):
+    put(stack, "incoming/acme/visitors.csv", SAMPLE)
+    event = make_event("incoming/acme/visitors.csv", len(SAMPLE))
+    calls = _start_fails(ingest, monkeypatch, "ThrottlingException", times=1)
+
+    with pytest.raises(ClientError):  # Lambda retries the event
+        ingest.lambda_handler(event, lambda_context)
+    job_id = make_drop_id(event)
+    job = job_record(stack, job_id)
+    # Validated, but not QUEUED: no execution exists yet (before: QUEUED, and a retry returned it).
+    assert job["status"] == "RECEIVED"
+    assert "executionId" not in job
+    assert executions(stack) == []
+    batch_before = read(stack, f"jobs/{job_id}/batches/batch-00001.txt")
+
+    result = ingest.lambda_handler(event, lambda_context)  # Lambda's retry
+
+    assert result["status"] == "QUEUED"
+    assert len(calls) == 2
+    [execution] = executions(stack)
+    job = job_record(stack, job_id)
+    assert (job["status"], job["executionId"]) == ("QUEUED", execution["executionArn"])
+    assert (job["received"], job["accepted"], job["rejected"]) == (16, 10, 5)
+    assert read(stack, f"jobs/{job_id}/batches/batch-00001.txt") == batch_before
+    # A later duplicate of the event finds the job handled.
+    assert ingest.lambda_handler(event, lambda_context)["status"] == "QUEUED"
+    assert len(calls) == 2
+
+
+def test_a_start_that_always_fails_ends_the_job_failed_with_a_reason_and_an_alert(
+    stack, ingest, monkeypatch, lambda_context, capsys
+):
+    inbox = AlertInbox(stack.topic_arn)
+    put(stack, "incoming/acme/visitors.csv", SAMPLE)
+    event = make_event("incoming/acme/visitors.csv", len(SAMPLE))
+    calls = _start_fails(ingest, monkeypatch, "ExecutionLimitExceeded", times=None)
+
+    # The first try and Lambda's two retries (IngestRetryAttempts = 2).
+    for _ in range(2):
+        with pytest.raises(ClientError):
+            ingest.lambda_handler(event, lambda_context)
+        assert job_record(stack, make_drop_id(event))["status"] == "RECEIVED"
+    capsys.readouterr()
+    result = ingest.lambda_handler(event, lambda_context)
+
+    assert result["status"] == "FAILED"
+    assert '"JobsFailed"' in capsys.readouterr().out
+    assert "ExecutionLimitExceeded" in result["reason"]
+    assert "drop the file again" in result["reason"]
+    job = job_record(stack, result["jobId"])
+    assert (job["status"], job["reason"]) == ("FAILED", result["reason"])
+    # The account holds: every accepted row failed, nothing was sent.
+    assert (job["succeeded"], job["failed"], job["pending"]) == (0, 10, 0)
+    assert job["received"] == job["rejected"] + job["skipped"] + job["failed"]
+    assert executions(stack) == []
+    [message] = inbox.messages()
+    assert message["Subject"] == f"target-profile-sync: job {result['jobId']} FAILED"
+    assert result["reason"] in message["Message"]
+    # Another delivery of the event changes nothing.
+    assert ingest.lambda_handler(event, lambda_context)["status"] == "FAILED"
+    assert len(calls) == 3
+    assert inbox.messages() == []
+
+
+def test_a_start_whose_queued_write_failed_is_finished_by_the_retry(
+    stack, ingest, monkeypatch, lambda_context
+):
+    put(stack, "incoming/acme/visitors.csv", SAMPLE)
+    event = make_event("incoming/acme/visitors.csv", len(SAMPLE))
+    update = ingest.jobs.update_job
+    failed: list[dict] = []
+
+    def update_job(job_id, changes, **kwargs):
+        if changes.get("status") == "QUEUED" and not failed:
+            failed.append(changes)
+            raise ClientError(
+                {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}},
+                "UpdateItem",
+            )
+        return update(job_id, changes, **kwargs)
+
+    monkeypatch.setattr(ingest.jobs, "update_job", update_job)
+    with pytest.raises(ClientError):
+        ingest.lambda_handler(event, lambda_context)
+    assert len(executions(stack)) == 1  # started, but the job still says RECEIVED
+
+    result = ingest.lambda_handler(event, lambda_context)
+
+    [execution] = executions(stack)
+    assert result["status"] == "QUEUED"
+    assert job_record(stack, result["jobId"])["executionId"] == execution["executionArn"]
+
+
+def make_drop_id(event: dict) -> str:
+    from profile_sync.ingest import Drop  # noqa: PLC0415
+
+    detail = event["detail"]
+    return Drop(
+        bucket=detail["bucket"]["name"],
+        key=unquote_plus(detail["object"]["key"]),
+        sequencer=detail["object"]["sequencer"],
+        etag=detail["object"]["etag"],
+        event_time=event["time"],
+    ).job_id()
+
+
+def test_a_client_code_with_a_line_break_is_a_rejected_job(stack, ingest, lambda_context):
+    key = "incoming/acme\n/visitors.csv"
+    # S3 takes such a key (the moto server can't route it, and the ingest never reads the object).
+    result = ingest.lambda_handler(make_event(key, len(SAMPLE)), lambda_context)
+    assert result["status"] == "REJECTED"
+    assert "'acme\\n' is not a valid Target client code" in result["reason"]
+    assert executions(stack) == []
+
+
+def test_raw_mode_rejects_control_characters_instead_of_sending_them(stack, ingest, lambda_context):
+    key = "incoming/acme/mode=raw/nul.csv"
+    body = b"pcId,a\n1\x00,x\n2,v\x00\n3,ok\n"
+    put(stack, key, body)
+    result = ingest.lambda_handler(make_event(key, len(body)), lambda_context)
+    job = job_record(stack, result["jobId"])
+    assert (job["accepted"], job["rejected"], job["reasons"]) == (1, 2, {"control_character": 2})
+    assert read(stack, f"jobs/{result['jobId']}/batches/batch-00001.txt") == b"batch=pcId,a\n3,ok\n"
+
+
+def test_a_header_of_60k_profile_columns_is_a_clear_file_error_not_a_failed_ingest(
+    stack, ingest, lambda_context
+):
+    header = b"pcId," + b",".join(b"profile.attribute%05d" % i for i in range(60_000))
+    body = header + b"\n1,x\n"
+    put(stack, "incoming/acme/wide.csv", body)
+    result = ingest.lambda_handler(make_event("incoming/acme/wide.csv", len(body)), lambda_context)
+    assert result["status"] == "REJECTED"
+    assert "60,000 parameter columns, over the maximum of 1,000 (HEADER_MAX_COLUMNS)" in result["reason"]
+
+
+def test_without_a_column_cap_the_prefix_warning_still_fits_the_job_record(
+    stack, monkeypatch, lambda_context
+):
+    monkeypatch.setenv("HEADER_MAX_COLUMNS", "0")
+    ingest = load_handler("ingest")
+    header = b"pcId," + b",".join(b"profile.attribute%05d" % i for i in range(60_000))
+    body = header + b"\n1,x\n"
+    put(stack, "incoming/acme/wide.csv", body)
+    result = ingest.lambda_handler(make_event("incoming/acme/wide.csv", len(body)), lambda_context)
+    assert result["status"] == "QUEUED"
+    [warning] = job_record(stack, result["jobId"])["warnings"]
+    assert "60,000 columns" in warning
+    assert len(warning) < 400  # before: 1 MB, over DynamoDB's 400 KB item limit
+
+
+def test_a_small_gzip_of_bad_rows_makes_a_bounded_rejects_file(stack, monkeypatch, lambda_context):
+    monkeypatch.setenv("REJECTS_MAX_ROWS", "100")
+    ingest = load_handler("ingest")
+    line = b"1," + b"%zz" * 7_000 + b"\n"  # 21 KB, rejected: invalid_encoding
+    body = gzip.compress(b"pcId,a\n" + line * 2_000 + b"2,ok\n")
+    assert len(body) < 200_000  # 42 MB of bad rows
+    put(stack, "incoming/acme/bad.csv.gz", body)
+
+    result = ingest.lambda_handler(make_event("incoming/acme/bad.csv.gz", len(body)), lambda_context)
+
+    job = job_record(stack, result["jobId"])
+    assert (result["status"], job["rejected"], job["rejectedNotListed"]) == ("QUEUED", 2000, 1900)
+    assert job["reasons"] == {"invalid_encoding": 2000}
+    rejects = read(stack, f"jobs/{result['jobId']}/rejects.csv")
+    assert len(rejects) < 100 * (4096 + 300)
+    rows = list(csv.DictReader(io.StringIO(rejects.decode())))
+    assert len(rows) == 100
+    assert rows[0]["original"].endswith(f"…[cut: {len(line) - 1 - 4096:,} bytes]")

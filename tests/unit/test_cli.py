@@ -85,6 +85,19 @@ def test_a_missing_file_exits_2(tmp_path, capsys):
     assert "no such file" in capsys.readouterr().err
 
 
+def test_validate_applies_the_file_maximum_to_the_decompressed_bytes(tmp_path, capsys):
+    # As the ingest: a small .gz that inflates past the maximum is rejected (before: validated).
+    bomb = tmp_path / "bomb.csv.gz"
+    bomb.write_bytes(gzip.compress(b"pcId,a\n" + b"1,x\n" * 10_000))
+    assert bomb.stat().st_size < 4096
+    args = ["validate", str(bomb), "--out", str(tmp_path / "out"), "--file-max-bytes", "4096"]
+    assert main(args) == EXIT_FILE_REJECTED
+    err = capsys.readouterr().err
+    assert "larger than the configured maximum of 4,096 bytes" in err
+    assert "FILE_MAX_BYTES" in err
+    assert main([*args[:-2], "--file-max-bytes", "0"]) == EXIT_OK
+
+
 # --------------------------------------------------------------------------------- run: options
 # Each of these is refused before anything runs: one line on stderr naming the option, exit 2.
 @pytest.mark.parametrize(

@@ -354,6 +354,22 @@ def test_daily_quota_is_counted_per_account_with_the_profiles_limit() -> None:
     assert default.calls == [(1_000_000, "c", 5), (1_000_000, "nobody", 5)]
 
 
+def test_rows_the_profile_reader_rejects_stay_within_the_rejects_bounds(tmp_path: Path) -> None:
+    # Issue 11: REJECTS_MAX_ROWS counts every listed row, the engine's and the reader's; each line cut.
+    bad = b";x" + b"\x81" * 3000  # windows-1252 has no 0x81: the reader rejects the row
+    data = b"pcId;a\n1;50%\n" + b"".join(b"%d" % i + bad + b"\n" for i in range(2, 7)) + b"9;ok\n"
+    profile = {"separator": ";", "encoding": "windows-1252"}
+    result, _, rejects = run(tmp_path, data, profile, rejects_max_rows=3, rejects_original_max_bytes=100)
+    assert (result.rejected, result.rejected_unlisted, result.accepted) == (6, 3, 1)
+    assert result.reasons == {"invalid_encoding": 1, "invalid_text_encoding": 5}
+    assert [r["line"] for r in rejects] == ["2", "3", "4"]
+    assert all(len(r["original"].encode()) < 130 and "…[cut: " in r["original"] for r in rejects[1:])
+    assert [w for w in result.warnings if "REJECTS_MAX_ROWS" in w] == [
+        "drop.csv: rejects.csv lists the first 3 rejected rows; 3 more are counted by reason but not "
+        "listed (REJECTS_MAX_ROWS)"
+    ]
+
+
 def test_a_line_break_inside_a_dropped_column_keeps_the_next_rows_line_numbers(tmp_path: Path) -> None:
     data = b'pcId;note;tier\n1;"two\r\nlines";gold\n2;x;silv/er\n3;"a\nb\nc";\n4;y;ok\n'
     document = {"separator": ";", "drop": ["note"], "input_mode": "encoded"}

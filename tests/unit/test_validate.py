@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -161,7 +162,14 @@ def test_overlong_line_without_newline_is_rejected_without_holding_it(run, monke
     small_chunks(32)
     r = run(b"pcId,a\n1,x\n2," + b"y" * 5000 + b"\n3,z\n4," + b"w" * 300, row_max_bytes=20)
     assert r.reasons == [(3, "row_too_large"), (5, "row_too_large")]
-    assert r.rejects[0][3].endswith("...")
+    # What is kept is the line's start; the mark says how many bytes were cut, so they add up.
+    for (_, _, detail, original), line in zip(
+        r.rejects, [b"2," + b"y" * 5000, b"4," + b"w" * 300], strict=True
+    ):
+        kept, cut = re.fullmatch(r"(.*)…\[cut: ([\d,]+) bytes\]", original).groups()
+        assert line.startswith(kept.encode())
+        assert len(kept) + int(cut.replace(",", "")) == len(line)
+        assert f"{len(line):,} bytes" in detail
     assert body(r.batches[0]) == b"1,x\n3,z\n"
     assert r.result.batches[0].line_runs == [[0, 2], [1, 4]]
 
@@ -268,7 +276,7 @@ def test_profile_prefix_is_removed_with_a_warning(run):
     assert r.result.columns == ["a", "b", "c"]
     assert r.batches == [b"batch=pcId,a,b,c\n1,x,y,z\n"]
     assert r.result.warnings == [
-        "f.csv: line 1: header: removed the 'profile.' prefix from profile.a, profile.c "
+        "f.csv: line 1: header: removed the 'profile.' prefix from 2 columns (profile.a, profile.c) "
         "(Target adds it itself)"
     ]
 
@@ -703,6 +711,7 @@ IDS = [
     b"\xff",
     b'"5"',
     b"9",
+    b"a\x00b",
 ]
 VALUES = [
     b"v",
@@ -733,6 +742,8 @@ VALUES = [
     b"+/~",
     b"%00",
     b"w" * 40,
+    b"nul\x00",
+    b"\x7f",
 ]
 
 
@@ -777,3 +788,97 @@ def test_fast_path_matches_per_row_reference(run, monkeypatch):
         monkeypatch.setattr(validate, "_DUP_BUFFER", rng.choice([1, 4, 1 << 18]))
         monkeypatch.setattr(validate, "_DUP_SET_MAX", rng.choice([1, 3, 1 << 17]))
         assert snapshot(run(data, **settings)) == expected, (case, data, settings)
+
+
+# ---- bounds: what one file can make the engine write (issue 11) ----------------------------------
+
+
+def test_raw_mode_rejects_control_characters_in_ids_and_values(run):
+    data = b'pcId,a,b\n1,ok,\n2\x00x,v,\n3,v\x00,\n4,v,x\x1by\n5,\x7f,\n6,a\tb,"c\nd"\n7\t,v,\n'
+    r = run(data, input_mode="raw")
+    assert r.reasons == [
+        (3, "control_character"),
+        (4, "control_character"),
+        (5, "control_character"),
+        (6, "control_character"),
+        (9, "control_character"),
+    ]
+    assert [row[2] for row in r.rejects] == [
+        "field 1 (pcId): control character 0x00",
+        "field 2 (a): control character 0x00",
+        "field 3 (b): control character 0x1B",
+        "field 2 (a): control character 0x7F",
+        "field 1 (pcId): control character 0x09",
+    ]
+    # Tab and a line break inside a quoted value are text layout: encoded, not rejected.
+    assert body(r.batches[0]) == b"1,ok,\n6,a%09b,c%0Ad\n"
+    assert b"%00" not in r.batches[0]
+
+
+def test_raw_mode_header_name_with_a_control_character_rejects_the_file(run):
+    r = run(b"pcId,a\x00b\n1,x\n", input_mode="raw")
+    assert "column 2 name holds a control character" in r.result.file_error
+
+
+def test_rejects_csv_lists_at_most_the_configured_rows_and_counts_the_rest(run):
+    data = b"pcId,a\n" + b"".join(b"%d,50%%\n" % i for i in range(7)) + b",x\n1,ok\n"
+    r = run(data, rejects_max_rows=3)
+    assert r.reasons == [(2, "invalid_encoding"), (3, "invalid_encoding"), (4, "invalid_encoding")]
+    assert (r.result.rejected, r.result.rejected_unlisted) == (8, 5)
+    assert r.result.reasons == {"invalid_encoding": 7, "empty_id": 1}
+    assert r.result.accepted == 1
+    assert any(
+        "5 more are counted by reason but not listed (REJECTS_MAX_ROWS)" in w for w in r.result.warnings
+    )
+    # 0 = no limit
+    assert len(run(data, rejects_max_rows=0).rejects) == 8
+
+
+def test_a_small_gzip_of_long_bad_rows_makes_a_bounded_rejects_file(tmp_path):
+    # 400 rejected lines of 600 KB each: 240 MB of text, a few hundred KB compressed. Without the
+    # caps rejects.csv would be as large; with them it holds 100 rows of at most 1 KB each.
+    line = b"1," + b"%zz" * 200_000 + b"\n"
+    settings = Settings(rejects_max_rows=100, rejects_original_max_bytes=1024)
+    stream = io.BytesIO(b"pcId,a\n" + line * 400)
+    result = validate_and_split(stream, tmp_path, settings)
+    assert (result.rejected, result.rejected_unlisted) == (400, 300)
+    size = (tmp_path / "rejects.csv").stat().st_size
+    assert size < 100 * (1024 + 200), size
+    with (tmp_path / "rejects.csv").open(encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))  # the csv module's default field limit (128 KB) holds
+    assert len(rows) == 100
+    assert rows[0]["original"].endswith(f"…[cut: {len(line) - 1 - 1024:,} bytes]")
+
+
+def test_a_rejected_row_between_128_kb_and_1_mb_is_kept_cut_and_readable(run):
+    line = b"1," + b"x y" * 100_000  # 300 KB, under the 1 MB record limit: held whole, then cut
+    r = run(b"pcId,a\n" + line + b"\n2,ok\n")
+    assert r.reasons == [(2, "invalid_encoding")]
+    original = r.rejects[0][3]
+    assert original == line[:4096].decode() + f"…[cut: {len(line) - 4096:,} bytes]"
+
+
+def test_too_many_header_columns_rejects_the_file_with_the_setting_named(run):
+    header = b"pcId," + b",".join(b"c%d" % i for i in range(11))
+    r = run(header + b"\n1,x\n", header_max_columns=10)
+    assert r.result.file_error == (
+        "f.csv: line 1: header: 11 parameter columns, over the maximum of 10 (HEADER_MAX_COLUMNS); "
+        "split the file into files with fewer columns"
+    )
+    assert run(header + b"\n1,x\n", header_max_columns=11).result.file_error is None
+
+
+def test_the_profile_prefix_warning_is_a_count_and_the_first_names(run):
+    names = [b"profile.attribute%05d" % i for i in range(60_000)]
+    r = run(b"pcId," + b",".join(names) + b"\n1,x\n", header_max_columns=0)
+    [warning] = r.result.warnings
+    assert len(warning) < 400
+    assert "from 60,000 columns (profile.attribute00000, " in warning
+    assert "profile.attribute00004 and 59,995 more)" in warning
+
+
+def test_a_duplicate_long_column_name_is_cut_in_the_message(run):
+    name = b"n" * 500_000
+    r = run(b"pcId," + name + b"," + name + b"\n1,x\n")
+    assert "appears more than once" in r.result.file_error
+    assert len(r.result.file_error) < 300

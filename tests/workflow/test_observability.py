@@ -214,6 +214,12 @@ def test_the_scenarios_emit_every_registry_metric_in_its_namespace_and_dimension
     emulator.queue_faults("update", "500")
     run("single update", visitors(3), "single", "COMPLETE", folders="api=single/")
 
+    # The alert topic refuses every publish: the notices are lost and counted, the status holds.
+    sns = boto3.client("sns", region_name=REGION)
+    sns.delete_topic(TopicArn=pipeline.stack.topic_arn)
+    run("alert topic gone", dirty.encode(), "silent", "COMPLETE_WITH_ERRORS")
+    sns.create_topic(Name=pipeline.stack.topic_arn.rsplit(":", 1)[1])
+
     # A step that raises: the workflow's last resort fails the job.
     with monkeypatch.context() as patch:
 
@@ -239,6 +245,8 @@ def test_the_scenarios_emit_every_registry_metric_in_its_namespace_and_dimension
     assert telemetry.BATCHES_FAILED in by_scenario["refused submit"]
     assert telemetry.BATCHES_FAILED in by_scenario["submit gave up"]
     assert telemetry.JOBS_FAILED in by_scenario["step failure"]
+    assert telemetry.NOTIFICATIONS_FAILED in by_scenario["alert topic gone"]
+    assert telemetry.NOTIFICATIONS_FAILED not in by_scenario["step failure"]
 
     # Every log line of every step carries its job's id; every function logged.
     for scenario in scenarios:

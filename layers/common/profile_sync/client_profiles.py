@@ -51,7 +51,9 @@ from profile_sync.validate import (
     BatchInfo,
     FileRejected,
     ValidationResult,
-    _spreadsheet_safe,
+    cut_original,
+    spreadsheet_safe,
+    unlisted_warning,
     validate_and_split,
 )
 
@@ -284,29 +286,32 @@ class ProfileReader(io.RawIOBase):
         self.profile = profile
         self.source = source_name
         self.rejects = ReaderRejects()
-        self._out = b""
+        self._out = memoryview(b"")
         self._gen = self._generate(stream)
 
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:
-        size = len(buffer)
-        while len(self._out) < size:
-            chunk = next(self._gen, None)
-            if chunk is None:
-                break
-            self._out = self._out + chunk if self._out else chunk
-        data, self._out = self._out[:size], self._out[size:]
-        buffer[: len(data)] = data
-        return len(data)
-
     def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes (fewer only at the end); slices of the produced chunks, one copy."""
         if size is None or size < 0:
             return b"".join([self._out, *self._gen])
-        buffer = bytearray(size)
-        n = self.readinto(buffer)
-        return bytes(buffer[:n])
+        parts, wanted = [], size
+        while wanted > 0:
+            if not self._out:
+                chunk = next(self._gen, None)
+                if chunk is None:
+                    break
+                self._out = memoryview(chunk)
+            part, self._out = self._out[:wanted], self._out[wanted:]
+            parts.append(part)
+            wanted -= len(part)
+        return b"".join(parts)
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
 
     # ---- the work ------------------------------------------------------------------------------
     def _text(self, stream: BinaryIO) -> io.TextIOWrapper:
@@ -438,12 +443,51 @@ class ProfileReader(io.RawIOBase):
         reason = INVALID_UTF8 if profile.encoding == "utf-8" else INVALID_TEXT_ENCODING
         out = io.StringIO()
         write = csv.writer(out, lineterminator="\n").writerow
+        # The common case, a one-line row of the header's width that keeps every column in place
+        # and adds nothing, is written as it was read.
+        plain = order == list(range(width)) and not constants
         rows = 0
         first = line + 1  # source line of the block's first output line
         while True:
             try:
-                row = next(reader)
-            except StopIteration:
+                for row in reader:
+                    end = reader.line_num
+                    if plain and end - line == 1 and len(row) == width:
+                        write(row)
+                    elif not row:
+                        out.write("\n" * (end - line))
+                    elif len(row) > width:
+                        detail = f"{len(row)} fields, the header has {width} columns"
+                        original = _MARKED.sub("\ufffd", profile.separator.join(row))
+                        self._reject(line + 1, TOO_MANY_FIELDS, detail, original)
+                        out.write("\n" * (end - line))
+                    else:
+                        if len(row) < width:
+                            row.extend(pad[len(row) :])
+                        values = (pick(row),) if len(order) == 1 else pick(row)
+                        marked = dropped and _MARKED.search("\x1f".join(dropped(row)))
+                        if marked:
+                            # A bad byte in a column that is not sent still says the row was damaged.
+                            detail = self._bad_byte(marked, " in a dropped column")
+                            original = _MARKED.sub("\ufffd", profile.separator.join(row))
+                            self._reject(line + 1, reason, detail, original)
+                            out.write("\n" * (end - line))
+                        elif constants and not any(values[1:]):
+                            write((*values, *blank))  # constants alone are not news: the engine skips it
+                        else:
+                            write((*values, *constants))
+                        if end - line > 1 and not marked:
+                            # A record over several lines whose line breaks were in dropped columns:
+                            # blank lines after it keep the next rows' line numbers the source's.
+                            kept = sum(v.count("\n") for v in (*values, *constants))
+                            out.write("\n" * (end - line - 1 - kept))
+                    line = end
+                    rows += 1
+                    if rows >= _BLOCK_ROWS:
+                        yield self._block(out.getvalue(), reason, first)
+                        out.seek(0)
+                        out.truncate()
+                        rows, first = 0, line + 1
                 break
             except csv.Error as exc:
                 # strict csv: a quote never closed or text after a closing quote. The csv reader
@@ -452,42 +496,6 @@ class ProfileReader(io.RawIOBase):
                 self._reject(line + 1, INVALID_QUOTING, str(exc), "")
                 out.write("\n" * (end - line))
                 line = end
-                continue
-            end = reader.line_num
-            if not row:
-                out.write("\n" * (end - line))
-            elif len(row) > width:
-                detail = f"{len(row)} fields, the header has {width} columns"
-                self._reject(
-                    line + 1, TOO_MANY_FIELDS, detail, _MARKED.sub("\ufffd", profile.separator.join(row))
-                )
-                out.write("\n" * (end - line))
-            else:
-                if len(row) < width:
-                    row += pad[len(row) :]
-                values = (pick(row),) if len(order) == 1 else pick(row)
-                marked = dropped and _MARKED.search("\x1f".join(dropped(row)))
-                if marked:
-                    # A bad byte in a column that is not sent still says the row was damaged.
-                    detail = self._bad_byte(marked, " in a dropped column")
-                    self._reject(line + 1, reason, detail, _MARKED.sub("\ufffd", profile.separator.join(row)))
-                    out.write("\n" * (end - line))
-                elif constants and not any(values[1:]):
-                    write((*values, *blank))  # constants alone are not news: the engine skips it
-                else:
-                    write((*values, *constants))
-                if end - line > 1:
-                    # A record over several lines whose line breaks were in dropped columns: blank
-                    # lines after it keep the next rows' line numbers the source file's.
-                    kept = sum(v.count("\n") for v in values) + sum(v.count("\n") for v in constants)
-                    out.write("\n" * (end - line - 1 - kept))
-            line = end
-            rows += 1
-            if rows >= _BLOCK_ROWS:
-                yield self._block(out.getvalue(), reason, first)
-                out.seek(0)
-                out.truncate()
-                rows, first = 0, line + 1
         yield self._block(out.getvalue(), reason, first)
 
     def _block(self, block: str, reason: str, first: int) -> bytes:
@@ -536,17 +544,28 @@ def validate_with_profile(
     if profile is None or not profile.maps_columns:
         return validate_and_split(stream, out_dir, settings, source_name=source_name, on_batch=on_batch)
     reader = ProfileReader(stream, profile, source_name=source_name)
-    buffered = io.BufferedReader(reader, buffer_size=_READ_SIZE)
-    result = validate_and_split(buffered, Path(out_dir), settings, source_name=source_name, on_batch=on_batch)
+    result = validate_and_split(reader, Path(out_dir), settings, source_name=source_name, on_batch=on_batch)
     result.warnings[:0] = reader.rejects.warnings
     if result.file_error or not reader.rejects.rows:
         return result
     # The engine saw blank lines in their place: add them to its account and its rejects file.
+    # Within the engine's bounds: REJECTS_MAX_ROWS listed in all, each line cut as the engine cuts it.
+    before = unlisted_warning(source_name, settings, result.rejected_unlisted)
+    listed = result.rejected - result.rejected_unlisted
+    room = settings.rejects_max_rows - listed if settings.rejects_max_rows else len(reader.rejects.rows)
     with open(Path(out_dir) / "rejects.csv", "a", encoding="utf-8", newline="") as rejects:
         writer = csv.writer(rejects)
-        for line, reason, detail, original in reader.rejects.rows:
-            writer.writerow([line, reason, _spreadsheet_safe(detail), _spreadsheet_safe(original)])
+        for i, (line, reason, detail, original) in enumerate(reader.rejects.rows):
             result.reasons[reason] = result.reasons.get(reason, 0) + 1
+            if i >= room:
+                result.rejected_unlisted += 1
+                continue
+            data = original.encode()
+            kept = cut_original(data, len(data), settings.rejects_original_max_bytes or len(data))
+            writer.writerow([line, reason, spreadsheet_safe(detail), spreadsheet_safe(kept)])
+    if result.rejected_unlisted:
+        result.warnings = [w for w in result.warnings if w != before]
+        result.warnings.append(unlisted_warning(source_name, settings, result.rejected_unlisted))
     result.received += len(reader.rejects.rows)
     result.rejected += len(reader.rejects.rows)
     return result

@@ -1,7 +1,9 @@
 """From a dropped object to a job: key parsing, job ids, and the ingest flow over ports.
 
 The flow reads the object once through the streaming engine, stores each batch file as soon as
-it is closed, writes the rejects and the manifest, records the job and starts the workflow.
+it is closed, writes the rejects and the manifest, records the job and starts the workflow. The job
+is QUEUED only once its execution exists: a try whose start failed leaves it RECEIVED (validated),
+the next try starts it, and the last try (Settings.ingest_retry_attempts) ends it FAILED.
 Storage, job records and the workflow are ports (Protocols) so this module has no AWS in it;
 profile_sync.aws holds the implementations.
 """
@@ -28,11 +30,12 @@ from profile_sync.validate import BatchInfo, ValidationResult
 INCOMING_PREFIX = "incoming/"
 JOBS_PREFIX = "jobs/"
 # Target client codes are short lower-case names; allow what is safe in keys and execution names.
-CLIENT_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
+# \Z, not $: "$" also matches before a final line break ("acme\n" passed, then broke a URL).
+CLIENT_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}\Z")
 
 
 class JobStatus:
-    RECEIVED = "RECEIVED"  # record created, file being validated
+    RECEIVED = "RECEIVED"  # record created, file being validated (or validated, workflow not started)
     REJECTED = "REJECTED"  # the file failed as a whole: nothing sent
     QUEUED = "QUEUED"  # validated and split, workflow started
     RUNNING = "RUNNING"
@@ -85,7 +88,7 @@ def parse_drop_key(key: str, settings: Settings) -> DropOptions:
     if len(parts) < 2 or not parts[-1]:
         raise DropRejected(f"{key}: expected {INCOMING_PREFIX}<clientCode>/<file>.csv")
     client_code, *options, file_name = parts
-    if not CLIENT_CODE.match(client_code):
+    if not CLIENT_CODE.fullmatch(client_code):
         raise DropRejected(
             f"{key}: {client_code!r} is not a valid Target client code (letters, digits, - and _)"
         )
@@ -119,7 +122,9 @@ class JobStore(Protocol):
         """Create the job record; False if a record with its id exists already."""
 
     def get_job(self, job_id: str) -> dict | None: ...
-    def update_job(self, job_id: str, changes: dict) -> None: ...
+    def update_job(self, job_id: str, changes: dict, *, expect: dict | None = None) -> bool:
+        """Set fields; with `expect`, only if those fields hold those values (False if not)."""
+
     def put_batches(self, job_id: str, batches: list[dict]) -> None: ...
 
 
@@ -129,14 +134,15 @@ class Workflow(Protocol):
 
 
 class Notifier(Protocol):
-    def notify(self, subject: str, message: str) -> None: ...
+    def notify(self, subject: str, message: str) -> bool:
+        """Best-effort: True once published; a failure is logged and counted, never raised."""
 
 
 class FileTooLarge(Exception):
     pass
 
 
-class _CappedReader:
+class CappedReader:
     """Counts what the engine reads and stops past the configured maximum (gzip bombs too)."""
 
     def __init__(self, raw: BinaryIO, limit: int) -> None:
@@ -196,7 +202,14 @@ def ingest_drop(
     }
     if not jobs.create_job(job):
         existing = jobs.get_job(job_id) or job
-        if existing.get("status") != JobStatus.RECEIVED:
+        if existing.get("status") == JobStatus.RECEIVED and existing.get("batchesKey"):
+            # Validated by an earlier try whose workflow start failed: only the start is left.
+            return _start(
+                existing, workflow=workflow, jobs=jobs, settings=settings, now=now, notifier=notifier
+            )
+        if existing.get("status") != JobStatus.RECEIVED and (
+            existing.get("executionId") or existing.get("status") != JobStatus.QUEUED
+        ):
             return existing  # a duplicate event: this job has been handled
     try:
         options = parse_drop_key(drop.key, settings)
@@ -250,9 +263,9 @@ def ingest_drop(
     # The workflow's map reads this list: pointers only, never rows.
     objects.put_json(f"{prefix}batches.json", batches)
     jobs.put_batches(job_id, batches)
+    # Still RECEIVED: with batchesKey set, a later try skips straight to the start.
     job.update(
         _counts(result),
-        status=JobStatus.QUEUED,
         idColumn=result.id_column,
         batchCount=len(batches),
         manifestKey=f"{prefix}manifest.json",
@@ -262,22 +275,91 @@ def ingest_drop(
         updatedAt=now().isoformat(timespec="seconds"),
     )
     jobs.update_job(job_id, {k: v for k, v in job.items() if k not in ("jobId", "createdAt")})
-    execution = workflow.start(
-        job_id,
-        {
-            "jobId": job_id,
-            "bucket": drop.bucket,
-            "clientCode": options.client_code,
-            "apiVersion": options.api_version,
-            "batchesKey": f"{prefix}batches.json",
-            "manifestKey": f"{prefix}manifest.json",
-            "batchCount": len(batches),
-            "maxConcurrency": settings.max_concurrency,
-        },
-    )
-    jobs.update_job(job_id, {"executionId": execution})
-    job["executionId"] = execution
+    return _start(job, workflow=workflow, jobs=jobs, settings=settings, now=now, notifier=notifier)
+
+
+def _start(
+    job: dict,
+    *,
+    workflow: Workflow,
+    jobs: JobStore,
+    settings: Settings,
+    now: Callable[[], datetime],
+    notifier: Notifier | None,
+) -> dict:
+    """Start the job's execution (idempotent by name), then mark it QUEUED.
+
+    A failed start is raised for the invocation to be retried, except on the last try, which ends
+    the job FAILED with the reason and tells a person.
+    """
+    job_id = job["jobId"]
+    attempts = int(job.get("startAttempts") or 0) + 1
+    jobs.update_job(job_id, {"startAttempts": attempts})
+    job["startAttempts"] = attempts
+    try:
+        execution = workflow.start(
+            job_id,
+            {
+                "jobId": job_id,
+                "bucket": job["sourceBucket"],
+                "clientCode": job["clientCode"],
+                "apiVersion": job["apiVersion"],
+                "batchesKey": job["batchesKey"],
+                "manifestKey": job["manifestKey"],
+                "batchCount": job["batchCount"],
+                "maxConcurrency": settings.max_concurrency,
+            },
+        )
+    except Exception as exc:
+        if attempts <= settings.ingest_retry_attempts:
+            raise  # Lambda tries the event again; the job stays RECEIVED, validated
+        return _start_failed(jobs, job, f"{type(exc).__name__}: {_short(str(exc))}", now, notifier)
+    changes = {
+        "status": JobStatus.QUEUED,
+        "executionId": execution,
+        "updatedAt": now().isoformat(timespec="seconds"),
+    }
+    # Only from RECEIVED: an execution started by an earlier try may have moved the job on.
+    if not jobs.update_job(job_id, changes, expect={"status": JobStatus.RECEIVED}):
+        return jobs.get_job(job_id) or {**job, "executionId": execution}
+    job.update(changes)
     return job
+
+
+def _start_failed(
+    jobs: JobStore, job: dict, error: str, now: Callable[[], datetime], notifier: Notifier | None
+) -> dict:
+    """No workflow could be started: nothing was sent, every accepted row failed, a person is told."""
+    attempts = job["startAttempts"]
+    reason = (
+        f"the workflow could not be started ({attempts} tries; last error {error}); nothing was sent "
+        "to Target: drop the file again (a new upload is a new job)"
+    )
+    stamp = now().isoformat(timespec="seconds")
+    job.update(
+        status=JobStatus.FAILED,
+        reason=reason,
+        succeeded=0,
+        failed=job.get("accepted", 0),
+        not_found=0,
+        pending=0,
+        updatedAt=stamp,
+        finishedAt=stamp,
+    )
+    jobs.update_job(job["jobId"], {k: v for k, v in job.items() if k not in ("jobId", "createdAt")})
+    if notifier is not None:
+        notifier.notify(
+            f"target-profile-sync: job {job['jobId']} FAILED",
+            f"Job {job['jobId']} failed before any row was sent.\n"
+            f"Source: s3://{job['sourceBucket']}/{job['sourceKey']}\n"
+            f"Reason: {reason}",
+        )
+    return job
+
+
+def _short(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _split(
@@ -306,7 +388,7 @@ def _split(
             raise DropRejected(f"{drop.key}: the object no longer exists") from exc
         # The cap applies to what the engine reads: the decompressed bytes of a .gz.
         raw = gzip.GzipFile(fileobj=body, mode="rb") if options.compressed else body
-        stream = _CappedReader(raw, settings.file_max_bytes)
+        stream = CappedReader(raw, settings.file_max_bytes)
         try:
             result = validate_with_profile(
                 stream, out_dir, settings, profile, source_name=drop.key, on_batch=store_batch
@@ -360,6 +442,7 @@ def _counts(result: ValidationResult) -> dict:
         "skipped": result.skipped,
         "duplicateIds": result.duplicate_ids,
         "reasons": dict(result.reasons),
+        "rejectedNotListed": result.rejected_unlisted,
     }
 
 

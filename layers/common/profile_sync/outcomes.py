@@ -24,6 +24,7 @@ from profile_sync.target.responses import (
     STUCK,
     BatchStatus,
 )
+from profile_sync.validate import spreadsheet_safe
 
 SUCCEEDED, FAILED, NOT_FOUND, PENDING = "succeeded", "failed", "not_found", "pending"
 ROW_OUTCOMES = (SUCCEEDED, FAILED, NOT_FOUND, PENDING)
@@ -133,12 +134,16 @@ def resolve_rows(
     counts[NOT_FOUND] += moved
 
 
-def rows_csv(rows: Iterable[tuple[int, str, str, str]], batch_index: int) -> Iterator[bytes]:
-    """The report lines of one batch (no header), streamed."""
+def rows_csv(rows: Iterable[tuple[int, str, str, str]], batch_index: int | str) -> Iterator[bytes]:
+    """The report lines (REPORT_COLUMNS, no header) of one batch ("" for rejected rows), streamed.
+
+    Every text cell, ids included, goes through spreadsheet_safe: the ids and reasons come from the
+    dropped file and from Target, and a spreadsheet must show them, not run them.
+    """
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     for line, visitor_id, outcome, reason in rows:
-        writer.writerow((line, visitor_id, outcome, reason, batch_index))
+        writer.writerow((line, spreadsheet_safe(visitor_id), outcome, spreadsheet_safe(reason), batch_index))
         if buffer.tell() > 1 << 16:
             yield buffer.getvalue().encode()
             buffer.seek(0)

@@ -25,6 +25,13 @@ class Settings:
     id_max_chars: int = 256
     # A whole dropped file above this is rejected before any work (0 = no limit).
     file_max_bytes: int = 20 * 1024**3
+    # Bounds on what one file can make the ingest write or store (0 = no limit).
+    header_max_columns: int = 1000  # parameter columns in the header; more rejects the file
+    rejects_max_rows: int = 100_000  # rejected rows listed in rejects.csv; the rest are only counted
+    rejects_original_max_bytes: int = 4096  # bytes of a rejected line copied into rejects.csv
+    # Lambda's retries of a failed ingest (the template's EventInvokeConfig uses the same figure):
+    # when the workflow can't be started on the last try, the job ends FAILED and a person is told.
+    ingest_retry_attempts: int = 2
     input_mode: str = "encoded"  # "encoded": values already URL-encoded; "raw": we encode them
     api_version: str = "v2"  # "v2" (create + update), "v1" (update only), "single"
     # Quotas and rate (0 = off).

@@ -12,6 +12,7 @@ import csv
 import io
 import itertools
 import json
+import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -45,6 +46,7 @@ from profile_sync.settings import Settings
 from profile_sync.target.client import TargetClient
 from profile_sync.target.errors import TargetError, TargetRejected, TargetRetryLater
 from profile_sync.target.responses import UNKNOWN, BatchStatus
+from profile_sync.validate import spreadsheet_unsafe
 
 
 class Objects(Protocol):
@@ -64,7 +66,8 @@ class Jobs(Protocol):
 
 
 class Notifier(Protocol):
-    def notify(self, subject: str, message: str) -> None: ...
+    def notify(self, subject: str, message: str) -> bool:
+        """Best-effort: True once published; a failure is logged and counted, never raised."""
 
 
 @dataclass
@@ -112,17 +115,16 @@ def _note_quota_wait(ports: Ports, item: dict, decision: QuotaDecision) -> None:
     ports.jobs.update_batch(
         job_id, index, {"status": "WAITING_FOR_QUOTA", "quotaWaitSeconds": decision.wait_seconds}
     )
-    # One message per job, however many batches wait.
+    # One message per job, however many batches wait; marked sent once it was published.
     job = ports.jobs.get_job(job_id) or {}
-    if not job.get("quotaWaitNotified"):
+    if not job.get("quotaWaitNotified") and ports.notifier.notify(
+        f"target-profile-sync: job {job_id} waits for the daily quota",
+        f"Job {job_id} ({job.get('sourceKey', '?')}) has used the client's daily quota "
+        f"({decision.used:,} of {decision.limit:,} rows on {decision.window}). Its remaining "
+        f"batches wait about {decision.wait_seconds // 3600} h for the next UTC day and then go on "
+        "by themselves.",
+    ):
         ports.jobs.update_job(job_id, {"quotaWaitNotified": True})
-        ports.notifier.notify(
-            f"target-profile-sync: job {job_id} waits for the daily quota",
-            f"Job {job_id} ({job.get('sourceKey', '?')}) has used the client's daily quota "
-            f"({decision.used:,} of {decision.limit:,} rows on {decision.window}). Its remaining "
-            f"batches wait about {decision.wait_seconds // 3600} h for the next UTC day and then go on "
-            "by themselves.",
-        )
 
 
 # ------------------------------------------------------------------------------------- bulk
@@ -347,18 +349,15 @@ def single_update(ports: Ports, item: dict) -> dict:
 
     line_runs = _line_runs(ports, item)
     counts = {SUCCEEDED: 0, FAILED: 0}
-    report = io.StringIO()
-    writer = csv.writer(report, lineterminator="\n")
+    failures = []
     for offset, (line, (outcome, reason)) in enumerate(zip(chunk, answers, strict=True)):
         counts[outcome] += 1
         if outcome != SUCCEEDED:
             visitor_id = line.split(b",", 1)[0].decode("utf-8")
-            writer.writerow(
-                (line_runs.line(cursor + offset), visitor_id, outcome, reason, batch["batchIndex"])
-            )
+            failures.append((line_runs.line(cursor + offset), visitor_id, outcome, reason))
     next_cursor = cursor + rows
     key = f"{job_prefix(job_id)}results/batch-{batch['batchIndex']:05d}-{cursor:07d}.csv"
-    _upload_lines(ports, key, [report.getvalue().encode()])
+    _upload_lines(ports, key, rows_csv(failures, batch["batchIndex"]))
     done = next_cursor >= batch["rows"]
     _add_single_counts(ports, item, cursor=cursor, next_cursor=next_cursor, counts=counts, done=done)
     return {"cursor": next_cursor, "done": done, "waitSeconds": 0, "counts": counts}
@@ -401,6 +400,8 @@ def finalize_job(ports: Ports, job_id: str) -> dict:
         "account": rows_account.to_dict(),
         "duplicateIds": job.get("duplicateIds", 0),
         "reasons": job.get("reasons", {}),
+        # Rejected rows counted (in account and reasons) but not listed in rows.csv: REJECTS_MAX_ROWS.
+        "rejectedNotListed": job.get("rejectedNotListed", 0),
         "warnings": job.get("warnings", []),
         "batches": [
             {
@@ -453,23 +454,23 @@ def _seconds_since(stamp: str | None, now: float) -> int | None:
 
 
 def _report_rows(ports: Ports, job: dict, batches: list[dict]) -> Iterator[bytes]:
-    """The rejected rows (from the rejects file), then each batch's non-success rows."""
+    """The rejected rows (from the rejects file), then each batch's non-success rows.
+
+    Streamed: memory stays flat however many rows there are (_upload_lines spools them to disk).
+    """
     if job.get("rejectsKey"):
-        with ports.objects.open(job["rejectsKey"]) as body:
-            text = io.TextIOWrapper(body, encoding="utf-8", newline="")
-            out = io.StringIO()
-            writer = csv.writer(out, lineterminator="\n")
-            for row in csv.DictReader(text):
-                writer.writerow(
-                    (
-                        row["line"],
-                        _rejected_id(row.get("original", "")),
-                        "rejected",
-                        f"{row['reason']}: {row.get('detail', '')}".rstrip(": "),
-                        "",
-                    )
+        with ports.objects.open(job["rejectsKey"]) as body, _any_field_size():
+            text = io.TextIOWrapper(body, encoding="utf-8", errors="replace", newline="")
+            rejected = (
+                (
+                    row["line"],
+                    _rejected_id(row.get("original") or ""),
+                    "rejected",
+                    f"{row['reason']}: {spreadsheet_unsafe(row.get('detail') or '')}".rstrip(": "),
                 )
-            yield out.getvalue().encode()
+                for row in csv.DictReader(text)
+            )
+            yield from rows_csv(rejected, "")
     prefix = f"{job_prefix(job['jobId'])}results/"
     for key in sorted(ports.objects.list_keys(prefix)):
         with ports.objects.open(key) as body:
@@ -478,8 +479,19 @@ def _report_rows(ports: Ports, job: dict, batches: list[dict]) -> Iterator[bytes
 
 
 def _rejected_id(original: str) -> str:
-    # The rejects file escapes cells that a spreadsheet would run; the id is the first field.
-    return original.lstrip("'").split(",", 1)[0][:256]
+    # The id is the first field of the line as the rejects file keeps it (rows_csv guards it again).
+    return spreadsheet_unsafe(original).split(",", 1)[0][:256]
+
+
+@contextlib.contextmanager
+def _any_field_size() -> Iterator[None]:
+    """Read rejects files of any age: before the cut copy, a rejected line of up to 1 MB was kept
+    whole, past the csv module's 128 KB field limit."""
+    previous = csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    try:
+        yield
+    finally:
+        csv.field_size_limit(previous)
 
 
 def _account_message(job: dict, status: str, rows: dict, summary_key: str) -> str:
@@ -489,7 +501,12 @@ def _account_message(job: dict, status: str, rows: dict, summary_key: str) -> st
         f"Source: s3://{job.get('sourceBucket')}/{job.get('sourceKey')}\n"
         f"Rows: {parts}\n"
         f"Report: s3://{job.get('sourceBucket')}/{summary_key}\n"
-        "Every row that is not a success, with its line number, is in report/rows.csv."
+        "Every row that is not a success, with its line number, is in report/rows.csv"
+        + (
+            f" (except {unlisted:,} rejected rows, counted by reason in summary.json)."
+            if (unlisted := job.get("rejectedNotListed"))
+            else "."
+        )
     )
 
 

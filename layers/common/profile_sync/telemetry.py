@@ -53,6 +53,8 @@ JOBS_COMPLETED = "JobsCompleted"
 JOBS_WITH_ERRORS = "JobsCompletedWithErrors"
 JOBS_FAILED = "JobsFailed"
 JOB_DURATION = "JobDuration"  # from the drop to the final status
+# Alerts
+NOTIFICATIONS_FAILED = "NotificationsFailed"  # SNS publishes that failed (best-effort: jobs go on)
 
 METRICS = frozenset(
     {
@@ -65,6 +67,7 @@ METRICS = frozenset(
         TARGET_CALLS, TARGET_THROTTLED, TARGET_SERVER_ERRORS, TARGET_TRANSPORT_ERRORS, TARGET_RETRIES,
         TARGET_REAUTHENTICATIONS, TARGET_LATENCY,
         JOBS_COMPLETED, JOBS_WITH_ERRORS, JOBS_FAILED, JOB_DURATION,
+        NOTIFICATIONS_FAILED,
     }
 )  # fmt: skip
 # Dimensions beyond the service (Powertools adds "service" to every metric).
@@ -117,6 +120,12 @@ def add_rejections_by_reason(reasons: dict[str, int]) -> None:
             name=ROWS_REJECTED_BY_REASON, unit=MetricUnit.Count, value=rows, namespace=NAMESPACE
         ) as metric:
             metric.add_dimension(name=REASON_DIMENSION, value=reason)
+
+
+def count_failed_notification() -> None:
+    """Flushed at once: the notifier runs inside any handler, whatever metric set that one holds."""
+    with single_metric(name=NOTIFICATIONS_FAILED, unit=MetricUnit.Count, value=1, namespace=NAMESPACE):
+        pass
 
 
 def add_target_calls(metrics: Metrics, stats: dict) -> None:

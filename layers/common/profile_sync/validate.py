@@ -39,11 +39,19 @@ reason code                meaning
                            that decode to invalid UTF-8 (id or value)
 ``ambiguous_plus``         encoded mode: a raw ``+`` in the id or a value (write ``%20`` for a space,
                            ``%2B`` for a plus sign)
+``control_character``      raw mode: a control character (C0 or DEL) in the id, or in a value one other
+                           than tab, line feed or carriage return (text layout in a quoted value)
 ``id_too_long``            the decoded id is longer than ``Settings.id_max_chars`` characters
 ``invalid_third_party_id`` a thirdPartyId holding ``+`` or ``/`` once decoded (raw, ``%2B``, ``%2F``)
 ``row_too_large``          decoded parameter values over ``Settings.row_max_bytes`` bytes, or the
                            written row cannot fit in a batch file together with the header
 =========================  ==========================================================================
+
+rejects.csv lists the first ``Settings.rejects_max_rows`` rejected rows, each with a copy of its
+line cut to ``Settings.rejects_original_max_bytes`` bytes (marked ``…[cut: N bytes]``); every
+rejected row is counted (``rejected``, ``reasons``) and ``rejected_unlisted`` says how many are
+not listed, so a small compressed file of bad rows can't fill the disk. Every cell is made safe for
+spreadsheets by ``spreadsheet_safe``, which the job's report uses too.
 
 Duplicate ids: the number of accepted rows whose id (as written in the batch) already appeared in an
 earlier accepted row. Counted exactly (up to 64-bit hash collisions) by ``_DuplicateCounter``: each
@@ -85,6 +93,7 @@ REASONS = (
     "empty_id",
     "invalid_encoding",
     "ambiguous_plus",
+    "control_character",
     "id_too_long",
     "invalid_third_party_id",
     "row_too_large",
@@ -96,7 +105,6 @@ REJECTS_HEADER = ("line", "reason", "detail", "original")
 # Tunables; tests shrink them to exercise chunk boundaries and the fast/slow split.
 _CHUNK_SIZE = 2 * 1024 * 1024  # larger chunks are no faster and cost peak memory
 _MIN_RECORD_LIMIT = 1024 * 1024  # a line or quoted record longer than this is never held whole
-_ORIGINAL_KEEP = 4096  # chars of an over-long line kept in rejects.csv
 # Duplicate counter: partitions per level, hashes buffered before a spill, hashes per in-memory set.
 _DUP_PARTITION_BITS = 7  # 128 partition files
 _DUP_BUFFER = 1 << 18  # 2 MB of buffered hashes
@@ -105,6 +113,10 @@ _FAST_PATH = True
 
 _BOM = b"\xef\xbb\xbf"
 _SPREADSHEET_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+# Raw mode: no control character in an id; in a value only tab, LF and CR (a quoted value's layout).
+_ID_CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
+_VALUE_CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_NAMES_SHOWN = 5  # header names quoted in a warning; the rest are counted
 _BAD_ENCODED = re.compile(rb'%(?![0-9A-Fa-f]{2})|[^\x21-\x7e]|"')
 _ID_AFTER_NEWLINE = re.compile(rb"\n([^,\n]*)")
 _RAW_NEEDS_ESCAPE = re.compile(rb"[^A-Za-z0-9_.~\-,\n]+")
@@ -165,6 +177,7 @@ class ValidationResult:
     skipped: int = 0
     duplicate_ids: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
+    rejected_unlisted: int = 0  # rejected rows counted but not listed in rejects.csv (rejects_max_rows)
     warnings: list[str] = field(default_factory=list)
     batches: list[BatchInfo] = field(default_factory=list)
     rejects_path: str = ""
@@ -200,9 +213,34 @@ def validate_and_split(
     return engine.result
 
 
-def _spreadsheet_safe(text: str) -> str:
-    # OWASP CSV injection: a leading quote keeps spreadsheets from evaluating the cell.
+def spreadsheet_safe(text: str) -> str:
+    """A CSV cell a spreadsheet shows as text (OWASP CSV injection): a leading quote stops a formula."""
     return "'" + text if text.startswith(_SPREADSHEET_TRIGGERS) else text
+
+
+def spreadsheet_unsafe(text: str) -> str:
+    """The text ``spreadsheet_safe`` was given (drops only the quote it added)."""
+    return text[1:] if text.startswith("'") and text[1:].startswith(_SPREADSHEET_TRIGGERS) else text
+
+
+def cut_original(kept: bytes, length: int, cap: int) -> str:
+    """A rejected line as rejects.csv keeps it: at most ``cap`` bytes of ``kept`` (the start of a
+    ``length``-byte line), marked with how many bytes are missing when cut."""
+    kept = kept[:cap]
+    text = kept.decode("utf-8", errors="replace")
+    return text if length <= len(kept) else f"{text}…[cut: {length - len(kept):,} bytes]"
+
+
+def unlisted_warning(source: str, settings: Settings, unlisted: int) -> str:
+    return (
+        f"{source}: rejects.csv lists the first {settings.rejects_max_rows:,} rejected rows; "
+        f"{unlisted:,} more are counted by reason but not listed (REJECTS_MAX_ROWS)"
+    )
+
+
+def _shown(name: str, limit: int = 64) -> str:
+    """A header name short enough for a message (a header line may be a megabyte)."""
+    return name if len(name) <= limit else name[: limit - 1] + "…"
 
 
 def _encoding_problem(value: bytes) -> str | None:
@@ -470,6 +508,9 @@ class _Engine:
         self.good: re.Pattern[bytes] | None = None
         self.batch: _Batch | None = None
         self.record_limit = max(_MIN_RECORD_LIMIT, 4 * settings.row_max_bytes)
+        # Bytes of a rejected line kept in rejects.csv; rows listed there (None = no limit).
+        self.original_cap = settings.rejects_original_max_bytes or self.record_limit
+        self.rejects_left = settings.rejects_max_rows or None
         rejects_path = out_dir / "rejects.csv"
         self.result.rejects_path = str(rejects_path)
         self.rejects_file = rejects_path.open("w", encoding="utf-8", newline="")
@@ -482,12 +523,13 @@ class _Engine:
     def run(self, stream: BinaryIO) -> None:
         pending = b""
         started = False
-        discarding: tuple[int, bytes] | None = None  # (line, kept prefix) of an over-long line
+        discarding: list | None = None  # [line, kept prefix, length so far] of an over-long line
         while True:
             data = stream.read(_CHUNK_SIZE)
             eof = not data
             if discarding is not None:
                 nl = data.find(b"\n")
+                discarding[2] += len(data) if nl < 0 else nl
                 if nl < 0 and not eof:
                     continue
                 self._reject_overlong(*discarding)
@@ -516,7 +558,7 @@ class _Engine:
             if done < len(work):  # a quoted record continues in the next chunk
                 pending = work[done:] + pending
             elif len(pending) > self.record_limit:
-                discarding = (self.line, pending[: _ORIGINAL_KEEP * 4])
+                discarding = [self.line, pending[: self.original_cap], len(pending)]
                 pending = b""
             if eof:
                 break
@@ -654,6 +696,11 @@ class _Engine:
                 decoded.append(value)
                 continue
             if self.raw:
+                control = (_VALUE_CONTROL if i else _ID_CONTROL).search(value)
+                if control is not None:
+                    detail = f"field {i + 1} ({self.names[i]}): control character 0x{control[0][0]:02X}"
+                    self._reject(line, "control_character", detail, record)
+                    return
                 text = value.decode()
                 out.append(quote(text, safe="").encode())
                 decoded.append(value)
@@ -737,6 +784,12 @@ class _Engine:
             )
         if len(names) == 1:
             raise FileRejected(f"{where}: no parameter columns after {first}; add at least one")
+        most = self.settings.header_max_columns
+        if most and len(names) - 1 > most:
+            raise FileRejected(
+                f"{where}: {len(names) - 1:,} parameter columns, over the maximum of {most:,} "
+                "(HEADER_MAX_COLUMNS); split the file into files with fewer columns"
+            )
         params: list[str] = []
         prefixed: list[str] = []
         for number, given in enumerate(names[1:], start=2):
@@ -746,6 +799,8 @@ class _Engine:
             if not name:
                 raise FileRejected(f"{where}: column {number} has an empty name; give every column a name")
             if self.raw:
+                if _ID_CONTROL.search(name.encode()):
+                    raise FileRejected(f"{where}: column {number} name holds a control character")
                 name = quote(name, safe="")
             else:
                 problem = _encoding_problem(name.encode()) or ("raw '+'" if "+" in name else None)
@@ -760,12 +815,17 @@ class _Engine:
         for name in [first, *params]:
             if name in seen:
                 raise FileRejected(
-                    f"{where}: column name '{name}' appears more than once; names must be unique"
+                    f"{where}: column name '{_shown(name)}' appears more than once; names must be unique"
                 )
             seen.add(name)
         if prefixed:
+            # A count and the first names: the warning goes into the job record (DynamoDB: 400 KB).
+            shown = ", ".join(_shown(name) for name in prefixed[:_NAMES_SHOWN])
+            more = len(prefixed) - _NAMES_SHOWN
             self.result.warnings.append(
-                f"{where}: removed the 'profile.' prefix from {', '.join(prefixed)} (Target adds it itself)"
+                f"{where}: removed the 'profile.' prefix from {len(prefixed):,} "
+                f"{'column' if len(prefixed) == 1 else 'columns'} ({shown}"
+                f"{f' and {more:,} more' if more > 0 else ''}) (Target adds it itself)"
             )
         self.names = [first, *params]
         self.result.id_column = first
@@ -789,18 +849,25 @@ class _Engine:
         result = self.result
         result.rejected += 1
         result.reasons[reason] = result.reasons.get(reason, 0) + 1
+        if self.rejects_left is not None:
+            if not self.rejects_left:  # counted above, not listed: the disk stays bounded
+                result.rejected_unlisted += 1
+                return
+            self.rejects_left -= 1
         if original is None:
-            original = record.decode("utf-8", errors="replace")
-        self.rejects.writerow([line, reason, _spreadsheet_safe(detail), _spreadsheet_safe(original)])
+            original = self._original(record, len(record))
+        self.rejects.writerow([line, reason, spreadsheet_safe(detail), spreadsheet_safe(original)])
 
-    def _reject_overlong(self, line: int, kept: bytes) -> None:
+    def _original(self, kept: bytes, length: int) -> str:
+        return cut_original(kept, length, self.original_cap)
+
+    def _reject_overlong(self, line: int, kept: bytes, length: int) -> None:
         if not self.header_done:
             raise FileRejected(f"{self.source}: line {line}: header is longer than {self.record_limit} bytes")
         self.result.received += 1
         self.line = line + 1
-        original = kept.decode("utf-8", errors="replace")[:_ORIGINAL_KEEP] + "..."
-        detail = f"the line is longer than {self.record_limit} bytes (original cut short)"
-        self._reject(line, "row_too_large", detail, b"", original)
+        detail = f"the line is {length:,} bytes, longer than {self.record_limit:,}"
+        self._reject(line, "row_too_large", detail, b"", self._original(kept, length))
 
     def _open_batch(self) -> _Batch:
         index = len(self.result.batches) + 1
@@ -832,6 +899,8 @@ class _Engine:
         result = self.result
         self._close_batch()
         result.duplicate_ids = self.duplicates.count()
+        if result.rejected_unlisted:
+            result.warnings.append(unlisted_warning(self.source, self.settings, result.rejected_unlisted))
         if result.duplicate_ids:
             result.warnings.append(
                 f"{self.source}: {result.duplicate_ids} "

@@ -75,8 +75,9 @@ class DynamoJobStore:
         item = self.table.get_item(Key=job_key(job_id), ConsistentRead=True).get("Item")
         return _strip_keys(item) if item else None
 
-    def update_job(self, job_id: str, changes: dict) -> None:
-        self._update(job_key(job_id), changes)
+    def update_job(self, job_id: str, changes: dict, *, expect: dict | None = None) -> bool:
+        """Set fields on the job record; with `expect`, only if those fields hold those values."""
+        return self._update(job_key(job_id), changes, expect)
 
     def _update(self, key: dict, changes: dict, expect: dict | None = None) -> bool:
         changes = {k: v for k, v in changes.items() if v is not None}

@@ -1,8 +1,19 @@
-"""SNS: messages for a person (counts, ids, reasons; never profile values)."""
+"""SNS: messages for a person (counts, ids, reasons; never profile values).
+
+Best-effort: a notice that can't be published is logged (its subject and the error, never the
+message) and counted in the NotificationsFailed metric; it never fails the step that sends it, so
+it can't change a job's status.
+"""
 
 from __future__ import annotations
 
+import logging
+
 import boto3
+
+from profile_sync import telemetry
+
+logger = logging.getLogger(__name__)
 
 
 class SnsNotifier:
@@ -10,7 +21,19 @@ class SnsNotifier:
         self.topic_arn = topic_arn
         self._sns = client or boto3.client("sns")
 
-    def notify(self, subject: str, message: str) -> None:
-        if self.topic_arn:
+    def notify(self, subject: str, message: str) -> bool:
+        """True once SNS accepted the message; False when there is no topic or the publish failed."""
+        if not self.topic_arn:
+            return False
+        try:
             # SNS subjects are limited to 100 characters.
             self._sns.publish(TopicArn=self.topic_arn, Subject=subject[:100], Message=message)
+        except Exception as exc:  # any failure: the notice is lost, the job goes on
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+            logger.warning(
+                "notification not published",
+                extra={"subject": subject[:100], "error": type(exc).__name__, "error_code": code},
+            )
+            telemetry.count_failed_notification()
+            return False
+        return True
