@@ -11,14 +11,17 @@ at 512-1024 MB is smaller and Target's answers are slower, so they are an estima
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import math
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
+from unittest import mock
 
 import botocore.client
+from requests.adapters import HTTPAdapter
 
 from profile_sync_local.local_stack import template
 
@@ -106,24 +109,51 @@ class AwsRequests:
             botocore.client.BaseClient._make_api_call = original
 
 
+_WAITING: contextvars.ContextVar[list[float] | None] = contextvars.ContextVar("target_wait", default=None)
+
+
 class LambdaDurations:
-    """Each invocation's measured duration, by function (the names the state machine uses)."""
+    """Each invocation's measured duration, by function (the names the state machine uses), and the
+    part of it spent waiting for Target's answers (Lambda bills it; it is Target's time)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.seconds: dict[str, list[float]] = {}
+        self.target_seconds: Counter[str] = Counter()
 
-    def add(self, name: str, seconds: float) -> None:
+    def add(self, name: str, seconds: float, target_seconds: float = 0.0) -> None:
         with self._lock:
             self.seconds.setdefault(name, []).append(seconds)
+            self.target_seconds[name] += target_seconds
 
     @contextlib.contextmanager
     def timing(self, name: str) -> Iterator[None]:
+        waited: list[float] = []
+        token = _WAITING.set(waited)
         start = time.perf_counter()
         try:
             yield
         finally:
-            self.add(name, time.perf_counter() - start)
+            _WAITING.reset(token)
+            self.add(name, time.perf_counter() - start, sum(waited))
+
+    @staticmethod
+    @contextlib.contextmanager
+    def observing_target() -> Iterator[None]:
+        """Time every HTTP call (the functions' HTTP calls all go to Target) of the running invocation."""
+        send = HTTPAdapter.send
+
+        def timed(adapter: HTTPAdapter, request: Any, *args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return send(adapter, request, *args, **kwargs)
+            finally:
+                waited = _WAITING.get()
+                if waited is not None:
+                    waited.append(time.perf_counter() - start)
+
+        with mock.patch.object(HTTPAdapter, "send", timed):
+            yield
 
     def wrap(self, handlers: dict[str, Callable]) -> dict[str, Callable]:
         def timed(name: str, handler: Callable) -> Callable:
@@ -151,13 +181,15 @@ def job_cost(transitions: int, durations: LambdaDurations, requests: AwsRequests
     """The bill of one job, item by item, in USD, with the quantities it comes from."""
     usd = PRICES["usd"]
     memory = memory_mb()
-    gb_seconds = 0.0
+    gb_seconds = target_gb_seconds = 0.0
     invocations = 0
     for name, seconds in durations.seconds.items():
         gb = memory.get(name, 128) / 1024
         # Lambda bills each invocation's duration rounded up to the millisecond.
         gb_seconds += gb * sum(math.ceil(s * 1000) / 1000 for s in seconds)
+        target_gb_seconds += gb * durations.target_seconds[name]
         invocations += len(seconds)
+    waiting = target_gb_seconds * usd["lambda_gb_second"]
     counts = requests.counts
     items = {
         "step_functions": transitions * usd["step_functions_standard_transition"],
@@ -169,14 +201,20 @@ def job_cost(transitions: int, durations: LambdaDurations, requests: AwsRequests
         + counts["dynamodb_rru"] * usd["dynamodb_read_request_unit"],
         "sns_requests": counts["sns_publish"] * usd["sns_publish_request"],
     }
+    total = sum(items.values())
     return {
-        "usd": round(sum(items.values()), 6),
+        "usd": round(total, 6),
+        # The same without the Lambda time spent waiting for Target's answers (Target's own time).
+        "usd_without_target_time": round(total - waiting, 6),
         "items_usd": {k: round(v, 6) for k, v in items.items()},
         "quantities": {
             "state_transitions": transitions,
             "lambda_invocations": invocations,
             "lambda_gb_seconds": round(gb_seconds, 3),
             "lambda_seconds": {k: round(sum(v), 3) for k, v in durations.seconds.items()},
+            "lambda_seconds_waiting_for_target": {
+                k: round(v, 3) for k, v in durations.target_seconds.items()
+            },
             "s3_put_class_requests": counts["s3_put"],
             "s3_get_class_requests": counts["s3_get"],
             "dynamodb_write_units": counts["dynamodb_wru"],
@@ -194,5 +232,6 @@ def format_cost(cost: dict) -> list[str]:
         f"Step Functions ${items['step_functions']:.4f}, "
         f"Lambda ${items['lambda_duration'] + items['lambda_requests']:.4f} "
         f"({q['lambda_gb_seconds']} GB-s measured here), S3 ${items['s3_requests']:.4f}, "
-        f"DynamoDB ${items['dynamodb_requests']:.4f}, SNS ${items['sns_requests']:.6f}"
+        f"DynamoDB ${items['dynamodb_requests']:.4f}, SNS ${items['sns_requests']:.6f}; "
+        f"${cost['usd_without_target_time']:.4f} without the Lambda time spent waiting for Target"
     ]

@@ -130,6 +130,7 @@ def run_local(
             stack.enter_context(contextlib.redirect_stdout(log))
             stack.enter_context(calls.observing())
             stack.enter_context(requests.observing())
+            stack.enter_context(durations.observing_target())
             virtual = time_source if isinstance(time_source, VirtualClock) else None
             if virtual is not None:
                 stack.enter_context(steps_on(virtual))  # the ingest's times too

@@ -38,6 +38,17 @@ def test_the_bill_adds_up_from_its_quantities() -> None:
     )
     assert cost["usd"] == pytest.approx(expected, abs=2e-6)
     assert cost["prices"] == {"as_of": PRICES["as_of"], "region": "us-east-1"}
+    assert cost["usd_without_target_time"] == cost["usd"]  # no Target call was timed
+
+
+def test_the_lambda_time_spent_waiting_for_target_is_told_apart() -> None:
+    durations, requests = LambdaDurations(), AwsRequests()
+    durations.add("SubmitBatch", 3.0, target_seconds=2.0)  # 1024 MB
+    cost = job_cost(0, durations, requests)
+    assert cost["usd"] - cost["usd_without_target_time"] == pytest.approx(
+        2.0 * USD["lambda_gb_second"], abs=2e-6
+    )
+    assert cost["quantities"]["lambda_seconds_waiting_for_target"] == {"SubmitBatch": 2.0}
 
 
 def test_a_run_reports_what_its_job_would_cost(tmp_path, capsys) -> None:
@@ -59,6 +70,11 @@ def test_a_run_reports_what_its_job_would_cost(tmp_path, capsys) -> None:
     assert q["dynamodb_write_units"] >= 5 and q["dynamodb_read_units"] > 0
     assert q["sns_publishes"] == 0  # a clean job sends no alert
     assert cost["usd"] == pytest.approx(sum(cost["items_usd"].values()), abs=1e-5)
+    waiting = q["lambda_seconds_waiting_for_target"]
+    assert 0 < waiting["SubmitBatch"] <= q["lambda_seconds"]["SubmitBatch"]
+    assert 0 < waiting["PollBatch"] <= q["lambda_seconds"]["PollBatch"]
+    assert waiting["Ingest"] == 0  # the ingest never calls Target
+    assert cost["usd_without_target_time"] < cost["usd"]
 
     main(["run", str(source), "--out", str(tmp_path / "out2")])
     assert "AWS cost ~$" in capsys.readouterr().out
