@@ -17,6 +17,8 @@ help:
 	@echo "make demo   set up and run the job locally on the bundled sample"
 	@echo "make test   ruff, pytest, asl-validator, sam validate --lint, sam build, checkov"
 	@echo "make bench  engine, poll-lag, pipeline and cost tables against their goals (takes minutes)"
+	@echo "make sam-local  every function in SAM's container against the local stack (needs Docker)"
+	@echo "make smoke STACK=name CLIENT=code  the sample through a deployed stack"
 
 setup: $(VENV)/.installed
 
@@ -84,9 +86,17 @@ clean:
 	rm -rf .aws-sam out .pytest_cache .ruff_cache node_modules
 
 # Optional, not part of `make test`: needs Docker and the Lambda base image (README: sam local invoke).
-# Builds, runs ReserveQuotaFunction in SAM's container on events/reserve_quota_batch.json (quota off:
-# no AWS, no network) and checks its answer, since sam exits 0 even when the handler raises.
-# Without a Docker engine it says it did not run and exits 0.
+# Every events/ file through `sam local invoke` in a container, against a moto server and the Target
+# emulator (behind an HTTPS relay) on the Docker bridge address; checks each answer and the records
+# it wrote, since sam exits 0 even when the handler raises. Without a Docker engine it says it did
+# not run, and why, and exits 0.
 .PHONY: sam-local
 sam-local: setup
 	python local/sam_local/sam_local.py
+
+# Optional, not part of `make test`: the sample through a deployed stack (README: smoke test).
+# Skipped, exit 0, when no AWS credentials are found.
+.PHONY: smoke
+smoke: setup
+	@test -n "$(STACK)" -a -n "$(CLIENT)" || { echo "usage: make smoke STACK=<stack name> CLIENT=<Target client code>"; exit 2; }
+	python -m profile_sync_local.smoke --stack "$(STACK)" --client "$(CLIENT)"

@@ -67,6 +67,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from unittest import mock
+from urllib.parse import unquote, urlsplit
 
 import moto
 
@@ -84,6 +85,7 @@ if moto.__version__ != MOTO_VERSION:  # pragma: no cover - guard
 import boto3  # noqa: E402
 import botocore.session  # noqa: E402
 from botocore import xform_name  # noqa: E402
+from botocore.awsrequest import AWSResponse  # noqa: E402
 from moto.awslambda_simple.models import LambdaSimpleBackend  # noqa: E402
 from moto.core.config import default_user_config  # noqa: E402
 from moto.core.models import botocore_stubber  # noqa: E402
@@ -780,31 +782,38 @@ class LambdaRouter:
         In AWS that call happens inside the service, not through any client of ours. Over a moto
         server it would be an HTTP request served by another thread: the Task's thread would stay
         busy while the handler sleeps on the virtual clock (Target back-off), and time would only
-        move after ``max_stall``. The handlers' own AWS calls still go over HTTP.
+        move after ``max_stall``. So the interpreter's Lambda client answers Invoke itself, just
+        before sending (botocore's before-send): the call still goes through botocore (parameters,
+        events, response parsing), and the handlers' own AWS calls still go over HTTP. Under
+        mock_aws, moto's own before-send answers, as before.
         """
         original = _lambda_eval_utils.boto_client_for
-        client = _InThreadLambdaClient(self)
 
         def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
-            return client if service == "lambda" else original(region, service, state_credentials)
+            client = original(region, service, state_credentials)
+            if service == "lambda":
+                client.meta.events.register("before-send.lambda.Invoke", self._answer_in_thread)
+            return client
 
         return mock.patch.object(_lambda_eval_utils, "boto_client_for", boto_client_for)
 
+    def _answer_in_thread(self, request: Any, **_: Any) -> AWSResponse | None:
+        if botocore_stubber.enabled:
+            return None  # mock_aws: moto's stubber answers (botocore calls every before-send handler)
+        # /2015-03-31/functions/<name or ARN, URL-encoded>/invocations
+        name = unquote(urlsplit(request.url).path.split("/functions/", 1)[1].rsplit("/invocations", 1)[0])
+        body = request.body.read() if hasattr(request.body, "read") else request.body
+        headers: dict[str, str] = {"x-amz-executed-version": "$LATEST"}
+        payload = self.invoke(name, body, headers)
+        return AWSResponse(request.url, 200, headers, _RawBody(payload))
 
-class _InThreadLambdaClient:
-    """The Invoke answer boto3 would give (FunctionError, Payload stream), from :class:`LambdaRouter`."""
 
-    def __init__(self, router: LambdaRouter) -> None:
-        self._router = router
+class _RawBody(io.BytesIO):
+    """What botocore reads an answer from (urllib3's stream())."""
 
-    def invoke(self, FunctionName: str, Payload: bytes | None = None, **_: Any) -> dict:
-        headers: dict[str, str] = {}
-        body = self._router.invoke(FunctionName, Payload, headers)
-        answer: dict[str, Any] = {"StatusCode": 200, "ExecutedVersion": "$LATEST"}
-        answer["Payload"] = io.BytesIO(body)
-        if "x-amz-function-error" in headers:
-            answer["FunctionError"] = headers["x-amz-function-error"]
-        return answer
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        while chunk := self.read(65536):
+            yield chunk
 
 
 class _MarshalError(Exception):

@@ -8,7 +8,6 @@ import re
 import boto3
 import pytest
 from botocore.response import StreamingBody
-from moto import mock_aws
 
 from profile_sync.target.errors import TargetMaybeAccepted, TargetRejected, TargetRetryLater
 from tests.contract.conftest import CLIENT, batch
@@ -57,7 +56,7 @@ def test_v1_updates_existing_profiles_only(client, emulator):
     assert emulator.store.get(CLIENT, "pcId", "2") is None
 
 
-def test_body_from_path_file_object_and_s3_stream(client, emulator, tmp_path):
+def test_body_from_path_file_object_and_s3_stream(client, emulator, tmp_path, aws):
     path = tmp_path / "batch-0001.txt"
     path.write_bytes(batch("1,a"))
     client.submit_batch(path)
@@ -79,13 +78,12 @@ def test_body_from_path_file_object_and_s3_stream(client, emulator, tmp_path):
 
     client.submit_batch(OneWay(batch("2,b")))
 
-    with mock_aws():
-        s3 = boto3.client("s3", region_name="us-east-1")
-        s3.create_bucket(Bucket="batches")
-        s3.put_object(Bucket="batches", Key="k", Body=batch("3,c"))
-        obj = s3.get_object(Bucket="batches", Key="k")
-        assert isinstance(obj["Body"], StreamingBody)
-        client.submit_batch(obj["Body"], content_length=obj["ContentLength"])
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket="batches")
+    s3.put_object(Bucket="batches", Key="k", Body=batch("3,c"))
+    obj = s3.get_object(Bucket="batches", Key="k")
+    assert isinstance(obj["Body"], StreamingBody)
+    client.submit_batch(obj["Body"], content_length=obj["ContentLength"])
 
     posts = [r for r in emulator.requests if r["endpoint"] == "batchUpdate"]
     assert len(posts) == 5

@@ -6,7 +6,6 @@ import threading
 from collections import Counter
 
 import pytest
-from moto import mock_aws
 
 from profile_sync.aws.ratelimit import DynamoDBRateLimiter
 from profile_sync.target.client import RetryPolicy, TargetClient
@@ -65,8 +64,8 @@ def test_in_memory_limiter_holds_50_per_minute_across_threads():
 
 
 @pytest.mark.usefixtures("_no_real_aws")
-def test_dynamodb_limiter_holds_50_per_minute_across_threads():
-    with mock_aws(), atomic_moto_dynamodb():
+def test_dynamodb_limiter_holds_50_per_minute_across_threads(aws):
+    with atomic_moto_dynamodb():
         table = create_rate_table()
         emulator = _run(lambda clock: DynamoDBRateLimiter(table, 50, clock.time, sleep=clock.sleep))
         _check(emulator)

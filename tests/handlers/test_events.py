@@ -4,14 +4,14 @@ events/ is what `sam local invoke -e` uses: an EventBridge "Object Created" per 
 each workflow Lambda the Payload its Task state builds (statemachine/profile_sync.asl.json).
 A file maps to its function by name: `<function folder>_<what>.json` (functions/<folder>/).
 Each runs with env.json's settings for its function (as `sam local invoke --env-vars env.json`
-would apply them), under moto with what it needs seeded, and the Target emulator on loopback.
+would apply them), against a moto server over HTTP with what it needs seeded, and the Target
+emulator on loopback. The clock is fixed (STEP_TIME), so the events' times never go stale here.
 """
 
 from __future__ import annotations
 
 import csv
 import gzip
-import importlib.util
 import io
 import json
 from collections.abc import Callable, Iterator
@@ -469,49 +469,3 @@ def test_env_json_sets_only_what_the_template_declares() -> None:
         values = {**settings["Parameters"], **settings[logical_id]}
         assert {"JOBS_TABLE", "DROP_BUCKET", "ALERT_TOPIC_ARN"} <= set(values), logical_id
         assert all(isinstance(v, str) for v in values.values()), logical_id
-
-
-# ------------------------------------------------------------------------------------- make sam-local
-def _sam_local_script():
-    spec = importlib.util.spec_from_file_location("sam_local", ROOT / "local" / "sam_local" / "sam_local.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_the_sam_local_run_needs_no_aws_and_its_expected_answer_holds(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """What `make sam-local` invokes, with its settings, answers as it expects with AWS unreachable."""
-    script = _sam_local_script()
-    folder = next(f for f, logical_id in FUNCTIONS.items() if logical_id == script.FUNCTION)
-    assert function_for(ROOT / script.EVENT) == folder
-    settings = script.env_vars()
-    for name, value in {**settings["Parameters"], **settings[script.FUNCTION]}.items():
-        if name in _declared_variables(script.FUNCTION):
-            monkeypatch.setenv(name, value)
-    # No moto: any AWS call would go to a closed port and fail at once.
-    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
-    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
-    result = load_function(folder).lambda_handler(
-        json.loads((ROOT / script.EVENT).read_text()), FakeContext()
-    )
-    assert result == script.EXPECTED
-    assert script.check_output("START RequestId: x\n" + json.dumps(result) + "\n", "")[0]
-
-
-def test_sam_local_reads_the_output_because_sam_exits_0_on_errors() -> None:
-    script = _sam_local_script()
-    error = '{"errorMessage": "boom", "errorType": "KeyError", "requestId": "x", "stackTrace": []}\n'
-    assert script.check_output(error, "")[0] is False
-    assert script.check_output("", "Error: Image not found\n")[0] is False
-    other = dict(script.EXPECTED, granted=False)
-    assert script.check_output(json.dumps(other) + "\n", "")[0] is False
-
-
-def test_sam_local_without_docker_says_it_did_not_run(monkeypatch, capsys) -> None:
-    script = _sam_local_script()
-    monkeypatch.setattr(script, "docker_problem", lambda: "no engine here")
-    monkeypatch.setattr(script, "run", lambda *a, **k: pytest.fail("must not build or invoke"))
-    assert script.main() == 0
-    assert "NOT run (no engine here)" in capsys.readouterr().out

@@ -7,7 +7,6 @@ import json
 import boto3
 import pytest
 from botocore.stub import Stubber
-from moto import mock_aws
 
 from profile_sync.aws.jobs import DynamoJobStore
 from profile_sync_local import deployed
@@ -55,84 +54,81 @@ def _job(store: DynamoJobStore, job_id: str, created: str, key: str, **fields) -
 
 
 @pytest.fixture
-def aws():
-    """The drop bucket and the JobsTable in moto: a finished job, a running one, a rejected one."""
-    with mock_aws():
-        s3 = boto3.client("s3", region_name=REGION)
-        s3.create_bucket(Bucket=BUCKET)
-        boto3.client("dynamodb", region_name=REGION).create_table(**table_definition("JobsTable", TABLE))
-        store = DynamoJobStore(TABLE, resource=boto3.resource("dynamodb", region_name=REGION))
-        common = {"clientCode": "acme", "apiVersion": "v2", "inputMode": "encoded"}
+def aws(aws):
+    """The drop bucket and the JobsTable, over HTTP: a finished job, a running one, a rejected one."""
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket=BUCKET)
+    boto3.client("dynamodb", region_name=REGION).create_table(**table_definition("JobsTable", TABLE))
+    store = DynamoJobStore(TABLE, resource=boto3.resource("dynamodb", region_name=REGION))
+    common = {"clientCode": "acme", "apiVersion": "v2", "inputMode": "encoded"}
 
-        _job(store, DONE, "2025-06-01T10:00:00+00:00", "incoming/acme/visitors.csv", **common)
-        store.update_job(DONE, {"received": 16, "accepted": 10, "rejected": 5, "skipped": 1, "batchCount": 2})
-        store.put_batches(DONE, [{"batchIndex": 1, "rows": 6}, {"batchIndex": 2, "rows": 4}])
-        store.update_batch(
-            DONE,
-            1,
-            {
-                "status": "COMPLETE",
-                "polls": 3,
-                "counts": {"succeeded": 4, "failed": 2, "not_found": 0, "pending": 0},
-                "submittedAt": "2025-06-01T10:00:05+00:00",
-                "endedAt": "2025-06-01T10:07:05+00:00",
-            },
-        )
-        store.update_batch(
-            DONE,
-            2,
-            {
-                "status": "COMPLETE",
-                "polls": 2,
-                "counts": {"succeeded": 4, "failed": 0, "not_found": 0, "pending": 0},
-            },
-        )
-        store.update_job(
-            DONE,
-            {
-                "status": "COMPLETE_WITH_ERRORS",
-                "succeeded": 8,
-                "failed": 2,
-                "not_found": 0,
-                "pending": 0,
-                "finishedAt": "2025-06-01T10:08:00+00:00",
-            },
-        )
-        prefix = f"jobs/{DONE}/"
-        s3.put_object(Bucket=BUCKET, Key=prefix + "report/summary.json", Body=json.dumps(SUMMARY).encode())
-        s3.put_object(Bucket=BUCKET, Key=prefix + "report/rows.csv", Body=ROWS_CSV.encode())
-        s3.put_object(Bucket=BUCKET, Key=prefix + "rejects.csv", Body=REJECTS_CSV.encode())
+    _job(store, DONE, "2025-06-01T10:00:00+00:00", "incoming/acme/visitors.csv", **common)
+    store.update_job(DONE, {"received": 16, "accepted": 10, "rejected": 5, "skipped": 1, "batchCount": 2})
+    store.put_batches(DONE, [{"batchIndex": 1, "rows": 6}, {"batchIndex": 2, "rows": 4}])
+    store.update_batch(
+        DONE,
+        1,
+        {
+            "status": "COMPLETE",
+            "polls": 3,
+            "counts": {"succeeded": 4, "failed": 2, "not_found": 0, "pending": 0},
+            "submittedAt": "2025-06-01T10:00:05+00:00",
+            "endedAt": "2025-06-01T10:07:05+00:00",
+        },
+    )
+    store.update_batch(
+        DONE,
+        2,
+        {
+            "status": "COMPLETE",
+            "polls": 2,
+            "counts": {"succeeded": 4, "failed": 0, "not_found": 0, "pending": 0},
+        },
+    )
+    store.update_job(
+        DONE,
+        {
+            "status": "COMPLETE_WITH_ERRORS",
+            "succeeded": 8,
+            "failed": 2,
+            "not_found": 0,
+            "pending": 0,
+            "finishedAt": "2025-06-01T10:08:00+00:00",
+        },
+    )
+    prefix = f"jobs/{DONE}/"
+    s3.put_object(Bucket=BUCKET, Key=prefix + "report/summary.json", Body=json.dumps(SUMMARY).encode())
+    s3.put_object(Bucket=BUCKET, Key=prefix + "report/rows.csv", Body=ROWS_CSV.encode())
+    s3.put_object(Bucket=BUCKET, Key=prefix + "rejects.csv", Body=REJECTS_CSV.encode())
 
-        _job(
-            store,
-            RUNNING,
-            "2025-06-02T09:00:00+00:00",
-            "incoming/acme/api=v1/crm.csv.gz",
-            **common | {"apiVersion": "v1"},
-        )
-        store.update_job(
-            RUNNING,
-            {"status": "QUEUED", "received": 5, "accepted": 5, "rejected": 0, "skipped": 0, "batchCount": 2},
-        )
-        store.put_batches(RUNNING, [{"batchIndex": 1, "rows": 3}, {"batchIndex": 2, "rows": 2}])
-        store.update_batch(
-            RUNNING,
-            1,
-            {
-                "status": "STUCK",
-                "polls": 4,
-                "counts": {"succeeded": 1, "failed": 2, "not_found": 0, "pending": 0},
-                "reason": "Target reported the batch stuck: it will not complete",
-            },
-        )
-        store.update_batch(RUNNING, 2, {"status": "POLLING", "polls": 2})
-        s3.put_object(Bucket=BUCKET, Key=f"jobs/{RUNNING}/rejects.csv", Body=b"line,reason,detail,original\n")
+    _job(
+        store,
+        RUNNING,
+        "2025-06-02T09:00:00+00:00",
+        "incoming/acme/api=v1/crm.csv.gz",
+        **common | {"apiVersion": "v1"},
+    )
+    store.update_job(
+        RUNNING,
+        {"status": "QUEUED", "received": 5, "accepted": 5, "rejected": 0, "skipped": 0, "batchCount": 2},
+    )
+    store.put_batches(RUNNING, [{"batchIndex": 1, "rows": 3}, {"batchIndex": 2, "rows": 2}])
+    store.update_batch(
+        RUNNING,
+        1,
+        {
+            "status": "STUCK",
+            "polls": 4,
+            "counts": {"succeeded": 1, "failed": 2, "not_found": 0, "pending": 0},
+            "reason": "Target reported the batch stuck: it will not complete",
+        },
+    )
+    store.update_batch(RUNNING, 2, {"status": "POLLING", "polls": 2})
+    s3.put_object(Bucket=BUCKET, Key=f"jobs/{RUNNING}/rejects.csv", Body=b"line,reason,detail,original\n")
 
-        _job(store, REJECTED, "2025-05-31T08:00:00+00:00", "incoming/acme/ecid.csv", clientCode="acme")
-        store.update_job(
-            REJECTED, {"status": "REJECTED", "reason": "first column must be pcId or thirdPartyId"}
-        )
-        yield s3
+    _job(store, REJECTED, "2025-05-31T08:00:00+00:00", "incoming/acme/ecid.csv", clientCode="acme")
+    store.update_job(REJECTED, {"status": "REJECTED", "reason": "first column must be pcId or thirdPartyId"})
+    yield s3
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -289,14 +285,13 @@ def test_jobs_limit(aws, capsys):
         main(["jobs", "--table", TABLE, "--limit", "0"])
 
 
-def test_jobs_in_an_empty_table(capsys):
-    with mock_aws():
-        boto3.client("dynamodb", region_name=REGION).create_table(**table_definition("JobsTable", "empty"))
-        code, out, _ = run(capsys, "jobs", "--table", "empty")
-        assert code == EXIT_OK
-        assert "no jobs yet in empty" in out
-        code, out, _ = run(capsys, "jobs", "--table", "empty", "--json")
-        assert json.loads(out) == []
+def test_jobs_in_an_empty_table(capsys, aws):
+    boto3.client("dynamodb", region_name=REGION).create_table(**table_definition("JobsTable", "empty"))
+    code, out, _ = run(capsys, "jobs", "--table", "empty")
+    assert code == EXIT_OK
+    assert "no jobs yet in empty" in out
+    code, out, _ = run(capsys, "jobs", "--table", "empty", "--json")
+    assert json.loads(out) == []
 
 
 def test_jobs_in_a_table_that_does_not_exist(aws, capsys):

@@ -378,3 +378,24 @@ def test_a_line_break_inside_a_dropped_column_keeps_the_next_rows_line_numbers(t
     assert result.skipped == 1  # row 3 has no value left once its note is dropped
     assert [b.source_line(i) for b in result.batches for i in range(b.rows)] == [2, 4, 8]
     assert rejects == []
+
+
+def test_a_file_of_bad_rows_is_counted_without_holding_its_rejects_in_memory(tmp_path: Path) -> None:
+    import tracemalloc  # noqa: PLC0415
+
+    rows = 40_000
+    data = b"pcId;a\n" + b"".join(b"%d;bad\x81%s\n" % (i, b"x" * 500) for i in range(rows))
+    profile = parse_profile({"separator": ";", "encoding": "windows-1252"}, "acme")
+    tracemalloc.start()
+    try:
+        result = validate_with_profile(
+            io.BytesIO(data), tmp_path, Settings(rejects_max_rows=0), profile, source_name="bad.csv"
+        )
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert (result.received, result.rejected, result.accepted) == (rows, rows, 0)
+    assert result.reasons == {"invalid_text_encoding": rows}
+    # Every reject listed (no cap), yet the peak stays a few MB over the input's own copy.
+    assert sum(1 for _ in (tmp_path / "rejects.csv").open(encoding="utf-8")) == rows + 1
+    assert peak < len(data) + 16 * 2**20, peak

@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from profile_sync.aws.jobs import plain
 from profile_sync.aws.quota import DynamoDailyRowQuota, DynamoRollingQuota
@@ -67,10 +66,9 @@ def test_a_reservation_larger_than_the_quota_can_never_fit():
 
 # ------------------------------------------------------------------------------------- DynamoDB
 @pytest.fixture
-def table():
-    with mock_aws():
-        boto3.client("dynamodb", region_name=REGION).create_table(**table_definition("JobsTable", TABLE))
-        yield boto3.resource("dynamodb", region_name=REGION).Table(TABLE)
+def table(aws):
+    boto3.client("dynamodb", region_name=REGION).create_table(**table_definition("JobsTable", TABLE))
+    yield boto3.resource("dynamodb", region_name=REGION).Table(TABLE)
 
 
 def quota_item(table, day: str = "2026-11-28", client: str = "acme") -> dict:

@@ -7,7 +7,6 @@ import json
 import boto3
 import pytest
 from aws_lambda_powertools.utilities import parameters
-from moto import mock_aws
 
 from profile_sync.aws.secrets import token_provider_from_secret
 from profile_sync.target.auth import (
@@ -176,9 +175,8 @@ def test_provider_choice_from_a_secret_value():
 
 
 @pytest.fixture
-def secrets_client():
-    with mock_aws():
-        yield boto3.client("secretsmanager", region_name="us-east-1")
+def secrets_client(aws):
+    yield boto3.client("secretsmanager", region_name="us-east-1")
 
 
 def test_static_token_from_secrets_manager_rereads_after_a_refusal(secrets_client):

@@ -6,7 +6,6 @@ import threading
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from profile_sync.aws.ratelimit import DynamoDBRateLimiter
 from profile_sync.target.errors import TargetRetryLater
@@ -15,8 +14,8 @@ from tests.contract.conftest import FakeClock, atomic_moto_dynamodb, create_rate
 
 
 @pytest.fixture
-def table():
-    with mock_aws(), atomic_moto_dynamodb():
+def table(aws):
+    with atomic_moto_dynamodb():
         yield create_rate_table()
 
 
@@ -94,11 +93,10 @@ def test_dynamodb_limiter_by_table_name(table):
     assert limiter.try_acquire("demo") > 0
 
 
-def test_other_dynamodb_errors_propagate():
-    with mock_aws():
-        limiter = DynamoDBRateLimiter(boto3.resource("dynamodb", region_name="us-east-1").Table("missing"), 1)
-        with pytest.raises(Exception, match="ResourceNotFound"):
-            limiter.try_acquire("demo")
+def test_other_dynamodb_errors_propagate(aws):
+    limiter = DynamoDBRateLimiter(boto3.resource("dynamodb", region_name="us-east-1").Table("missing"), 1)
+    with pytest.raises(Exception, match="ResourceNotFound"):
+        limiter.try_acquire("demo")
 
 
 def test_limit_must_be_positive():

@@ -147,6 +147,8 @@ def calls(pipeline, monkeypatch):
         [*botocore.handlers.BUILTIN_HANDLERS, ("before-parameter-build", recorder)],
     )
     monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+    # The state machine's own Lambda calls go through botocore too (sfn_local answers them in the
+    # Task's thread at before-send), so they are recorded as the workflow role's like the others.
     DEFAULT_PROVIDERS.clear()
     # Work a function hands to a thread pool (boto3's multipart uploads, parallel single updates) is
     # still that function's: the pool's threads run in the submitter's context.

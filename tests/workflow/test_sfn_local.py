@@ -1,4 +1,8 @@
-"""sfn_local: real ASL on moto's Step Functions interpreter, handlers in-process, virtual time."""
+"""sfn_local: real ASL on moto's Step Functions interpreter, handlers in-process, virtual time.
+
+Tests without the `aws` fixture use sfn_local on its own, which then starts moto in-process
+(mock_aws): that is the library's fallback and is kept covered; those with it run over the moto
+server, as the pipeline does."""
 
 from __future__ import annotations
 
@@ -10,7 +14,6 @@ from pathlib import Path
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from profile_sync_local.sfn_local import (
     LocalStateMachine,
@@ -208,36 +211,33 @@ def test_map_polls_concurrently_with_max_concurrency_and_plausible_virtual_durat
     assert clock.forced_advances == 0
 
 
-def test_distributed_map_reads_items_from_s3():
-    with mock_aws():
-        s3 = boto3.client("s3", region_name="us-east-1")
-        s3.create_bucket(Bucket="items-bucket")
-        s3.put_object(
-            Bucket="items-bucket", Key="in/items.json", Body=json.dumps([{"n": i} for i in range(5)])
-        )
-        lock = threading.Lock()
-        seen = []
+def test_distributed_map_reads_items_from_s3(aws):
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket="items-bucket")
+    s3.put_object(Bucket="items-bucket", Key="in/items.json", Body=json.dumps([{"n": i} for i in range(5)]))
+    lock = threading.Lock()
+    seen = []
 
-        def process(event, _ctx):
-            with lock:
-                seen.append(event["row"]["n"])
-            return {"n2": event["row"]["n"] * 2}
+    def process(event, _ctx):
+        with lock:
+            seen.append(event["row"]["n"])
+        return {"n2": event["row"]["n"] * 2}
 
-        result = run_state_machine(
-            ASL / "distributed.asl.json",
-            {"Process": process},
-            {"bucket": "items-bucket", "key": "in/items.json"},
-            substitutions=arns("Process"),
-        )
-        assert result.status == "SUCCEEDED", result.describe()
-        assert sorted(seen) == [0, 1, 2, 3, 4]
-        assert result.output == [{"n2": 2 * i} for i in range(5)]
-        assert result.max_concurrency["Process"] <= 2
-        assert result.events("MapRunStarted")
-        # Billed: the Map state, one per child execution started, and each child's one state
-        # (moto keeps no history of the children: the parent's history shows only the Map state).
-        assert result.state_transitions == 1
-        assert result.transitions == {"total": 11, "parent": 1, "child_executions": 5, "child_states": 5}
+    result = run_state_machine(
+        ASL / "distributed.asl.json",
+        {"Process": process},
+        {"bucket": "items-bucket", "key": "in/items.json"},
+        substitutions=arns("Process"),
+    )
+    assert result.status == "SUCCEEDED", result.describe()
+    assert sorted(seen) == [0, 1, 2, 3, 4]
+    assert result.output == [{"n2": 2 * i} for i in range(5)]
+    assert result.max_concurrency["Process"] <= 2
+    assert result.events("MapRunStarted")
+    # Billed: the Map state, one per child execution started, and each child's one state
+    # (moto keeps no history of the children: the parent's history shows only the Map state).
+    assert result.state_transitions == 1
+    assert result.transitions == {"total": 11, "parent": 1, "child_executions": 5, "child_states": 5}
 
 
 def test_child_workflow_with_start_execution_sync2():
@@ -273,40 +273,39 @@ def test_child_workflow_with_start_execution_sync2():
     assert cause["Error"] == "FatalError"
 
 
-def test_handlers_call_back_into_moto_during_the_execution():
-    with mock_aws():
-        s3 = boto3.client("s3", region_name="us-east-1")
-        s3.create_bucket(Bucket="work-bucket")
-        ddb = boto3.client("dynamodb", region_name="us-east-1")
-        ddb.create_table(
-            TableName="jobs",
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        topic_arn = boto3.client("sns", region_name="us-east-1").create_topic(Name="done")["TopicArn"]
-        main_thread = threading.current_thread()
-        handler_threads = []
+def test_handlers_call_back_into_moto_during_the_execution(aws):
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket="work-bucket")
+    ddb = boto3.client("dynamodb", region_name="us-east-1")
+    ddb.create_table(
+        TableName="jobs",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    topic_arn = boto3.client("sns", region_name="us-east-1").create_topic(Name="done")["TopicArn"]
+    main_thread = threading.current_thread()
+    handler_threads = []
 
-        def writer(event, _ctx):
-            handler_threads.append(threading.current_thread())
-            client = boto3.client("s3", region_name="us-east-1")
-            client.put_object(Bucket="work-bucket", Key=f"out/{event['jobId']}.json", Body=b"{}")
-            boto3.client("dynamodb", region_name="us-east-1").put_item(
-                TableName="jobs", Item={"pk": {"S": event["jobId"]}, "state": {"S": "WRITTEN"}}
-            )
-            return {"key": f"out/{event['jobId']}.json"}
-
-        subs = {**arns("Writer"), "TableName": "jobs", "TopicArn": topic_arn}
-        result = run_state_machine(
-            ASL / "aws_services.asl.json", {"Writer": writer}, {"jobId": "j1"}, substitutions=subs
+    def writer(event, _ctx):
+        handler_threads.append(threading.current_thread())
+        client = boto3.client("s3", region_name="us-east-1")
+        client.put_object(Bucket="work-bucket", Key=f"out/{event['jobId']}.json", Body=b"{}")
+        boto3.client("dynamodb", region_name="us-east-1").put_item(
+            TableName="jobs", Item={"pk": {"S": event["jobId"]}, "state": {"S": "WRITTEN"}}
         )
-        assert result.status == "SUCCEEDED", result.describe()
-        assert handler_threads and handler_threads[0] is not main_thread
-        assert result.output["count"] == {"runs": "1"}
-        assert result.output["notified"]["messageId"]
-        # The test sees what the handler and the integrations wrote.
-        assert s3.get_object(Bucket="work-bucket", Key="out/j1.json")["Body"].read() == b"{}"
-        item = ddb.get_item(TableName="jobs", Key={"pk": {"S": "j1"}})["Item"]
-        assert item["state"] == {"S": "WRITTEN"}
-        assert item["runs"] == {"N": "1"}
+        return {"key": f"out/{event['jobId']}.json"}
+
+    subs = {**arns("Writer"), "TableName": "jobs", "TopicArn": topic_arn}
+    result = run_state_machine(
+        ASL / "aws_services.asl.json", {"Writer": writer}, {"jobId": "j1"}, substitutions=subs
+    )
+    assert result.status == "SUCCEEDED", result.describe()
+    assert handler_threads and handler_threads[0] is not main_thread
+    assert result.output["count"] == {"runs": "1"}
+    assert result.output["notified"]["messageId"]
+    # The test sees what the handler and the integrations wrote.
+    assert s3.get_object(Bucket="work-bucket", Key="out/j1.json")["Body"].read() == b"{}"
+    item = ddb.get_item(TableName="jobs", Key={"pk": {"S": "j1"}})["Item"]
+    assert item["state"] == {"S": "WRITTEN"}
+    assert item["runs"] == {"N": "1"}

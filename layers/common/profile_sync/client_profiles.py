@@ -266,12 +266,39 @@ class _Head(io.RawIOBase):
         return len(data)
 
 
-@dataclass
 class ReaderRejects:
-    """Rows the reader refused before the engine saw them (the engine got blank lines instead)."""
+    """Rows the reader refused before the engine saw them (the engine got blank lines instead).
 
-    rows: list[tuple[int, str, str, str]] = field(default_factory=list)  # line, reason, detail, original
-    warnings: list[str] = field(default_factory=list)
+    Counted by reason; listed, as the engine lists its own (at most ``keep`` rows, each line cut at
+    ``original_max`` bytes), in a temporary file, so a file of bad rows never fills memory.
+    """
+
+    def __init__(self, keep: int = 0, original_max: int = 0) -> None:
+        self.keep, self.original_max = keep, original_max
+        self.count = 0
+        self.reasons: dict[str, int] = {}
+        self.warnings: list[str] = []
+        self._spool = tempfile.TemporaryFile("w+", encoding="utf-8", newline="")  # noqa: SIM115
+        self._writer = csv.writer(self._spool)
+        self._listed = 0
+
+    def add(self, line: int, reason: str, detail: str, original: str) -> None:
+        self.count += 1
+        self.reasons[reason] = self.reasons.get(reason, 0) + 1
+        if self.keep and self._listed >= self.keep:
+            return
+        self._listed += 1
+        data = original.encode("utf-8", errors="replace")
+        kept = cut_original(data, len(data), self.original_max or len(data))
+        self._writer.writerow([line, reason, spreadsheet_safe(detail), spreadsheet_safe(kept)])
+
+    def listed(self):
+        """The listed rows, as rejects.csv rows, in the order they came."""
+        self._spool.seek(0)
+        yield from csv.reader(self._spool)
+
+    def close(self) -> None:
+        self._spool.close()
 
 
 class ProfileReader(io.RawIOBase):
@@ -282,10 +309,18 @@ class ProfileReader(io.RawIOBase):
     does every row check itself); every other profile goes through the csv module.
     """
 
-    def __init__(self, stream: BinaryIO, profile: ClientProfile, *, source_name: str = "<stream>") -> None:
+    def __init__(
+        self,
+        stream: BinaryIO,
+        profile: ClientProfile,
+        *,
+        source_name: str = "<stream>",
+        settings: Settings | None = None,
+    ) -> None:
         self.profile = profile
         self.source = source_name
-        self.rejects = ReaderRejects()
+        settings = settings or Settings()
+        self.rejects = ReaderRejects(settings.rejects_max_rows, settings.rejects_original_max_bytes)
         self._out = memoryview(b"")
         self._gen = self._generate(stream)
 
@@ -528,7 +563,7 @@ class ProfileReader(io.RawIOBase):
         )
 
     def _reject(self, line: int, reason: str, detail: str, original: str) -> None:
-        self.rejects.rows.append((line, reason, detail, original))
+        self.rejects.add(line, reason, detail, original)
 
 
 def validate_with_profile(
@@ -543,32 +578,43 @@ def validate_with_profile(
     """``validate_and_split`` of the drop as its profile maps it (unchanged without a profile)."""
     if profile is None or not profile.maps_columns:
         return validate_and_split(stream, out_dir, settings, source_name=source_name, on_batch=on_batch)
-    reader = ProfileReader(stream, profile, source_name=source_name)
-    result = validate_and_split(reader, Path(out_dir), settings, source_name=source_name, on_batch=on_batch)
-    result.warnings[:0] = reader.rejects.warnings
-    if result.file_error or not reader.rejects.rows:
-        return result
-    # The engine saw blank lines in their place: add them to its account and its rejects file.
-    # Within the engine's bounds: REJECTS_MAX_ROWS listed in all, each line cut as the engine cuts it.
+    reader = ProfileReader(stream, profile, source_name=source_name, settings=settings)
+    try:
+        result = validate_and_split(
+            reader, Path(out_dir), settings, source_name=source_name, on_batch=on_batch
+        )
+        result.warnings[:0] = reader.rejects.warnings
+        if not result.file_error and reader.rejects.count:
+            _add_reader_rejects(result, reader.rejects, Path(out_dir), settings, source_name)
+    finally:
+        reader.rejects.close()
+    return result
+
+
+def _add_reader_rejects(
+    result: ValidationResult, rejects: ReaderRejects, out_dir: Path, settings: Settings, source_name: str
+) -> None:
+    """The engine saw blank lines in their place: add them to its account and its rejects file,
+    within the engine's bounds (REJECTS_MAX_ROWS listed in all)."""
     before = unlisted_warning(source_name, settings, result.rejected_unlisted)
     listed = result.rejected - result.rejected_unlisted
-    room = settings.rejects_max_rows - listed if settings.rejects_max_rows else len(reader.rejects.rows)
-    with open(Path(out_dir) / "rejects.csv", "a", encoding="utf-8", newline="") as rejects:
-        writer = csv.writer(rejects)
-        for i, (line, reason, detail, original) in enumerate(reader.rejects.rows):
-            result.reasons[reason] = result.reasons.get(reason, 0) + 1
-            if i >= room:
-                result.rejected_unlisted += 1
-                continue
-            data = original.encode()
-            kept = cut_original(data, len(data), settings.rejects_original_max_bytes or len(data))
-            writer.writerow([line, reason, spreadsheet_safe(detail), spreadsheet_safe(kept)])
+    room = settings.rejects_max_rows - listed if settings.rejects_max_rows else rejects.count
+    written = 0
+    with open(out_dir / "rejects.csv", "a", encoding="utf-8", newline="") as out:
+        writer = csv.writer(out)
+        for row in rejects.listed():
+            if written >= room:
+                break
+            writer.writerow(row)
+            written += 1
+    for reason, count in rejects.reasons.items():
+        result.reasons[reason] = result.reasons.get(reason, 0) + count
+    result.rejected_unlisted += rejects.count - written
     if result.rejected_unlisted:
         result.warnings = [w for w in result.warnings if w != before]
         result.warnings.append(unlisted_warning(source_name, settings, result.rejected_unlisted))
-    result.received += len(reader.rejects.rows)
-    result.rejected += len(reader.rejects.rows)
-    return result
+    result.received += rejects.count
+    result.rejected += rejects.count
 
 
 assert REJECTS_HEADER == ("line", "reason", "detail", "original")  # the columns written above
@@ -594,6 +640,8 @@ class AccountQuota:
     A client without a profile is counted under its client code with the stack's limit, as before.
     ``make(limit)`` builds the underlying quota for a limit.
     """
+
+    per_client = True  # the limit can be on for a client while the stack's is off
 
     def __init__(self, profiles: ProfileStore, default: Any, make: Callable[[int], Any], field: str) -> None:
         self.profiles, self.default, self.make, self.field = profiles, default, make, field

@@ -95,7 +95,8 @@ def reserve_quota(ports: Ports, item: dict) -> dict:
     """
     job_id, batch = item["jobId"], item["batch"]
     now = ports.now()
-    if ports.settings.daily_row_quota:
+    # A client profile may set a quota where the stack has none (AccountQuota.per_client).
+    if ports.settings.daily_row_quota or getattr(ports.daily_quota, "per_client", False):
         reserved_on = (ports.jobs.get_batch(job_id, batch["batchIndex"]) or {}).get("quotaReservedOn")
         if reserved_on and reserved_on != utc_day(now):
             # Granted on an earlier day by a try whose answer was lost: not counted again today.
