@@ -74,7 +74,7 @@ def test_a_run_reports_what_its_job_would_cost(tmp_path, capsys) -> None:
     assert 0 < waiting["SubmitBatch"] <= q["lambda_seconds"]["SubmitBatch"]
     assert 0 < waiting["PollBatch"] <= q["lambda_seconds"]["PollBatch"]
     assert waiting["Ingest"] == 0  # the ingest never calls Target
-    assert cost["usd_without_target_time"] < cost["usd"]
+    assert cost["usd_without_target_time"] <= cost["usd"]  # rounded to 6 decimals: small jobs tie
 
     main(["run", str(source), "--out", str(tmp_path / "out2")])
     assert "AWS cost ~$" in capsys.readouterr().out
