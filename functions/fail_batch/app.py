@@ -11,6 +11,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from profile_sync import steps
 from profile_sync import telemetry as m
+from profile_sync.aws.invocation import workflow_step
 from profile_sync.aws.ports import ports_from_env
 
 logger = Logger()
@@ -23,7 +24,8 @@ metrics = Metrics()
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     logger.append_keys(batch=event["batch"]["batchIndex"])
-    result = steps.fail_batch(ports_from_env(), event)
+    with workflow_step(context):
+        result = steps.fail_batch(ports_from_env(), event)
     m.add_batch_end(metrics, result["end"], result["counts"])
     logger.warning(
         "batch ended without Target's answer",

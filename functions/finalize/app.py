@@ -8,6 +8,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from profile_sync import steps
 from profile_sync import telemetry as m
+from profile_sync.aws.invocation import workflow_step
 from profile_sync.aws.ports import ports_from_env
 
 logger = Logger()
@@ -19,8 +20,14 @@ metrics = Metrics()
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    result = steps.finalize_job(ports_from_env(), event["jobId"])
-    m.count(metrics, m.JOBS_COMPLETED if result["status"] == "COMPLETE" else m.JOBS_WITH_ERRORS)
+    with workflow_step(context):
+        result = steps.finalize_job(ports_from_env(), event["jobId"])
+    if result["status"] == "COMPLETE":
+        m.count(metrics, m.JOBS_COMPLETED)
+    elif result["status"] == "FAILED":  # e.g. Target refused authentication: the report is written
+        m.count(metrics, m.JOBS_FAILED)
+    else:
+        m.count(metrics, m.JOBS_WITH_ERRORS)
     if result.get("durationSeconds") is not None:
         metrics.add_metric(name=m.JOB_DURATION, unit=MetricUnit.Seconds, value=result["durationSeconds"])
     logger.info("job finished", extra=result)

@@ -7,6 +7,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from profile_sync import steps
 from profile_sync import telemetry as m
+from profile_sync.aws.invocation import workflow_step
 from profile_sync.aws.ports import ports_from_env
 
 logger = Logger()
@@ -18,7 +19,8 @@ metrics = Metrics()
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    result = steps.job_failed(ports_from_env(), event["jobId"], event.get("error") or {})
+    with workflow_step(context):
+        result = steps.job_failed(ports_from_env(), event["jobId"], event.get("error") or {})
     m.count(metrics, m.JOBS_FAILED)
     logger.error("job failed", extra={"reason": result["reason"]})
     return result

@@ -8,6 +8,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from profile_sync import steps
 from profile_sync import telemetry as m
+from profile_sync.aws.invocation import workflow_step
 from profile_sync.aws.ports import ports_from_env, take_target_stats
 
 logger = Logger()
@@ -24,7 +25,8 @@ copy_config_to_registered_loggers(source_logger=logger, include={"profile_sync"}
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     logger.append_keys(batch=event["batch"]["batchIndex"])
     try:
-        poll = steps.poll_batch(ports_from_env(), event)
+        with workflow_step(context):
+            poll = steps.poll_batch(ports_from_env(), event)
     finally:
         m.add_target_calls(metrics, take_target_stats())
     m.count(metrics, m.STATUS_POLLS)

@@ -7,6 +7,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from profile_sync import steps
 from profile_sync import telemetry as m
+from profile_sync.aws.invocation import workflow_step
 from profile_sync.aws.ports import ports_from_env
 
 logger = Logger()
@@ -19,7 +20,8 @@ metrics = Metrics()
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     logger.append_keys(batch=event["batch"]["batchIndex"])
-    result = steps.reserve_quota(ports_from_env(), event)
+    with workflow_step(context):
+        result = steps.reserve_quota(ports_from_env(), event)
     if result["granted"]:
         m.count(metrics, m.QUOTA_ROWS_RESERVED, event["batch"]["rows"])
     else:

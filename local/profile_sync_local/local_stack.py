@@ -290,6 +290,16 @@ def _own_logger(module: ModuleType, folder: str) -> None:
     powertools_logger._logger = own
 
 
+def function_timeouts() -> dict[str, float]:
+    """Each workflow function's Timeout from template.yaml (the Globals' when it sets none)."""
+    resources = template()["Resources"]
+    default = template()["Globals"]["Function"].get("Timeout", 3)
+    return {
+        name: float(resources[f"{name}Function"]["Properties"].get("Timeout", default))
+        for name in WORKFLOW_FUNCTIONS
+    }
+
+
 class _PerThreadMetrics(AmazonCloudWatchEMFProvider):
     """A Powertools metrics provider whose metric set belongs to the thread that adds to it.
 
@@ -376,6 +386,7 @@ def run_workflow(
         clock=clock,
         name="profile-sync-workflow",
         timeout=timeout,
+        timeouts=function_timeouts(),
         poll_interval=poll_interval,
     )
     with steps_on(clock) if clock is not None else contextlib.nullcontext():

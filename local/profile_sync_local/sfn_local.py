@@ -670,14 +670,17 @@ class LocalLambdaContext:
     timeout_seconds: float = 900.0
     identity: Any = None
     client_context: Any = None
+    # The time source: the virtual clock's time() in a workflow run (so remaining time counts the
+    # handler's virtual sleeps), real time otherwise.
+    now: Callable[[], float] = field(default=_real_time.monotonic, repr=False)
     _deadline: float = field(default=0.0, repr=False)
 
     def __post_init__(self) -> None:
         self.log_group_name = self.log_group_name or f"/aws/lambda/{self.function_name}"
-        self._deadline = _real_time.monotonic() + self.timeout_seconds
+        self._deadline = self.now() + self.timeout_seconds
 
     def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - _real_time.monotonic()) * 1000))
+        return max(0, int((self._deadline - self.now()) * 1000))
 
 
 def _function_name(name_or_arn: str) -> str:
@@ -712,9 +715,16 @@ class LambdaRouter:
         clock: VirtualClock | None = None,
         region: str = DEFAULT_REGION,
         account: str = DEFAULT_ACCOUNT,
+        timeouts: Mapping[str, float] | None = None,
     ) -> None:
         self.handlers = {_function_name(k): v for k, v in handlers.items()}
         self.clock = clock
+        # Each function's configured Timeout (seconds); an invocation that runs longer on the
+        # clock ends as Lambda ends it: error Sandbox.Timedout, its result lost.
+        self.timeouts = {_function_name(k): float(v) for k, v in (timeouts or {}).items()}
+        self.durations: dict[str, list[float]] = {}  # clock seconds spent in each invocation
+        self.timed_out: Counter[str] = Counter()
+        self._running = threading.local()  # the function this thread is running (fault injection)
         self.region = region
         self.account = account
         self._lock = threading.Lock()
@@ -739,32 +749,63 @@ class LambdaRouter:
                 f"sfn_local: no handler for Lambda function {name!r}; known: {sorted(self.handlers)}",
             )
         event = json.loads(body) if body else {}
+        # Only a function given a Timeout is stopped at it (the workflow's, from template.yaml).
+        timeout = self.timeouts.get(name)
+        now = self.clock.now if self.clock else _real_time.monotonic
         context = LocalLambdaContext(
             function_name=name,
             invoked_function_arn=function_name
             if function_name.startswith("arn:")
             else function_arn(name, self.region, self.account),
+            timeout_seconds=timeout or 900.0,
+            now=now,
         )
         with self._lock:
             self.in_flight[name] += 1
             self.max_in_flight[name] = max(self.max_in_flight[name], self.in_flight[name])
         busy = self.clock.busy() if self.clock else contextlib.nullcontext()
+        started = now()
+        spent = 0.0
         try:
             with busy:
-                result = handler(event, context)
+                self._running.name = name
+                try:
+                    result = handler(event, context)
+                finally:
+                    self._running.name = None
+                    spent = now() - started
+                    with self._lock:
+                        self.durations.setdefault(name, []).append(spent)
+            if timeout is not None and spent > timeout:
+                raise _Timedout(f"Task timed out after {timeout:.2f} seconds")
             try:
                 return json.dumps(result).encode("utf-8")
             except (TypeError, ValueError) as exc:
                 raise _MarshalError(f"Unable to marshal response: {exc}") from exc
         except Exception as exc:
-            error_type = "Runtime.MarshalError" if isinstance(exc, _MarshalError) else type(exc).__name__
+            error: Exception = exc
+            if timeout is not None and spent > timeout:  # Lambda stopped it, whatever it was doing
+                error = _Timedout(f"Task timed out after {timeout:.2f} seconds")
+                with self._lock:
+                    self.timed_out[name] += 1
+            error_type = (
+                "Runtime.MarshalError"
+                if isinstance(error, _MarshalError)
+                else "Sandbox.Timedout"
+                if isinstance(error, _Timedout)
+                else type(error).__name__
+            )
             with self._lock:
-                self.errors.append(HandlerError(name, error_type, str(exc), traceback.format_exc()))
+                self.errors.append(HandlerError(name, error_type, str(error), traceback.format_exc()))
             response_headers["x-amz-function-error"] = "Unhandled"
-            return _error_body(error_type, str(exc), traceback.format_tb(exc.__traceback__))
+            return _error_body(error_type, str(error), traceback.format_tb(exc.__traceback__))
         finally:
             with self._lock:
                 self.in_flight[name] -= 1
+
+    def running(self) -> str | None:
+        """The function whose invocation the calling thread is running, if any."""
+        return getattr(self._running, "name", None)
 
     def patch(self) -> Any:
         router = self
@@ -820,6 +861,10 @@ class _MarshalError(Exception):
     pass
 
 
+class _Timedout(Exception):
+    """The invocation ran past its function's Timeout (Lambda stops it and reports Sandbox.Timedout)."""
+
+
 def _error_body(error_type: str, message: str, stack: list[str] | None = None) -> bytes:
     payload: dict[str, Any] = {"errorType": error_type, "errorMessage": message}
     if stack:
@@ -832,6 +877,14 @@ def _error_body(error_type: str, message: str, stack: list[str] | None = None) -
 # --------------------------------------------------------------------------------------------------
 
 _ENV_LOCK = threading.Lock()
+_active: list[LambdaRouter] = []  # the router of the running environment (one at a time)
+
+
+def running_function() -> str | None:
+    """The Lambda function the calling thread runs inside the active environment (None outside).
+
+    Lets a test inject a fault into one step's AWS calls, as a throttled call of that step."""
+    return _active[0].running() if _active else None
 
 
 @contextlib.contextmanager
@@ -840,6 +893,7 @@ def sfn_local(
     *,
     clock: VirtualClock | None = None,
     region: str = DEFAULT_REGION,
+    timeouts: Mapping[str, float] | None = None,
 ) -> Iterator[LambdaRouter]:
     """Everything needed to execute state machines locally, for the duration of the block.
 
@@ -851,7 +905,7 @@ def sfn_local(
     """
     if not _ENV_LOCK.acquire(blocking=False):
         raise RuntimeError("sfn_local environments cannot be nested or run concurrently")
-    router = LambdaRouter(handlers, clock=clock, region=region)
+    router = LambdaRouter(handlers, clock=clock, region=region, timeouts=timeouts)
     try:
         with contextlib.ExitStack() as stack:
             if os.environ.get("AWS_ENDPOINT_URL"):
@@ -873,9 +927,11 @@ def sfn_local(
             if clock is not None:
                 for patcher in _clock_patches(clock):
                     stack.enter_context(patcher)
+            _active[:] = [router]
             try:
                 yield router
             finally:
+                _active.clear()
                 # moto keeps every worker thread it ever started in this list.
                 _sfn_utils.TMP_THREADS[:] = [t for t in _sfn_utils.TMP_THREADS if t.is_alive()]
     finally:
@@ -907,6 +963,9 @@ class ExecutionResult:
     handler_errors: list[HandlerError]
     real_seconds: float
     simulated_seconds: float | None
+    # Clock seconds spent inside each invocation, per function; invocations over their Timeout.
+    invocation_seconds: dict[str, list[float]] = field(default_factory=dict)
+    timed_out: dict[str, int] = field(default_factory=dict)
     # Billed state transitions: parent, child executions started, their states (TransitionCounter).
     transitions: dict[str, int] = field(default_factory=dict)
 
@@ -962,6 +1021,7 @@ class LocalStateMachine:
         role_arn: str = DUMMY_ROLE_ARN,
         timeout: float = 120.0,
         poll_interval: float = 0.005,
+        timeouts: Mapping[str, float] | None = None,
     ) -> None:
         if isinstance(definition, Path):
             definition = definition.read_text()
@@ -975,6 +1035,7 @@ class LocalStateMachine:
         self.role_arn = role_arn
         self.timeout = timeout
         self.poll_interval = poll_interval
+        self.timeouts = dict(timeouts or {})  # function name -> its Timeout in seconds
         self.extra_state_machines: dict[str, str] = {}
 
     def add_child(self, name: str, definition: str | Mapping[str, Any] | Path, **subs: str) -> str:
@@ -988,7 +1049,7 @@ class LocalStateMachine:
 
     def run(self, execution_input: Any = None, *, execution_name: str | None = None) -> ExecutionResult:
         """Create the state machine(s), execute with ``execution_input``, wait, collect the result."""
-        with sfn_local(self.handlers, clock=self.clock, region=self.region) as router:
+        with sfn_local(self.handlers, clock=self.clock, region=self.region, timeouts=self.timeouts) as router:
             sfn = boto3.client("stepfunctions", region_name=self.region)
             for child_name, child_def in self.extra_state_machines.items():
                 _create_or_update(sfn, child_name, child_def, self.role_arn)
@@ -1026,6 +1087,8 @@ class LocalStateMachine:
                 invocations=dict(router.invocations),
                 max_concurrency=dict(router.max_in_flight),
                 handler_errors=list(router.errors),
+                invocation_seconds={name: list(d) for name, d in router.durations.items()},
+                timed_out=dict(router.timed_out),
                 real_seconds=real_seconds,
                 simulated_seconds=(self.clock.now() - sim_start)
                 if self.clock and sim_start is not None

@@ -258,7 +258,10 @@ def check_fail_batch(world: World, event: dict) -> None:
     record = world.jobs.get_batch(event["jobId"], 1)
     assert record["status"] == "SUBMIT_FAILED"
     # The reason is read out of Lambda's error JSON in the Cause, not the JSON itself.
-    assert "TargetRetryLater: batchUpdate: Target answered 503 to all 5 attempts" in record["reason"]
+    assert record["reason"] == (
+        "Target did not accept the batch "
+        "(TargetRetryLater: batchUpdate: Target answered 503 to all 5 attempts | HTTP 503)"
+    )
     assert "stackTrace" not in record["reason"]
     rows = list(csv.reader(io.StringIO(world.read(record["resultsKey"]).decode())))
     assert len(rows) == 10

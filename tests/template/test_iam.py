@@ -97,17 +97,17 @@ CALLS: dict[str, set] = {
         # the batch file; a refusal records the batch: manifest.json, results/batch-N.csv
         BATCH_READS
         | upload("/jobs/*/results/*")
-        # update_batch; DynamoDBRateLimiter.try_acquire (update_item)
-        | table("UpdateItem")
+        # get_batch, get_job (the job's stop flag), update_batch; DynamoDBRateLimiter.try_acquire
+        | table("GetItem", "UpdateItem")
         | TOKEN
         | PROFILES
     ),
     "PollBatchFunctionRole": BATCH_READS
     | upload("/jobs/*/results/*")
-    | table("UpdateItem")
+    | table("GetItem", "UpdateItem")
     | TOKEN
     | PROFILES,
-    "FailBatchFunctionRole": BATCH_READS | upload("/jobs/*/results/*") | table("UpdateItem"),
+    "FailBatchFunctionRole": BATCH_READS | upload("/jobs/*/results/*") | table("GetItem", "UpdateItem"),
     "SingleUpdateFunctionRole": (
         BATCH_READS
         | upload("/jobs/*/results/*")
@@ -122,12 +122,21 @@ CALLS: dict[str, set] = {
         BATCH_READS
         | s3("ListBucket", "", (("StringLike", "s3:prefix", "jobs/*"),))
         | upload("/jobs/*/report/*")
+        # settle_unfinished: a batch left without counts gets its rows in results/
+        | upload("/jobs/*/results/*")
         # get_job, list_batches (query), update_job
         | table("GetItem", "Query", "UpdateItem")
         | ALERTS
     ),
-    # steps.job_failed: list_batches, get_job, update_job, notify
-    "JobFailedFunctionRole": table("GetItem", "Query", "UpdateItem") | ALERTS,
+    # steps.job_failed: list_batches, get_job, then finalize_job's report (same reads and writes), notify
+    "JobFailedFunctionRole": (
+        BATCH_READS
+        | s3("ListBucket", "", (("StringLike", "s3:prefix", "jobs/*"),))
+        | upload("/jobs/*/report/*")
+        | upload("/jobs/*/results/*")
+        | table("GetItem", "Query", "UpdateItem")
+        | ALERTS
+    ),
     "ExecutionAlertFunctionRole": table("GetItem", "Query", "UpdateItem") | ALERTS | ON_FAILURE,
     "ProfileSyncStateMachineRole": (
         # each Task's lambda:invoke (statemachine/profile_sync.asl.json), by exact ARN

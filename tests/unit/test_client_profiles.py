@@ -399,3 +399,52 @@ def test_a_file_of_bad_rows_is_counted_without_holding_its_rejects_in_memory(tmp
     # Every reject listed (no cap), yet the peak stays a few MB over the input's own copy.
     assert sum(1 for _ in (tmp_path / "rejects.csv").open(encoding="utf-8")) == rows + 1
     assert peak < len(data) + 16 * 2**20, peak
+
+
+@pytest.mark.parametrize("read_size", [7, 64, 1 << 20])
+def test_plain_blocks_replaced_in_one_go_give_what_the_csv_path_gives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, read_size: int
+) -> None:
+    import random  # noqa: PLC0415
+
+    rng = random.Random(read_size)
+    cells = ["a", "b c", "x,y", 'say "hi"', "", "Zürich", "multi\nline", "é" * 3, "t\tab", "50%", " pad "]
+    lines = ["pcId;v;w"]
+    for i in range(400):
+        kind = rng.random()
+        if kind < 0.05:
+            lines.append("")
+        elif kind < 0.08:
+            lines.append(f"{i};one;two;three")
+        elif kind < 0.10:
+            lines.append(f'{i};"open;x')
+        else:
+            row = [str(i), rng.choice(cells), rng.choice(cells)]
+            lines.append(
+                ";".join(f'"{c.replace(chr(34), chr(34) * 2)}"' if set(c) & set(';"\n') else c for c in row)
+            )
+    data = ("\r\n".join(lines) + "\r\n").encode("cp1252").replace(b"t\tab", b"t\x81ab")
+    monkeypatch.setattr(cp, "_READ_SIZE", read_size)
+    document = {"separator": ";", "encoding": "windows-1252", "input_mode": "raw"}
+    fast = run(tmp_path / "fast", data, document)
+    monkeypatch.setattr(cp, "_FAST_REDELIMIT", False)
+    slow = run(tmp_path / "slow", data, document)
+    assert fast[1] == slow[1]
+    # The same rejects; the engine lists the ones it finds first, the reader's come after.
+    assert sorted((int(r["line"]), r["reason"]) for r in fast[2]) == sorted(
+        (int(r["line"]), r["reason"]) for r in slow[2]
+    )
+    assert fast[0].to_dict() | {"batches": None, "rejects_path": None} == slow[0].to_dict() | {
+        "batches": None,
+        "rejects_path": None,
+    }
+    assert [b.line_runs for b in fast[0].batches] == [b.line_runs for b in slow[0].batches]
+    assert fast[0].rejected > 10 and fast[0].accepted > 250
+
+
+def test_utf8_with_a_bom_and_semicolons(tmp_path: Path) -> None:
+    data = "\ufeffKunde;Stufe\r\n1;Grün\r\n".encode()
+    document = {"id_column": {"source": "Kunde", "type": "pcId"}, "separator": ";", "input_mode": "raw"}
+    result, batches, _ = run(tmp_path, data, document)
+    assert batches == "batch=pcId,Stufe\n1,Gr%C3%BCn\n"
+    assert result.accepted == 1

@@ -8,13 +8,18 @@ import io
 import pytest
 
 from profile_sync.outcomes import (
+    END_AUTH_FAILED,
     END_COMPLETE,
     END_DEADLINE,
+    END_MAYBE_ACCEPTED,
+    END_NOT_SENT,
     END_STATUS_FAILED,
+    END_STEP_FAILED,
     END_STUCK,
     END_SUBMIT_FAILED,
     END_VANISHED,
     FAILED,
+    MAYBE_ACCEPTED_REASON,
     NOT_FOUND,
     PENDING,
     SUCCEEDED,
@@ -90,8 +95,12 @@ def test_not_found_never_takes_more_than_the_rows_that_succeeded():
         (END_STUCK, FAILED, "Target reported the batch stuck: it will not complete"),
         (END_DEADLINE, PENDING, "polling deadline reached before Target completed the batch"),
         (END_VANISHED, PENDING, "Target no longer reports a status for this batch"),
-        (END_SUBMIT_FAILED, FAILED, "the batch could not be submitted"),
+        (END_SUBMIT_FAILED, FAILED, "Target did not accept the batch"),
         (END_STATUS_FAILED, PENDING, "Target's status of the batch could not be read"),
+        (END_MAYBE_ACCEPTED, PENDING, MAYBE_ACCEPTED_REASON),
+        (END_AUTH_FAILED, FAILED, "Target refused authentication for the batch upload"),
+        (END_NOT_SENT, PENDING, "not sent to Target: the job stopped"),
+        (END_STEP_FAILED, PENDING, "the batch's outcome is unknown: a workflow step failed"),
     ],
 )
 def test_batches_that_end_without_answers_give_every_row_the_batchs_outcome(end, bucket, reason):
@@ -100,6 +109,44 @@ def test_batches_that_end_without_answers_give_every_row_the_batchs_outcome(end,
     assert [(line, b, r) for line, _, b, r in rows] == [(line, bucket, reason) for line in (2, 3, 5, 6)]
     assert outcome.counts[bucket] == 4
     assert batch_outcome(end, reason="why").unnamed == (bucket, "why")
+
+
+def test_counters_without_named_rows_decide_the_account():
+    """Adobe's 2023 showDetails example: counters only, no per-profile rows."""
+    status = BatchStatus(state="complete", batch_size=4, successful=1, failed=2, not_found=1)
+    outcome = batch_outcome(END_COMPLETE, status)
+    assert resolve(outcome) == []  # Target named no row: none can be listed by line
+    assert outcome.counts == {SUCCEEDED: 1, FAILED: 2, NOT_FOUND: 1, PENDING: 0}
+    assert outcome.reason == (
+        "Target counted 2 row(s) of this batch it failed without naming them; "
+        "Target counted 1 row(s) of this batch it found no profile for without naming them"
+    )
+
+
+def test_named_failures_are_not_counted_twice_by_the_counters():
+    status = BatchStatus(
+        state="complete", successful=2, failed=2, not_found=0, profiles=[("CRM-1", "failed")]
+    )
+    outcome = batch_outcome(END_COMPLETE, status)
+    rows = resolve(outcome)
+    assert [(line, bucket) for line, _, bucket, _ in rows] == [(2, FAILED)]
+    assert outcome.counts == {SUCCEEDED: 2, FAILED: 2, NOT_FOUND: 0, PENDING: 0}
+    assert "1 row(s)" in outcome.reason
+
+
+def test_rows_the_counters_do_not_cover_are_pending():
+    status = BatchStatus(state="complete", successful=1, failed=1, not_found=0)
+    outcome = batch_outcome(END_COMPLETE, status)
+    resolve(outcome)
+    assert outcome.counts == {SUCCEEDED: 1, FAILED: 1, NOT_FOUND: 0, PENDING: 2}
+    assert outcome.reason.endswith("Target's counters cover 2 of the batch's 4 rows: the other 2 are pending")
+
+
+def test_a_complete_status_without_counters_keeps_unnamed_rows_succeeded():
+    outcome = batch_outcome(END_COMPLETE, BatchStatus(state="complete"))
+    resolve(outcome)
+    assert outcome.counts == {SUCCEEDED: 4, FAILED: 0, NOT_FOUND: 0, PENDING: 0}
+    assert outcome.reason is None
 
 
 def test_not_found_counts_only_when_the_batch_completed():

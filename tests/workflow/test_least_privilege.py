@@ -224,7 +224,8 @@ def test_bulk_jobs_with_auth_a_quota_wait_refused_and_failing_batches(pipeline, 
         ("finalize", "s3", "ListObjectsV2"),
         ("finalize", "sns", "Publish"),
         (WORKFLOW, "s3", "GetObject"),  # the Distributed Map's ItemReader: batches.json
-        (WORKFLOW, "lambda", "Invoke"),
+        # (the Tasks' lambda:invoke runs in the Task's thread, not through a client: sfn_local's
+        # client_patch; the role's InvokeFunction grants are checked in tests/template/test_iam.py)
     } <= made, sorted(made)
     # One process shares the Target client (and its token) between functions: whichever came first.
     assert {f for f, service, _ in made if service == "secrets-manager"} & {"submit_batch", "poll_batch"}
@@ -234,10 +235,10 @@ def test_a_rejected_file_a_failed_step_and_an_aborted_execution(pipeline, calls,
     rejected = pipeline.ingest(b"ECID,tier\nabc,gold\n")
     assert rejected["status"] == "REJECTED"
 
-    def broken(ports, item):
+    def broken(ports, job_id, failure=None):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(steps, "poll_batch", broken)
+    monkeypatch.setattr(steps, "finalize_job", broken)
     job = pipeline.ingest(_visitors(3))
     execution = run_workflow(pipeline.execution_input(job), clock=pipeline.clock)
     assert execution.status == "FAILED"
@@ -270,10 +271,10 @@ def test_single_updates_waiting_for_their_rolling_quota(pipeline, calls):
 
 
 def test_the_check_refuses_a_call_the_role_does_not_grant(pipeline, calls) -> None:
-    """It can fail: JobFailed writing a report, which its role does not allow."""
+    """It can fail: JobFailed writing a batch file, which its role does not allow."""
     with running("job_failed"):
         boto3.client("s3", region_name=REGION).put_object(
-            Bucket=pipeline.stack.bucket, Key="jobs/x/report/summary.json", Body=b"{}"
+            Bucket=pipeline.stack.bucket, Key="jobs/x/batches/batch-00001.txt", Body=b"batch="
         )
     with pytest.raises(
         AssertionError, match=r"job_failed: s3:PutObject on arn:aws:s3:::<DropBucket>/jobs/x/"

@@ -202,10 +202,10 @@ def test_the_scenarios_emit_every_registry_metric_in_its_namespace_and_dimension
     emulator.configure(vanish_share=0.0, max_rows=2)
     run("refused submit", visitors(3), "refused", "COMPLETE_WITH_ERRORS")
     emulator.configure(max_rows=500_000)
-    # Target's token revoked and none stored: the submit gives up, the batch is failed.
+    # Target's token revoked and none stored: Target refuses the upload, the job fails.
     valid = emulator.config.valid_tokens
     emulator.revoke_token()
-    run("submit gave up", visitors(3), "revoked", "COMPLETE_WITH_ERRORS")
+    run("submit gave up", visitors(3), "revoked", "FAILED")
     emulator.configure(valid_tokens=valid)
 
     # Single-update mode, the first update answered 500 (retried).
@@ -220,13 +220,22 @@ def test_the_scenarios_emit_every_registry_metric_in_its_namespace_and_dimension
     run("alert topic gone", dirty.encode(), "silent", "COMPLETE_WITH_ERRORS")
     sns.create_topic(Name=pipeline.stack.topic_arn.rsplit(":", 1)[1])
 
-    # A step that raises: the workflow's last resort fails the job.
+    # A batch's step raises: the batch is recorded on its own (pending), the job goes on.
     with monkeypatch.context() as patch:
 
-        def broken(ports, item):
+        def broken_poll(ports, item):
             raise RuntimeError("disk on fire")
 
-        patch.setattr(steps, "poll_batch", broken)
+        patch.setattr(steps, "poll_batch", broken_poll)
+        run("batch step failure", visitors(3), "failing", "COMPLETE_WITH_ERRORS")
+
+    # Finalize raises: the workflow's last resort fails the job.
+    with monkeypatch.context() as patch:
+
+        def broken(ports, job_id, failure=None):
+            raise RuntimeError("disk on fire")
+
+        patch.setattr(steps, "finalize_job", broken)
         run("step failure", visitors(3), "failing", "FAILED")
 
     # Every metric of the registry, and nothing else.
@@ -244,6 +253,7 @@ def test_the_scenarios_emit_every_registry_metric_in_its_namespace_and_dimension
     } <= (by_scenario["bad and duplicate rows, Target faults"])
     assert telemetry.BATCHES_FAILED in by_scenario["refused submit"]
     assert telemetry.BATCHES_FAILED in by_scenario["submit gave up"]
+    assert telemetry.JOBS_FAILED in by_scenario["submit gave up"]
     assert telemetry.JOBS_FAILED in by_scenario["step failure"]
     assert telemetry.NOTIFICATIONS_FAILED in by_scenario["alert topic gone"]
     assert telemetry.NOTIFICATIONS_FAILED not in by_scenario["step failure"]
@@ -311,20 +321,20 @@ def test_recognisable_ids_values_and_token_reach_no_log_metric_or_message(
     assert any(b.get("quotaWaitSeconds") for b in bulk.batches), bulk.batches
 
     # Single update: values travel in the request; one update is refused twice (a new token from
-    # the secret does not help), one answers 500.
+    # the secret does not help): the job stops, the rows not sent are pending.
     for i in range(1, 5):
         emulator.store.put("acme", "thirdPartyId", visitor(i), {"nickname": "old"})
     emulator.queue_faults("update", "403", "403", "500")
     pipeline.setting(single_update_concurrency=1)  # one update at a time: the faults meet one row
     single = pipeline.run(recognisable_file(4), name="single.csv", folders="api=single/")
-    assert single.job["status"] == "COMPLETE_WITH_ERRORS", single.job
+    assert single.job["status"] == "FAILED", single.job
     assert single.job["failed"] == 1, single.job
 
-    # Target no longer takes the token, and the secret holds no other: the submit gives up.
+    # Target no longer takes the token, and the secret holds no other: the job fails.
     emulator.revoke_token()
     refused = pipeline.run(recognisable_file(2), name="refused.csv", client="other")
-    assert refused.job["status"] == "COMPLETE_WITH_ERRORS", refused.job
-    assert refused.batches[0]["status"] == "SUBMIT_FAILED"
+    assert refused.job["status"] == "FAILED", refused.job
+    assert refused.batches[0]["status"] == "AUTH_FAILED"
     emulator.configure(valid_tokens={TOKEN})
 
     # A stuck batch and a step failure.
@@ -334,10 +344,18 @@ def test_recognisable_ids_values_and_token_reach_no_log_metric_or_message(
     emulator.configure(stuck_share=0.0)
     with monkeypatch.context() as patch:
 
-        def broken(ports, item):
+        def broken_poll(ports, item):
             raise RuntimeError("disk on fire")
 
-        patch.setattr(steps, "poll_batch", broken)
+        patch.setattr(steps, "poll_batch", broken_poll)
+        lost = pipeline.run(recognisable_file(2), name="lost.csv", client="other")
+    assert lost.job["status"] == "COMPLETE_WITH_ERRORS", lost.job
+    with monkeypatch.context() as patch:
+
+        def broken(ports, job_id, failure=None):
+            raise RuntimeError("disk on fire")
+
+        patch.setattr(steps, "finalize_job", broken)
         failed = pipeline.run(recognisable_file(2), name="failed.csv", client="other")
     assert failed.job["status"] == "FAILED", failed.job
 
@@ -357,7 +375,9 @@ def test_recognisable_ids_values_and_token_reach_no_log_metric_or_message(
     messages = pipeline.messages()
 
     # The capture holds what it should (so the test cannot pass by capturing nothing) ...
-    jobs = {r.job["jobId"] for r in (bulk, single, refused, stuck, failed, rejected)} | {aborted["jobId"]}
+    jobs = {r.job["jobId"] for r in (bulk, single, refused, stuck, lost, failed, rejected)} | {
+        aborted["jobId"]
+    }
     assert {line.get("correlation_id") for line in output.logs} == jobs
     said = {line["message"] for line in output.logs}
     assert {

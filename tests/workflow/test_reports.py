@@ -60,7 +60,9 @@ def test_a_huge_rejected_row_and_formula_ids_make_a_readable_spreadsheet_safe_re
 
 def test_the_single_update_report_keeps_the_guard_on_ids(pipeline):
     pipeline.setting(single_update_concurrency=1)
-    pipeline.emulator.queue_faults("update", "403")  # the first update (the formula id) is refused
+    # The first update (the formula id) is answered 500 to every try: not accepted, failed.
+    # (A 403 would stop the job: an authentication failure.)
+    pipeline.emulator.queue_faults("update", *["500"] * 5)
     body = f"pcId,tier\n{FORMULA},gold\n2,silver\n".encode()
 
     run = pipeline.run(body, folders="api=single/")

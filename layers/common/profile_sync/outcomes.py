@@ -37,13 +37,27 @@ END_DEADLINE = "deadline"
 END_VANISHED = "vanished"
 END_SUBMIT_FAILED = "submit_failed"
 END_STATUS_FAILED = "status_failed"  # submitted, but its status could not be read (auth, refusal)
+# The body reached Target, which may have accepted it, and no status URL came back: never resent.
+END_MAYBE_ACCEPTED = "maybe_accepted"
+END_AUTH_FAILED = "auth_failed"  # Target refused our credentials for this batch's upload
+END_NOT_SENT = "not_sent"  # the job stopped (authentication) before this batch reached Target
+END_STEP_FAILED = "step_failed"  # a step of the batch failed for good (AWS errors, a bug)
+
+MAYBE_ACCEPTED_REASON = (
+    "Target may have accepted the batch (its upload got no usable answer) and its status could not "
+    "be followed; the batch was not sent again: check the profiles before sending these rows again"
+)
 
 _WHOLE_BATCH = {
     END_STUCK: (FAILED, "Target reported the batch stuck: it will not complete"),
     END_DEADLINE: (PENDING, "polling deadline reached before Target completed the batch"),
     END_VANISHED: (PENDING, "Target no longer reports a status for this batch"),
-    END_SUBMIT_FAILED: (FAILED, "the batch could not be submitted"),
+    END_SUBMIT_FAILED: (FAILED, "Target did not accept the batch"),
     END_STATUS_FAILED: (PENDING, "Target's status of the batch could not be read"),
+    END_MAYBE_ACCEPTED: (PENDING, MAYBE_ACCEPTED_REASON),
+    END_AUTH_FAILED: (FAILED, "Target refused authentication for the batch upload"),
+    END_NOT_SENT: (PENDING, "not sent to Target: the job stopped"),
+    END_STEP_FAILED: (PENDING, "the batch's outcome is unknown: a workflow step failed"),
 }
 
 
@@ -54,8 +68,17 @@ class BatchOutcome:
     end: str
     unnamed: tuple[str, str]  # (outcome, reason) of every row Target did not name
     by_id: dict[str, tuple[str, str]] = field(default_factory=dict)  # rows Target named
-    not_found: int = 0  # v1 counts rows without a profile but never names them
+    # Target's counters (successfulUpdates, failedUpdates, profilesNotFound) of a complete batch;
+    # they decide the rows Target counted without naming them (v1, the 2023 showDetails answer).
+    counters: dict[str, int | None] | None = None
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ROW_OUTCOMES, 0))
+    notes: list[str] = field(default_factory=list)  # what the counters decided, for the batch's reason
+
+    @property
+    def reason(self) -> str | None:
+        """The batch's reason: its end's, then what Target counted without naming rows."""
+        parts = [self.unnamed[1]] if self.unnamed[0] != SUCCEEDED else []
+        return "; ".join(parts + self.notes) or None
 
 
 def end_of(status: BatchStatus) -> str | None:
@@ -84,8 +107,12 @@ def batch_outcome(end: str, status: BatchStatus | None = None, reason: str = "")
             by_id[visitor_id] = (PENDING, "Target still reported the update pending")
         elif answer == OUTCOME_SUCCESS:
             by_id[visitor_id] = (SUCCEEDED, "")
-    not_found = (status.not_found or 0) if status is not None and end == END_COMPLETE else 0
-    return BatchOutcome(end=end, unnamed=unnamed, by_id=by_id, not_found=not_found)
+    counters = None
+    if status is not None and end == END_COMPLETE:
+        counted = {SUCCEEDED: status.successful, FAILED: status.failed, NOT_FOUND: status.not_found}
+        if any(value is not None for value in counted.values()):
+            counters = counted
+    return BatchOutcome(end=end, unnamed=unnamed, by_id=by_id, counters=counters)
 
 
 @dataclass
@@ -119,19 +146,48 @@ def resolve_rows(
     Fills `outcome.counts` as it goes, so the counts and the listed rows always agree.
     """
     counts = outcome.counts
+    named = dict.fromkeys(ROW_OUTCOMES, 0)
+    unnamed = 0
     for index, encoded_id in rows:
         # Target answers with decoded ids; the batch file holds them URL-encoded.
-        bucket, reason = (
-            outcome.by_id.get(encoded_id) or outcome.by_id.get(unquote(encoded_id)) or outcome.unnamed
-        )
+        answer = outcome.by_id.get(encoded_id) or outcome.by_id.get(unquote(encoded_id))
+        if answer is None:
+            unnamed += 1
+        else:
+            named[answer[0]] += 1
+        bucket, reason = answer or outcome.unnamed
         counts[bucket] += 1
         if bucket != SUCCEEDED:
             yield line_runs.line(index), encoded_id, bucket, reason
-    # v1 counts rows whose profile did not exist without naming them: they were counted as
-    # succeeded above and are moved here (they can't be listed by line).
-    moved = min(outcome.not_found, counts[SUCCEEDED])
-    counts[SUCCEEDED] -= moved
-    counts[NOT_FOUND] += moved
+    if outcome.counters is not None:
+        _apply_counters(outcome, named, unnamed)
+
+
+def _apply_counters(outcome: BatchOutcome, named: dict[str, int], unnamed: int) -> None:
+    """Rows of a complete batch that Target counted without naming them take its counters.
+
+    They were counted as succeeded above (they can't be listed by line); Target's failed and
+    not-found counters move them, in that order, and when Target also says how many succeeded,
+    the rows its counters don't cover stay pending.
+    """
+    counts, counters = outcome.counts, outcome.counters or {}
+    left = unnamed
+    for bucket, word in ((FAILED, "failed"), (NOT_FOUND, "found no profile for")):
+        moved = min(left, max(0, (counters.get(bucket) or 0) - named[bucket]))
+        if moved:
+            counts[SUCCEEDED] -= moved
+            counts[bucket] += moved
+            left -= moved
+            outcome.notes.append(f"Target counted {moved} row(s) of this batch it {word} without naming them")
+    if counters.get(SUCCEEDED) is not None:
+        uncovered = max(0, left - max(0, counters[SUCCEEDED] - named[SUCCEEDED]))
+        if uncovered:
+            counts[SUCCEEDED] -= uncovered
+            counts[PENDING] += uncovered
+            outcome.notes.append(
+                f"Target's counters cover {sum(counts.values()) - uncovered} of the batch's "
+                f"{sum(counts.values())} rows: the other {uncovered} are pending"
+            )
 
 
 def rows_csv(rows: Iterable[tuple[int, str, str, str]], batch_index: int | str) -> Iterator[bytes]:

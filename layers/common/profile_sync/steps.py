@@ -12,25 +12,33 @@ import csv
 import io
 import itertools
 import json
+import re
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, Protocol
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 from profile_sync import poll_schedule
 from profile_sync.ingest import JobStatus, job_prefix
 from profile_sync.outcomes import (
+    END_AUTH_FAILED,
     END_COMPLETE,
     END_DEADLINE,
+    END_MAYBE_ACCEPTED,
+    END_NOT_SENT,
     END_STATUS_FAILED,
+    END_STEP_FAILED,
     END_SUBMIT_FAILED,
     END_VANISHED,
     FAILED,
+    MAYBE_ACCEPTED_REASON,
+    PENDING,
     REPORT_COLUMNS,
     SUCCEEDED,
     LineRuns,
@@ -44,7 +52,13 @@ from profile_sync.outcomes import (
 from profile_sync.quota import DailyRowQuota, QuotaDecision, RollingQuota, utc_day
 from profile_sync.settings import Settings
 from profile_sync.target.client import TargetClient
-from profile_sync.target.errors import TargetError, TargetRejected, TargetRetryLater
+from profile_sync.target.errors import (
+    TargetAuthError,
+    TargetError,
+    TargetMaybeAccepted,
+    TargetRejected,
+    TargetRetryLater,
+)
 from profile_sync.target.responses import UNKNOWN, BatchStatus
 from profile_sync.validate import spreadsheet_unsafe
 
@@ -128,33 +142,146 @@ def _note_quota_wait(ports: Ports, item: dict, decision: QuotaDecision) -> None:
         ports.jobs.update_job(job_id, {"quotaWaitNotified": True})
 
 
+# ------------------------------------------------------------------------------------- job stop
+def job_stop(ports: Ports, job_id: str) -> str | None:
+    """Why the job stopped calling Target (an authentication failure), or None: checked before each call."""
+    failure = (ports.jobs.get_job(job_id) or {}).get("authFailure")
+    return auth_reason(failure) if failure else None
+
+
+def auth_reason(failure: dict) -> str:
+    return (
+        f"Target refused authentication: HTTP {failure.get('status') or '?'} from "
+        f"{failure.get('endpoint')} after one token refresh. Check the profile token or OAuth "
+        "credentials in the token secret, then drop the file again"
+    )
+
+
+def _stop_job_for_auth(ports: Ports, job_id: str, exc: TargetAuthError, endpoint: str) -> str:
+    """Record on the job that Target refused our credentials: no batch of the job calls Target again."""
+    failure = {"status": exc.status, "endpoint": endpoint, "at": _iso(ports.now())}
+    ports.jobs.update_job(job_id, {"authFailure": failure})
+    return auth_reason(failure)
+
+
+def _endpoint(method: str, url: str) -> str:
+    """An endpoint for a reason: method, host and path (no query: it may hold ids)."""
+    parts = urlsplit(url)
+    return f"{method} {parts.scheme}://{parts.netloc}{parts.path}"
+
+
 # ------------------------------------------------------------------------------------- bulk
 def submit_batch(ports: Ports, item: dict) -> dict:
-    """Upload the batch file; returns the first poll state. Refusals end the batch as failed."""
+    """Upload the batch file once; returns the first poll state, or ends the batch.
+
+    A "submitting" marker is written (conditionally) on the batch record before the POST. A
+    re-entered step (the Lambda timed out or crashed after its POST and Step Functions retried)
+    finds it and never POSTs again: Target may have accepted the batch. The marker is cleared
+    only when Target's answer proves it did not (a refusal the client retries later).
+    """
     job_id, batch = item["jobId"], item["batch"]
+    index = batch["batchIndex"]
+    stop = job_stop(ports, job_id)
+    if stop:
+        return _ended(ports, item, END_NOT_SENT, reason=f"not sent to Target: the job stopped. {stop}")
+    record = ports.jobs.get_batch(job_id, index) or {}
+    if record.get("submitStartedAt"):
+        return _resume_submit(ports, item, record)
     client = ports.target(item["clientCode"])
-    try:
-        with ports.objects.open(batch["key"]) as body:
+    endpoint = _endpoint("POST", client.batch_url(item["apiVersion"]))
+    calls = record.get("submitCalls", 0)
+    with ports.objects.open(batch["key"]) as body:  # before the marker: an S3 error here sent nothing
+        if not ports.jobs.update_batch(
+            job_id,
+            index,
+            {"status": "SUBMITTING", "submitStartedAt": _iso(ports.now())},
+            expect={"submitStartedAt": ""},
+        ):
+            return _resume_submit(ports, item, ports.jobs.get_batch(job_id, index) or {})
+        try:
             result = client.submit_batch(body, version=item["apiVersion"])
-    except TargetRejected as exc:
-        counts = record_batch_end(ports, item, END_SUBMIT_FAILED, reason=f"Target refused the batch: {exc}")
-        return {"done": True, "end": END_SUBMIT_FAILED, "counts": counts}
+        except TargetRetryLater as exc:
+            # Target answered and did not take the batch (503, 5xx, a refused connection): another
+            # try may POST it again.
+            ports.jobs.update_batch(
+                job_id,
+                index,
+                {
+                    "status": "SUBMIT_RETRY",
+                    "submitStartedAt": "",
+                    "submitCalls": calls + exc.attempts,
+                    "lastAnswer": _answer(exc),
+                },
+            )
+            raise
+        except TargetMaybeAccepted as exc:
+            calls += exc.attempts
+            if exc.status_url:
+                return _submitted(ports, item, exc.status_url, "", attempts=exc.attempts, calls=calls)
+            return _ended(
+                ports,
+                item,
+                END_MAYBE_ACCEPTED,
+                reason=f"{MAYBE_ACCEPTED_REASON} ({_answer(exc)})",
+                calls=calls,
+            )
+        except TargetAuthError as exc:
+            reason = _stop_job_for_auth(ports, job_id, exc, endpoint)
+            return _ended(ports, item, END_AUTH_FAILED, reason=reason, calls=calls + exc.attempts)
+        except TargetRejected as exc:
+            calls += exc.attempts
+            return _ended(
+                ports,
+                item,
+                END_SUBMIT_FAILED,
+                reason=f"Target refused the batch: {_PER_TRY.sub('', str(exc))}",
+                calls=calls,
+            )
+    return _submitted(
+        ports,
+        item,
+        result.status_url,
+        result.batch_id,
+        attempts=result.attempts,
+        calls=calls + result.attempts,
+    )
+
+
+def _calls_answer(exc: TargetError) -> str:
+    last = f"answered HTTP {exc.status}" if exc.status is not None else "got no answer"
+    return f"{exc.attempts} call(s), the last {last}"
+
+
+def _answer(exc: TargetError) -> str:
+    """Target's last answer and the calls that got it, without the client's wording."""
+    answer = f"HTTP {exc.status}" if exc.status is not None else "no answer"
+    return f"{answer}, {exc.attempts} call(s) in this try"
+
+
+def _submitted(
+    ports: Ports, item: dict, status_url: str, batch_id: str, *, attempts: int, calls: int
+) -> dict:
     now = ports.now()
     settings = ports.settings
     ports.jobs.update_batch(
-        job_id,
-        batch["batchIndex"],
+        item["jobId"],
+        item["batch"]["batchIndex"],
         {
             "status": "SUBMITTED",
-            "statusUrl": result.status_url,
-            "targetBatchId": result.batch_id,
+            "statusUrl": status_url,
+            "targetBatchId": batch_id,
             "submittedAt": _iso(now),
-            "submitAttempts": result.attempts,
+            "submitAttempts": attempts,
+            "submitCalls": calls,
         },
     )
+    return _first_poll(settings, status_url, now)
+
+
+def _first_poll(settings: Settings, status_url: str, now: float) -> dict:
     return {
         "done": False,
-        "statusUrl": result.status_url,
+        "statusUrl": status_url,
         "submittedAt": now,
         "deadlineAt": now + settings.poll_deadline_seconds,
         "polls": 0,
@@ -163,47 +290,112 @@ def submit_batch(ports: Ports, item: dict) -> dict:
     }
 
 
+def _resume_submit(ports: Ports, item: dict, record: dict) -> dict:
+    """An earlier try of this step began the POST and did not finish: never send the batch again."""
+    if record.get("counts") is not None:  # that try ended the batch already
+        return {"done": True, "end": (record.get("status") or "").lower(), "counts": record["counts"]}
+    if record.get("statusUrl"):
+        return _first_poll(ports.settings, record["statusUrl"], ports.now())
+    return _ended(ports, item, END_MAYBE_ACCEPTED, calls=record.get("submitCalls"))
+
+
+def _ended(ports: Ports, item: dict, end: str, *, reason: str = "", calls: int | None = None) -> dict:
+    counts = record_batch_end(ports, item, end, reason=reason, calls=calls)
+    return {"done": True, "end": end, "counts": counts}
+
+
 def error_reason(error: dict) -> str:
     """A Step Functions error (Error + Cause, the Cause being Lambda's error JSON) in one line."""
     cause = error.get("Cause", "")
     with contextlib.suppress(ValueError, AttributeError):
         cause = json.loads(cause).get("errorMessage", cause)
+    # A Target error's own wording is per try ("after 3 attempt(s)", "giving up for now"): the
+    # reason keeps what Target answered.
+    cause = _PER_TRY.sub("", str(cause)).strip(" |:")
     return f"{error.get('Error', 'error')}: {_short(cause)}"
 
 
-def fail_batch(ports: Ports, item: dict) -> dict:
-    """A Target step gave up after its retries.
+_PER_TRY = re.compile(r"\s*\|\s*after \d+ attempt\(s\)|: giving up for now")
 
-    The submit step (503 storm, 5xx, auth): the batch's rows failed. The status step (`stage`
-    "status": auth that re-minting can't fix, a refusal): Target has the rows but we can't learn
-    what became of them, so they are pending, and the batch keeps its status URL for a later look.
+
+def fail_batch(ports: Ports, item: dict) -> dict:
+    """A step of the batch failed for good (after its retries): record the batch's end.
+
+    Only a refusal before acceptance fails the rows: Target answered the upload's every try and
+    never took it (`stage` "submit", a TargetRetryLater). A batch whose upload may have reached
+    Target (the "submitting" marker is still set), whose status can't be read (`stage` "status")
+    or whose step failed otherwise (AWS errors, a bug) has pending rows, with the reason.
     """
-    reason = error_reason(item.get("error") or {})
-    if item.get("stage") == "status":
-        end = END_STATUS_FAILED
-        counts = record_batch_end(
-            ports,
-            item,
-            end,
-            reason=f"could not read the batch status ({reason})",
-            polls=(item.get("poll") or {}).get("polls"),
+    error = item.get("error") or {}
+    error_type = error.get("Error", "error")
+    record = ports.jobs.get_batch(item["jobId"], item["batch"]["batchIndex"]) or {}
+    if item.get("apiVersion") == "single":  # the chunks answered so far keep their answers
+        reason = f"the update's outcome is unknown: a workflow step failed ({error_reason(error)})"
+        if (record.get("cursor") or 0) >= item["batch"]["rows"]:
+            return {"done": True, "end": END_COMPLETE, "counts": record.get("counts") or {}}
+        counts = end_single_rest(ports, item, record.get("cursor") or 0, reason)
+        return {"done": True, "end": END_STEP_FAILED, "counts": counts}
+    if record.get("counts") is not None:  # the batch ended before its step failed
+        return {"done": True, "end": (record.get("status") or "").lower(), "counts": record["counts"]}
+    calls = record.get("submitCalls")
+    if item.get("stage") == "status" or record.get("statusUrl"):
+        end, reason = (
+            END_STATUS_FAILED,
+            (f"Target accepted the batch; its status could not be read ({error_reason(error)})"),
+        )
+    elif record.get("submitStartedAt"):
+        end, reason = END_MAYBE_ACCEPTED, f"{MAYBE_ACCEPTED_REASON} ({error_reason(error)})"
+    elif item.get("stage", "submit") == "submit" and error_type == "TargetRetryLater":
+        end = END_SUBMIT_FAILED
+        reason = (
+            f"Target did not accept the batch: {calls} call(s) to batchUpdate, the last {_last(record)}"
+            if calls
+            else f"Target did not accept the batch ({error_reason(error)})"
         )
     else:
-        end = END_SUBMIT_FAILED
-        counts = record_batch_end(ports, item, end, reason=f"could not submit the batch ({reason})")
+        end = END_STEP_FAILED
+        reason = f"the batch's outcome is unknown: a workflow step failed ({error_reason(error)})"
+    counts = record_batch_end(ports, item, end, reason=reason, polls=(item.get("poll") or {}).get("polls"))
     return {"done": True, "end": end, "counts": counts}
+
+
+def _last(record: dict) -> str:
+    answer = (record.get("lastAnswer") or "no answer").split(",", 1)[0]
+    return "got no answer" if answer == "no answer" else f"answered {answer}"
 
 
 def poll_batch(ports: Ports, item: dict) -> dict:
     """One status call; ends the batch on complete, stuck, a vanished status or the deadline."""
     poll = dict(item["poll"])
-    poll["polls"] += 1
     now = ports.now()
+    stop = job_stop(ports, item["jobId"])
+    if stop:
+        return _end_poll(
+            ports,
+            item,
+            poll,
+            END_STATUS_FAILED,
+            reason=f"Target accepted the batch; its status was not followed: the job stopped. {stop}",
+        )
+    poll["polls"] += 1
     status: BatchStatus | None
+    retry_after = 0.0
     try:
         status = ports.target(item["clientCode"]).batch_status(poll["statusUrl"])
-    except TargetRetryLater:
+    except TargetRetryLater as exc:
         status = None  # Target is busy: ask again later, it does not count as vanished
+        retry_after = exc.retry_after_seconds
+    except TargetAuthError as exc:
+        reason = _stop_job_for_auth(ports, item["jobId"], exc, _endpoint("GET", poll["statusUrl"]))
+        return _end_poll(ports, item, poll, END_STATUS_FAILED, reason=f"Target accepted the batch; {reason}")
+    except TargetRejected as exc:
+        return _end_poll(
+            ports,
+            item,
+            poll,
+            END_STATUS_FAILED,
+            reason=f"Target accepted the batch; its status could not be read: {_PER_TRY.sub('', str(exc))}",
+        )
     end = None
     if status is not None and status.state == UNKNOWN:
         poll["unknownStreak"] += 1
@@ -215,17 +407,24 @@ def poll_batch(ports: Ports, item: dict) -> dict:
     if end is None and now >= poll["deadlineAt"]:
         end = END_DEADLINE
     if end is not None:
-        poll.update(
-            done=True, end=end, counts=record_batch_end(ports, item, end, status=status, polls=poll["polls"])
-        )
-        return poll
+        return _end_poll(ports, item, poll, end, status=status)
     ports.jobs.update_batch(
         item["jobId"], item["batch"]["batchIndex"], {"status": "POLLING", "polls": poll["polls"]}
     )
-    # The wait grows with the time the batch has taken (poll_schedule: bounded lag and poll count).
-    poll["delaySeconds"] = poll_schedule.next_delay(
+    # The wait grows with the time the batch has taken (poll_schedule: bounded lag and poll count);
+    # at least what Target asked for when it was busy, never past the deadline.
+    delay = poll_schedule.next_delay(
         ports.settings, submitted_at=poll.get("submittedAt", now), now=now, deadline_at=poll["deadlineAt"]
     )
+    poll["delaySeconds"] = max(1, int(min(max(delay, retry_after), poll["deadlineAt"] - now)))
+    return poll
+
+
+def _end_poll(
+    ports: Ports, item: dict, poll: dict, end: str, *, status: BatchStatus | None = None, reason: str = ""
+) -> dict:
+    counts = record_batch_end(ports, item, end, status=status, reason=reason, polls=poll["polls"])
+    poll.update(done=True, end=end, counts=counts)
     return poll
 
 
@@ -237,6 +436,7 @@ def record_batch_end(
     status: BatchStatus | None = None,
     reason: str = "",
     polls: int | None = None,
+    calls: int | None = None,
 ) -> dict:
     """Write the batch's non-success rows (with source lines) to S3 and its counts to its record."""
     job_id, batch = item["jobId"], item["batch"]
@@ -254,8 +454,9 @@ def record_batch_end(
             "counts": outcome.counts,
             "resultsKey": results_key,
             "endedAt": _iso(ports.now()),
-            "reason": outcome.unnamed[1] if outcome.unnamed[0] != SUCCEEDED else None,
+            "reason": outcome.reason,
             "polls": polls,
+            "submitCalls": calls,
             "targetState": status.state if status else None,
             "targetCounts": _target_counts(status),
         },
@@ -314,7 +515,8 @@ def single_update(ports: Ports, item: dict) -> dict:
     """Send the next chunk of a batch's rows through the single profile update API.
 
     Resumable by cursor: each call reserves the chunk in the rolling 24 h quota, sends it with
-    bounded concurrency and records the chunk's answers; a retried call never counts twice.
+    bounded concurrency and records the chunk's answers; a retried call never counts twice. An
+    authentication failure stops the job: the rows not sent end pending.
     """
     job_id, batch = item["jobId"], item["batch"]
     state = dict(item.get("single") or {"cursor": 0})
@@ -322,6 +524,10 @@ def single_update(ports: Ports, item: dict) -> dict:
     rows = min(ports.settings.single_update_chunk_rows, batch["rows"] - cursor)
     if rows <= 0:
         return {"cursor": cursor, "done": True, "waitSeconds": 0}
+    stop = job_stop(ports, job_id)
+    if stop:
+        counts = end_single_rest(ports, item, cursor, f"not sent to Target: the job stopped. {stop}")
+        return {"cursor": batch["rows"], "done": True, "waitSeconds": 0, "counts": counts}
     decision = ports.single_quota.reserve(
         item["clientCode"], f"{job_id}#{batch['batchIndex']}#{cursor}", rows, ports.now()
     )
@@ -335,21 +541,34 @@ def single_update(ports: Ports, item: dict) -> dict:
         chunk = list(itertools.islice(lines, cursor, cursor + rows))
     client = ports.target(item["clientCode"])
     id_type, names = header[0], header[1:]
+    refused: list[TargetAuthError] = []
+    stopped = threading.Event()  # after an authentication failure no row is sent
 
     def send(line: bytes) -> tuple[str, str]:
+        if stopped.is_set():
+            return PENDING, "not sent to Target: the job stopped on an authentication failure"
         fields = line.decode("utf-8").split(",")
         params = {name: value for name, value in zip(names, fields[1:], strict=False) if value}
         try:
             client.single_update(id_type, unquote(fields[0]), params, encoded=True)
             return SUCCEEDED, ""
+        except TargetAuthError as exc:
+            stopped.set()
+            refused.append(exc)
+            return FAILED, "Target refused authentication for this update"
+        except TargetRetryLater as exc:
+            return FAILED, f"Target did not accept the update: {_calls_answer(exc)}"
         except TargetError as exc:
-            return FAILED, _short(str(exc), 200)
+            return FAILED, f"Target refused the update: {_short(_PER_TRY.sub('', str(exc)), 200)}"
 
     with ThreadPoolExecutor(max_workers=max(1, ports.settings.single_update_concurrency)) as pool:
         answers = list(pool.map(send, chunk))
+    if refused:
+        reason = _stop_job_for_auth(ports, job_id, refused[0], _endpoint("GET", client.update_url()))
+        answers = [(outcome, f"{why}. {reason}" if outcome != SUCCEEDED else why) for outcome, why in answers]
 
     line_runs = _line_runs(ports, item)
-    counts = {SUCCEEDED: 0, FAILED: 0}
+    counts = dict.fromkeys((SUCCEEDED, FAILED, PENDING), 0)
     failures = []
     for offset, (line, (outcome, reason)) in enumerate(zip(chunk, answers, strict=True)):
         counts[outcome] += 1
@@ -361,7 +580,26 @@ def single_update(ports: Ports, item: dict) -> dict:
     _upload_lines(ports, key, rows_csv(failures, batch["batchIndex"]))
     done = next_cursor >= batch["rows"]
     _add_single_counts(ports, item, cursor=cursor, next_cursor=next_cursor, counts=counts, done=done)
+    if refused and not done:
+        rest = end_single_rest(ports, item, next_cursor, f"not sent to Target: the job stopped. {reason}")
+        counts = {name: counts.get(name, 0) + rest.get(name, 0) for name in counts}
+        next_cursor, done = batch["rows"], True
     return {"cursor": next_cursor, "done": done, "waitSeconds": 0, "counts": counts}
+
+
+def end_single_rest(ports: Ports, item: dict, cursor: int, reason: str) -> dict:
+    """The rows of a single-update batch from `cursor` on end pending, unsent, with the reason."""
+    batch = item["batch"]
+    line_runs = _line_runs(ports, item)
+    with ports.objects.open(batch["key"]) as body:
+        ids = [visitor_id for index, visitor_id in batch_rows(_lines(body)) if index >= cursor]
+    rows = [(line_runs.line(cursor + offset), vid, PENDING, reason) for offset, vid in enumerate(ids)]
+    key = f"{job_prefix(item['jobId'])}results/batch-{batch['batchIndex']:05d}-{cursor:07d}.csv"
+    _upload_lines(ports, key, rows_csv(rows, batch["batchIndex"]))
+    counts = {PENDING: len(rows)}
+    _add_single_counts(ports, item, cursor=cursor, next_cursor=batch["rows"], counts=counts, done=True)
+    ports.jobs.update_batch(item["jobId"], batch["batchIndex"], {"reason": reason})
+    return counts
 
 
 def _add_single_counts(
@@ -381,14 +619,22 @@ def _add_single_counts(
 
 
 # ------------------------------------------------------------------------------------- finalize
-def finalize_job(ports: Ports, job_id: str) -> dict:
-    """Add up every row, write the report, set the final status, tell a person when needed."""
+def finalize_job(ports: Ports, job_id: str, failure: str | None = None) -> dict:
+    """Add up every row, write the report, set the final status, tell a person when needed.
+
+    Runs for every job, also one that failed (`failure`: the job_failed step's reason) or stopped
+    on an authentication failure: those end FAILED, with the same report.
+    """
     job = ports.jobs.get_job(job_id)
     if job is None:
         raise LookupError(f"job {job_id} not found")
-    batches = sorted(ports.jobs.list_batches(job_id), key=lambda b: b["batchIndex"])
+    batches = settle_unfinished(ports, job)
     rows_account = account(job, batches)  # raises AccountingError: never a silent mismatch
     status = JobStatus.COMPLETE if rows_account.clean else JobStatus.COMPLETE_WITH_ERRORS
+    if job.get("authFailure") and not failure:
+        failure = auth_reason(job["authFailure"])
+    if failure:
+        status = JobStatus.FAILED
     prefix = job_prefix(job_id)
     report_rows_key = f"{prefix}report/rows.csv"
     _upload_lines(ports, report_rows_key, _report_rows(ports, job, batches), header=True)
@@ -420,6 +666,7 @@ def finalize_job(ports: Ports, job_id: str) -> dict:
         ],
         "rowsReport": report_rows_key,
         "finishedAt": _iso(ports.now()),
+        "reason": failure,
     }
     summary_key = f"{prefix}report/summary.json"
     ports.objects.put_json(summary_key, summary)
@@ -431,19 +678,50 @@ def finalize_job(ports: Ports, job_id: str) -> dict:
             "reportKey": summary_key,
             "reportRowsKey": report_rows_key,
             "finishedAt": summary["finishedAt"],
+            "reason": failure,
         },
     )
     if status != JobStatus.COMPLETE:
         ports.notifier.notify(
             f"target-profile-sync: job {job_id} {status}",
-            _account_message(job, status, rows_account.to_dict(), summary_key),
+            _account_message(job, status, rows_account.to_dict(), summary_key, failure),
         )
     return {
         "jobId": job_id,
         "status": status,
+        **({"reason": failure} if failure else {}),
         **rows_account.to_dict(),
         "durationSeconds": _seconds_since(job.get("createdAt"), ports.now()),
     }
+
+
+def settle_unfinished(ports: Ports, job: dict) -> list[dict]:
+    """Batches whose steps ended without recording them are accounted as pending, with the reason.
+
+    (A batch's steps failed for good and so did recording its end.) Returns the job's batches.
+    """
+    job_id = job["jobId"]
+    batches = sorted(ports.jobs.list_batches(job_id), key=lambda b: b["batchIndex"])
+    settled = False
+    for record in batches:
+        counts = record.get("counts")
+        if counts is not None and sum(counts.values()) >= record["rows"]:
+            continue
+        item = {"jobId": job_id, "batch": record, "manifestKey": job.get("manifestKey")}
+        reason = (
+            "the batch's outcome is unknown: its workflow steps ended without recording it "
+            f"(last status {record.get('status', 'PENDING')})"
+        )
+        if record.get("statusUrl") or record.get("submitStartedAt"):
+            reason = f"{MAYBE_ACCEPTED_REASON}; {reason}"
+        if counts is not None:  # a single-update batch stopped part-way
+            end_single_rest(ports, item, record.get("cursor", 0), reason)
+        else:
+            record_batch_end(ports, item, END_STEP_FAILED, reason=reason)
+        settled = True
+    if settled:
+        batches = sorted(ports.jobs.list_batches(job_id), key=lambda b: b["batchIndex"])
+    return batches
 
 
 def _seconds_since(stamp: str | None, now: float) -> int | None:
@@ -495,11 +773,12 @@ def _any_field_size() -> Iterator[None]:
         csv.field_size_limit(previous)
 
 
-def _account_message(job: dict, status: str, rows: dict, summary_key: str) -> str:
+def _account_message(job: dict, status: str, rows: dict, summary_key: str, reason: str | None = None) -> str:
     parts = ", ".join(f"{name} {value:,}" for name, value in rows.items())
     return (
         f"Job {job['jobId']} ended {status}.\n"
-        f"Source: s3://{job.get('sourceBucket')}/{job.get('sourceKey')}\n"
+        + (f"Reason: {reason}\n" if reason else "")
+        + f"Source: s3://{job.get('sourceBucket')}/{job.get('sourceKey')}\n"
         f"Rows: {parts}\n"
         f"Report: s3://{job.get('sourceBucket')}/{summary_key}\n"
         "Every row that is not a success, with its line number, is in report/rows.csv"
@@ -512,7 +791,8 @@ def _account_message(job: dict, status: str, rows: dict, summary_key: str) -> st
 
 
 def job_failed(ports: Ports, job_id: str, error: dict) -> dict:
-    """A step failed for good: the job gets a final status and a person is told which batches stopped."""
+    """A step failed for good: the job ends FAILED with its report (when the rows can be accounted)
+    and a person is told why and which batches stopped."""
     reason = error_reason(error)
     unfinished = [
         f"{b['batchIndex']} ({b.get('status', 'PENDING')})"
@@ -522,6 +802,13 @@ def job_failed(ports: Ports, job_id: str, error: dict) -> dict:
     if unfinished:
         reason += f"; batches that did not finish: {', '.join(unfinished)}"
     job = ports.jobs.get_job(job_id) or {"jobId": job_id}
+    if job.get("authFailure"):
+        reason = f"{auth_reason(job['authFailure'])}; then {reason}"
+    try:
+        # The report, with every row accounted (unfinished batches pending), whenever it can be built.
+        return finalize_job(ports, job_id, failure=reason)
+    except Exception as exc:  # the job must still end FAILED, with why
+        reason += f"; no report: {type(exc).__name__}: {_short(str(exc), 200)}"
     ports.jobs.update_job(
         job_id, {"status": JobStatus.FAILED, "reason": reason, "finishedAt": _iso(ports.now())}
     )

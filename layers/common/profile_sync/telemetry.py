@@ -87,6 +87,10 @@ BATCH_END_METRICS = {
     "vanished": BATCHES_VANISHED,
     "status_failed": BATCHES_VANISHED,
     "submit_failed": BATCHES_FAILED,
+    "maybe_accepted": BATCHES_VANISHED,  # Target may have the batch; its status can't be followed
+    "auth_failed": BATCHES_FAILED,
+    "not_sent": BATCHES_FAILED,
+    "step_failed": BATCHES_FAILED,
 }
 _CALL_METRICS = {
     "calls": TARGET_CALLS,
