@@ -224,6 +224,7 @@ def test_bulk_jobs_with_auth_a_quota_wait_refused_and_failing_batches(pipeline, 
         ("finalize", "s3", "ListObjectsV2"),
         ("finalize", "sns", "Publish"),
         (WORKFLOW, "s3", "GetObject"),  # the Distributed Map's ItemReader: batches.json
+        (WORKFLOW, "lambda", "Invoke"),
         # (the Tasks' lambda:invoke runs in the Task's thread, not through a client: sfn_local's
         # client_patch; the role's InvokeFunction grants are checked in tests/template/test_iam.py)
     } <= made, sorted(made)

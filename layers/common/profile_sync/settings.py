@@ -42,6 +42,8 @@ class Settings:
     daily_row_quota: int = 1_000_000  # rows per client per UTC day, all files
     single_update_quota: int = 1_000_000  # single updates per rolling 24 h
     calls_per_minute: int = 50  # Admin + Reporting + bulk profile calls share this
+    # Status polls may take only this share of a minute's calls; the rest stays free for submits.
+    poll_calls_share: float = 0.8
     single_get_max_bytes: int = 8 * 1024
     single_post_max_bytes: int = 60 * 1024
     # Target endpoint: "{client}" is replaced by the client code.
@@ -57,8 +59,13 @@ class Settings:
     # Workflow.
     max_concurrency: int = 4
     single_update_concurrency: int = 8
+    # Polls (profile_sync.poll_schedule): the first after the initial delay, then each wait is
+    # poll_delay_share of the time since submit, within [min, max]: the report lags Target by at
+    # most max(min, share x processing time); a batch polled until the 24 h deadline: 34 polls.
     poll_initial_delay_seconds: int = 60
-    poll_max_delay_seconds: int = 1800
+    poll_min_delay_seconds: int = 60
+    poll_delay_share: float = 0.25
+    poll_max_delay_seconds: int = 7200
     poll_deadline_seconds: int = 24 * 3600
     # Consecutive polls without a status before a batch counts as vanished (Target kept only the
     # last statuses per client, for at most 24 hours).
@@ -82,6 +89,9 @@ class Settings:
         for name in ("batch_max_rows", "batch_max_bytes", "row_max_bytes", "id_max_chars"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
+        for name in ("poll_delay_share", "poll_calls_share"):
+            if not 0.0 < getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be above 0 and at most 1")
 
     def with_overrides(self, **changes: Any) -> Settings:
         """A copy with the given fields changed; None values are ignored."""

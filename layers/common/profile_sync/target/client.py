@@ -221,6 +221,7 @@ class TargetClient:
         single_post_max_bytes: int = 60 * 1024,
         time_margin: float = 10.0,
         time_left: Callable[[], float | None] = clock.time_left,
+        poll_calls_share: float = 1.0,
     ) -> None:
         if not client_code or "/" in client_code:
             raise ValueError("client_code must be a non-empty code without '/'")
@@ -239,6 +240,7 @@ class TargetClient:
         self.single_post_max_bytes = single_post_max_bytes
         self.time_margin = time_margin
         self._time_left = time_left
+        self.poll_calls_share = poll_calls_share
         self.stats = CallStats()
 
     @classmethod
@@ -255,6 +257,7 @@ class TargetClient:
             single_get_max_bytes=settings.single_get_max_bytes,
             single_post_max_bytes=settings.single_post_max_bytes,
             time_margin=settings.lambda_time_margin_seconds,
+            poll_calls_share=settings.poll_calls_share,
             **kwargs,
         )
 
@@ -600,7 +603,12 @@ class TargetClient:
             if budget is not None:
                 max_wait = max(0.0, min(max_wait, budget))
             try:
-                self.limiter.acquire(self.client_code, max_wait=max_wait)
+                # Status polls take only their share of the minute: submits keep priority.
+                share = self.poll_calls_share if endpoint == "batchStatus" else 1.0
+                if share < 1.0:
+                    self.limiter.acquire(self.client_code, max_wait=max_wait, share=share)
+                else:
+                    self.limiter.acquire(self.client_code, max_wait=max_wait)
             except TargetRetryLater as exc:
                 before = f"{_failures_text(endpoint, failures, calls)}; then " if calls else f"{endpoint}: "
                 raise TargetRetryLater(
