@@ -16,7 +16,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 help:
 	@echo "make demo   set up and run the job locally on the bundled sample"
 	@echo "make test   ruff, pytest, asl-validator, sam validate --lint, sam build, checkov"
-	@echo "make bench  engine throughput and memory against baselines (takes minutes)"
+	@echo "make bench  engine, poll-lag, pipeline and cost tables against their goals (takes minutes)"
 	@echo "make sam-local  every function in SAM's container against the local stack (needs Docker)"
 	@echo "make smoke STACK=name CLIENT=code  the sample through a deployed stack"
 
@@ -76,9 +76,11 @@ demo: setup
 	profile-sync run local/samples/visitors.csv --out out/demo || test $$? -eq 1
 	@echo "Rows that are not a success, with line numbers: out/demo/rows.csv"
 
+# Sizes: BENCH_ROWS (engine, default "1000000 5000000"), BENCH_PIPELINE_ROWS (profile-sync run,
+# default "100000 1000000"; add 3000000 for the 3M row, minutes more). Every table, then PASS/FAIL.
 bench: setup
-	python bench/bench_validate.py
-	python bench/bench_transcode.py
+	python bench/bench_validate.py; v=$$?; python bench/bench_transcode.py; t=$$?; \
+	  python bench/bench_pipeline.py; p=$$?; test $$v -eq 0 -a $$t -eq 0 -a $$p -eq 0
 
 clean:
 	rm -rf .aws-sam out .pytest_cache .ruff_cache node_modules

@@ -35,6 +35,7 @@ _SWITCH_DEFAULTS = {
     "fail_share": 0.0,
     "stuck_share": 0.0,
     "polls_until_complete": 2,
+    "processing_seconds": 0.0,
     "throttle_per_minute": 0,
     "seed": 1,
     "auth": "none",
@@ -170,6 +171,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             fail_share=args.fail_share,
             stuck_share=args.stuck_share,
             polls_until_complete=args.polls_until_complete,
+            seconds_until_complete=args.processing_seconds,
             calls_per_minute=args.throttle_per_minute,
             escaped_xml=args.escaped_xml,
         )
@@ -442,6 +444,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=_SWITCH_DEFAULTS["polls_until_complete"],
         help="status polls before complete",
+    )
+    switches.add_argument(
+        "--processing-seconds",
+        type=float,
+        default=_SWITCH_DEFAULTS["processing_seconds"],
+        metavar="N",
+        help="Target completes a batch N seconds after its submit, on the run's clock",
     )
     switches.add_argument(
         "--throttle-per-minute",

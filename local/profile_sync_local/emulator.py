@@ -48,6 +48,9 @@ DEFAULT_PROFILE_TOKEN = "emulator-profile-token"  # noqa: S105 - a local test to
 DEFAULT_CLIENT_ID = "emulator-client-id"
 DEFAULT_CLIENT_SECRET = "emulator-client-secret"  # noqa: S105 - a local test secret
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+# Target's own thirdPartyId limit (TARGET_API.md). Deliberately not imported from profile_sync
+# (settings.TARGET_ID_MAX_CHARS): the double stands for Target, so a wrong figure there shows up here.
+THIRD_PARTY_ID_MAX_CHARS = 256
 # Faults queued per endpoint. Those starting with "accept_" apply to batchUpdate: the batch is
 # accepted (and will be applied) and then the answer goes wrong, as a client can meet when
 # Target took a batch: "accept_drop" closes the connection without an answer, "accept_stall"
@@ -92,7 +95,8 @@ class EmulatorConfig:
     calls_per_minute: int = 0
     # Batch lifecycle, decided when a batch is submitted.
     polls_until_complete: int = 0  # status polls answering `incomplete` before `complete`
-    seconds_until_complete: float = 0.0  # and/or clock seconds after submit
+    # and/or clock seconds after submit: Target's processing time (--processing-seconds)
+    seconds_until_complete: float = 0.0
     stuck_share: float = 0.0  # share of batches that end `stuck`
     fail_ids: frozenset[str] = frozenset()  # visitor ids whose rows fail
     fail_share: float = 0.0  # share of other rows that fail
@@ -137,6 +141,11 @@ class EmulatorConfig:
                 raise ValueError(f"{name} must be 0 or more")
 
 
+def _form_decode(value: str) -> str:
+    """unquote_plus, without its cost for the many values that hold no escape."""
+    return unquote_plus(value) if "%" in value or "+" in value else value
+
+
 class ProfileStore:
     """Profiles by client and (id type, visitor id); attribute values keep their modification time."""
 
@@ -166,6 +175,45 @@ class ProfileStore:
                     profile["attributes"][name] = (value, now)
             profile["modifiedAt"] = now
             return True
+
+    def apply(
+        self,
+        client: str,
+        id_type: str,
+        rows: list[tuple[str, dict[str, str]]],
+        fails: list[bool],
+        *,
+        create: bool,
+    ) -> list[str]:
+        """update() for every row of a batch under one lock; each row's outcome."""
+        now = self._clock()
+        outcomes: list[str] = []
+        add = outcomes.append
+        # One (value, time) pair per distinct value: a million profiles of repeated values share them.
+        pairs: dict[str, tuple[str, float]] = {}
+        with self._lock:
+            profiles = self._profiles.setdefault(client, {})
+            for (visitor_id, attrs), failed in zip(rows, fails, strict=True):
+                if failed:
+                    add("failed")
+                    continue
+                if not attrs:
+                    add("success")  # only empty values: nothing to apply
+                    continue
+                key = (id_type, visitor_id)
+                profile = profiles.get(key)
+                if profile is None:
+                    if not create:
+                        add("not_found")
+                        continue
+                    profile = profiles[key] = {"modifiedAt": now, "attributes": {}}
+                stored = profile["attributes"]
+                for name, value in attrs.items():  # the batch's values are never empty
+                    pair = pairs.get(value)
+                    stored[name] = pair if pair is not None else pairs.setdefault(value, (value, now))
+                profile["modifiedAt"] = now
+                add("success")
+        return outcomes
 
     def get(self, client: str, id_type: str, visitor_id: str) -> dict[str, str] | None:
         record = self.record(client, id_type, visitor_id)
@@ -479,14 +527,16 @@ class TargetEmulator:
         bad: list[bool] = []
         for line in data_lines:
             values = line.split(",")
-            visitor_id = unquote_plus(values[0])
-            attrs = {names[i]: unquote_plus(v) for i, v in enumerate(values[1 : len(names) + 1]) if v != ""}
+            visitor_id = _form_decode(values[0])
+            attrs = {
+                name: _form_decode(v) for name, v in zip(names, values[1 : len(names) + 1], strict=False) if v
+            }
             invalid = (
                 not visitor_id
                 or len(values) - 1 > len(names)
                 or (
                     id_type == "thirdPartyId"
-                    and (len(visitor_id) > 256 or "+" in visitor_id or "/" in visitor_id)
+                    and (len(visitor_id) > THIRD_PARTY_ID_MAX_CHARS or "+" in visitor_id or "/" in visitor_id)
                 )
             )
             rows.append((visitor_id, attrs))
@@ -542,17 +592,11 @@ class TargetEmulator:
         if batch.applied or not self._is_complete(batch):
             return
         batch.applied = True
-        for (visitor_id, attrs), failed in zip(batch.rows, batch.row_fails, strict=True):
-            if failed:
-                batch.outcomes.append("failed")
-            elif not attrs:
-                batch.outcomes.append("success")  # only empty values: nothing to apply
-            elif self.store.update(
-                batch.client, batch.id_type, visitor_id, attrs, create=batch.version == "v2"
-            ):
-                batch.outcomes.append("success")
-            else:
-                batch.outcomes.append("not_found")
+        batch.outcomes = self.store.apply(
+            batch.client, batch.id_type, batch.rows, batch.row_fails, create=batch.version == "v2"
+        )
+        for _, attrs in batch.rows:
+            attrs.clear()  # applied: the store has the values, the batch keeps its ids
 
     def _advance_all(self) -> None:
         with self._lock:
@@ -587,7 +631,12 @@ class TargetEmulator:
                     ("profilesNotFound", str(outcomes["not_found"])),
                     ("failedUpdates", str(outcomes["failed"])),
                 ]
-            if batch.version == "v2":
+            if batch.version == "v2" and cfg.profile_format == "failures":
+                # Only failed rows are listed (none before the batch is applied).
+                failed = [i for i, o in enumerate(batch.outcomes) if o == "failed"] if batch.applied else []
+                for index in failed:
+                    parts.append(("profile", [("id", batch.rows[index][0]), ("status", "failed")]))
+            elif batch.version == "v2":
                 for index, (visitor_id, _) in enumerate(batch.rows):
                     word = self._row_word(batch, index, cfg.profile_format)
                     if word:
@@ -993,7 +1042,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--calls-per-minute", type=int, default=d.calls_per_minute, help="503 above this (0 = off)"
     )
     parser.add_argument("--polls-until-complete", type=int, default=d.polls_until_complete)
-    parser.add_argument("--seconds-until-complete", type=float, default=d.seconds_until_complete)
+    parser.add_argument(
+        "--processing-seconds",
+        "--seconds-until-complete",
+        dest="seconds_until_complete",
+        type=float,
+        default=d.seconds_until_complete,
+        metavar="N",
+        help="a batch completes N seconds after it was submitted, on the emulator's clock (with "
+        "--polls-until-complete: both must hold)",
+    )
     parser.add_argument("--stuck-share", type=float, default=d.stuck_share)
     parser.add_argument("--fail-ids", default="", help="comma-separated visitor ids whose rows fail")
     parser.add_argument("--fail-share", type=float, default=d.fail_share)

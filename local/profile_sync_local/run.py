@@ -32,6 +32,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from profile_sync.aws.jobs import DynamoJobStore
+from profile_sync_local.costs import AwsRequests, LambdaDurations, format_cost, job_cost
 from profile_sync_local.emulator import DEFAULT_PROFILE_TOKEN, EmulatorConfig, TargetEmulator
 from profile_sync_local.local_stack import (
     REGION,
@@ -95,6 +96,7 @@ def run_local(
     time_source = VirtualClock(start=start) if clock == "virtual" else RealClock()
     progress = Progress(progress_stream or io.StringIO(), time_source.now, simulated=clock == "virtual")
     calls = TargetCalls()
+    durations, requests = LambdaDurations(), AwsRequests()
     # Handlers share Powertools' metric set when they run as threads of one process (never so in
     # Lambda); a flush can then find it emptied by another: harmless here, so not shown.
     warnings.filterwarnings("ignore", message="No application metrics to publish")
@@ -127,10 +129,14 @@ def run_local(
             log = stack.enter_context(log_path.open("w"))
             stack.enter_context(contextlib.redirect_stdout(log))
             stack.enter_context(calls.observing())
+            stack.enter_context(requests.observing())
+            stack.enter_context(durations.observing_target())
             virtual = time_source if isinstance(time_source, VirtualClock) else None
             if virtual is not None:
                 stack.enter_context(steps_on(virtual))  # the ingest's times too
-            job = _ingest(local, source, client=client, api=api, mode=input_mode, clock=time_source)
+            with durations.timing("Ingest"):
+                job = _ingest(local, source, client=client, api=api, mode=input_mode, clock=time_source)
+            requests.counts["s3_put"] -= 1  # the drop itself (one PutObject) is the user's upload
             store = DynamoJobStore(local.jobs_table)
             progress.validated(store.get_job(job["jobId"]))
             execution = None
@@ -140,11 +146,12 @@ def run_local(
                 execution = run_workflow(
                     execution_input,
                     clock=virtual,
-                    handlers=observed(workflow_handlers(), progress),
+                    handlers=durations.wrap(observed(workflow_handlers(), progress)),
                     # Real time: as long as Target takes (the poll deadline ends every batch).
                     timeout=300.0 if virtual else float("inf"),
                     poll_interval=0.005 if virtual else 0.5,
                 )
+            requests.on = False  # what follows is this command's reading, not the job's
             job = store.get_job(job["jobId"])
             progress.finished(job)
             batches = store.list_batches(job["jobId"])
@@ -174,6 +181,10 @@ def run_local(
                 "state_transitions": execution.transitions if execution else _NO_TRANSITIONS,
                 "lambda_invocations": {"Ingest": 1, **(execution.invocations if execution else {})},
                 "target_calls": calls.by_endpoint(),
+                # What the job would cost in AWS at list prices (profile_sync_local.costs).
+                "cost": job_cost(
+                    (execution.transitions if execution else _NO_TRANSITIONS)["total"], durations, requests
+                ),
                 "elapsed_seconds": round(time_source.elapsed),
                 "simulated_seconds": round(time_source.elapsed) if virtual else None,
                 "real_seconds": round(execution.real_seconds, 2) if execution else 0,
@@ -356,6 +367,7 @@ def format_result(result: dict) -> str:
         for endpoint, answers in calls.items()
     )
     lines.append(f"  Target calls {total:,}" + (f" ({per_endpoint})" if calls else ""))
+    lines += format_cost(result["cost"])
     hours, rest = divmod(result["elapsed_seconds"], 3600)
     took = f"{hours}h {rest // 60:02d}m {rest % 60:02d}s"
     if result["clock"] == "virtual":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections import Counter
 
 import pytest
 
@@ -72,3 +73,74 @@ def test_dynamodb_limiter_holds_50_per_minute_across_threads(aws):
         assert {item["pk"] for item in windows} == {f"RATE#{CLIENT}"}
         assert max(int(item["calls"]) for item in windows) == 50
         assert all(int(item["expiresAt"]) > int(item["sk"]) for item in windows)
+
+
+def test_submits_keep_priority_over_the_polls_of_many_batches():
+    """Five batches polling flat out and one submitter share 50 calls a minute: polls never take more
+    than their 80%, so the submitter gets the other 10 every minute, and Target never answers 503."""
+    pollers, submits = 5, 25
+    clock = VirtualScheduler(pollers + 1)
+    calls: list[tuple[str, int]] = []  # (endpoint, window) of every call that got through
+    errors: list[BaseException] = []
+    with TargetEmulator(EmulatorConfig(seed=1, polls_until_complete=10**6), clock=clock.time) as emulator:
+        limiter = InMemoryRateLimiter(50, clock=clock.time, sleep=clock.sleep)
+
+        def client(n: int) -> TargetClient:
+            return TargetClient(
+                emulator.url,
+                CLIENT,
+                limiter=limiter,
+                sleep=clock.sleep,
+                retry=RetryPolicy.fast(n),
+                max_attempts=2,
+                poll_calls_share=0.8,
+                limiter_max_wait=3600,
+            )
+
+        # The batch everyone polls, submitted before the race (and before Target counts calls).
+        status_url = TargetClient(emulator.url, CLIENT).submit_batch(batch("seed,x")).status_url
+        emulator.configure(calls_per_minute=50)
+
+        def poll(n: int) -> None:
+            with clock.worker():
+                try:
+                    c = client(n)
+                    for _ in range(60):
+                        c.batch_status(status_url)
+                        calls.append(("poll", int(clock.time() // 60)))
+                except BaseException as exc:
+                    errors.append(exc)
+
+        def submit() -> None:
+            with clock.worker():
+                try:
+                    c = client(pollers)
+                    for i in range(submits):
+                        c.submit_batch(batch(f"s{i},x"))
+                        calls.append(("submit", int(clock.time() // 60)))
+                except BaseException as exc:
+                    errors.append(exc)
+
+        threads = [threading.Thread(target=poll, args=(n,)) for n in range(pollers)]
+        threads.append(threading.Thread(target=submit))
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert not errors, errors
+        assert all(r["status"] != 503 for r in emulator.requests)
+
+    per_window: dict[int, Counter] = {}
+    for kind, window in calls:
+        per_window.setdefault(window, Counter())[kind] += 1
+    windows = sorted(per_window)
+    assert all(per_window[w]["poll"] <= 40 for w in windows)
+    assert all(sum(per_window[w].values()) <= 50 for w in windows)
+    # The submitter is never starved: at least 10 submits a minute until it is done.
+    done = submits
+    for w in windows:
+        assert per_window[w]["submit"] >= min(10, done), per_window
+        done -= per_window[w]["submit"]
+        if not done:
+            break
+    assert sum(c["submit"] for c in per_window.values()) == submits

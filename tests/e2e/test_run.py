@@ -182,7 +182,7 @@ def test_the_summary_names_what_the_run_spent(tmp_path, capsys):
     assert "state transitions 19 (parent 3; child executions started 1; in the child executions 15)" in out
     assert "Lambda invocations 7 (Ingest 1, ReserveQuota 1, SubmitBatch 1, PollBatch 3, Finalize 1)" in out
     assert "Target calls 4 (batchUpdate 200 x1; batchStatus 200 x3)" in out
-    assert "would have taken 0h 07m 00s" in out
+    assert "would have taken 0h 03m 00s" in out  # polls at 60, 120 and 180 s
 
 
 def test_retries_count_as_transitions_and_every_answer_is_counted(tmp_path, capsys, target):

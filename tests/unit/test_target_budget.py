@@ -152,7 +152,8 @@ def test_time_left_comes_from_the_running_invocation_by_default():
 def test_the_rate_limiter_never_waits_past_the_time_left():
     invocation = Invocation(timeout=45)
     session = Answers(invocation, 200)
-    limiter = InMemoryRateLimiter(2, clock=invocation.time, sleep=invocation.sleep)
+    # 3 calls a minute, of which status polls may take 2 (poll_calls_share 0.8).
+    limiter = InMemoryRateLimiter(3, clock=invocation.time, sleep=invocation.sleep)
     client = make_client(invocation, session, limiter=limiter)
     # Start 10 s into a minute: the next window opens in 50 s, more than the 35 s usable.
     invocation.now = (invocation.now // 60) * 60 + 10

@@ -102,3 +102,32 @@ def test_other_dynamodb_errors_propagate(aws):
 def test_limit_must_be_positive():
     with pytest.raises(ValueError):
         InMemoryRateLimiter(0)
+
+
+def test_polls_take_only_their_share_so_submits_keep_a_reserve(limiter_factory):
+    """50 calls a minute, polls 80%: however many batches poll, 10 slots stay free for submits."""
+    clock = FakeClock(start=6000.0 + 20)
+    limiter = limiter_factory(50, clock)
+    polls = [limiter.try_acquire("demo", share=0.8) for _ in range(60)]
+    assert polls.count(0.0) == 40
+    assert polls[40] == pytest.approx(40.0)  # the next window
+    submits = [limiter.try_acquire("demo") for _ in range(11)]
+    assert submits.count(0.0) == 10 and submits[10] > 0  # the whole budget, never more
+    clock.advance(40)
+    assert limiter.try_acquire("demo", share=0.8) == 0.0
+
+
+def test_submits_first_leave_polls_only_what_remains_of_their_share(limiter_factory):
+    clock = FakeClock(start=6000.0)
+    limiter = limiter_factory(50, clock)
+    assert [limiter.try_acquire("demo") for _ in range(45)] == [0.0] * 45
+    assert limiter.try_acquire("demo", share=0.8) > 0  # 45 taken: above the polls' 40
+    assert [limiter.try_acquire("demo") for _ in range(5)] == [0.0] * 5
+
+
+def test_a_tiny_share_still_lets_one_poll_through(limiter_factory):
+    clock = FakeClock(start=6000.0)
+    limiter = limiter_factory(2, clock)
+    assert limiter.try_acquire("demo", share=0.1) == 0.0
+    assert limiter.try_acquire("demo", share=0.1) > 0
+    assert limiter.try_acquire("demo") == 0.0

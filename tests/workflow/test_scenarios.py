@@ -373,8 +373,9 @@ def test_the_polling_deadline_leaves_the_rows_pending(pipeline):
     assert run.job["status"] == "COMPLETE_WITH_ERRORS"
     assert assert_accounted(pipeline, run)["pending"] == 4
     batch = run.batches[0]
-    # Polls at 60, 180, 420 (back-off doubling) and 600 s (the wait cut to the deadline).
-    assert (batch["status"], batch["polls"]) == ("DEADLINE", 4)
+    # Polls at 60, 120, 180, 240, 300, 375, 468, 585 (each wait a quarter of the time since the
+    # submit) and 600 s (the wait cut to the deadline).
+    assert (batch["status"], batch["polls"]) == ("DEADLINE", 9)
     elapsed = datetime.fromisoformat(batch["endedAt"]) - datetime.fromisoformat(batch["submittedAt"])
     assert elapsed.total_seconds() == 600
     rows = report_by_line(pipeline, run.job)

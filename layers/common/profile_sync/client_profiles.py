@@ -709,11 +709,11 @@ class AccountLimiter:
     def __init__(self, inner: Any, account: str) -> None:
         self.inner, self.account = inner, account
 
-    def try_acquire(self, key: str) -> float:
-        return self.inner.try_acquire(self.account)
+    def try_acquire(self, key: str, *, share: float = 1.0) -> float:
+        return self.inner.try_acquire(self.account, share=share)
 
-    def acquire(self, key: str, *, max_wait: float) -> None:
-        self.inner.acquire(self.account, max_wait=max_wait)
+    def acquire(self, key: str, *, max_wait: float, share: float = 1.0) -> None:
+        self.inner.acquire(self.account, max_wait=max_wait, share=share)
 
 
 class AccountQuota:

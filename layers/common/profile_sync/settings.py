@@ -13,6 +13,10 @@ from typing import Any
 
 API_VERSIONS = ("v2", "v1", "single")
 INPUT_MODES = ("encoded", "raw")
+# Target: a visitor id (thirdPartyId) is at most 256 characters (TARGET_API.md). Defined once for the
+# pipeline: the ingest's default limit, its fast path (through the setting), the Target client's
+# check and the report's cut of a rejected id all use it. Only the emulator keeps its own copy.
+TARGET_ID_MAX_CHARS = 256
 
 
 @dataclass(frozen=True)
@@ -22,7 +26,7 @@ class Settings:
     batch_max_bytes: int = 50 * 1000 * 1000  # a batch file stays strictly under this
     # Per row: external profile data <= 64 KB (current pages).
     row_max_bytes: int = 64 * 1024
-    id_max_chars: int = 256
+    id_max_chars: int = TARGET_ID_MAX_CHARS
     # A whole dropped file above this is rejected before any work (0 = no limit).
     file_max_bytes: int = 20 * 1024**3
     # Bounds on what one file can make the ingest write or store (0 = no limit).
@@ -38,6 +42,8 @@ class Settings:
     daily_row_quota: int = 1_000_000  # rows per client per UTC day, all files
     single_update_quota: int = 1_000_000  # single updates per rolling 24 h
     calls_per_minute: int = 50  # Admin + Reporting + bulk profile calls share this
+    # Status polls may take only this share of a minute's calls; the rest stays free for submits.
+    poll_calls_share: float = 0.8
     single_get_max_bytes: int = 8 * 1024
     single_post_max_bytes: int = 60 * 1024
     # Target endpoint: "{client}" is replaced by the client code.
@@ -53,8 +59,13 @@ class Settings:
     # Workflow.
     max_concurrency: int = 4
     single_update_concurrency: int = 8
+    # Polls (profile_sync.poll_schedule): the first after the initial delay, then each wait is
+    # poll_delay_share of the time since submit, within [min, max]: the report lags Target by at
+    # most max(min, share x processing time); a batch polled until the 24 h deadline: 34 polls.
     poll_initial_delay_seconds: int = 60
-    poll_max_delay_seconds: int = 1800
+    poll_min_delay_seconds: int = 60
+    poll_delay_share: float = 0.25
+    poll_max_delay_seconds: int = 7200
     poll_deadline_seconds: int = 24 * 3600
     # Consecutive polls without a status before a batch counts as vanished (Target kept only the
     # last statuses per client, for at most 24 hours).
@@ -78,6 +89,9 @@ class Settings:
         for name in ("batch_max_rows", "batch_max_bytes", "row_max_bytes", "id_max_chars"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
+        for name in ("poll_delay_share", "poll_calls_share"):
+            if not 0.0 < getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be above 0 and at most 1")
 
     def with_overrides(self, **changes: Any) -> Settings:
         """A copy with the given fields changed; None values are ignored."""

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 from urllib.parse import unquote, urlsplit
 
+from profile_sync import poll_schedule
 from profile_sync.ingest import JobStatus, job_prefix
 from profile_sync.outcomes import (
     END_AUTH_FAILED,
@@ -49,7 +50,7 @@ from profile_sync.outcomes import (
     rows_csv,
 )
 from profile_sync.quota import DailyRowQuota, QuotaDecision, RollingQuota, utc_day
-from profile_sync.settings import Settings
+from profile_sync.settings import TARGET_ID_MAX_CHARS, Settings
 from profile_sync.target.client import TargetClient
 from profile_sync.target.errors import (
     TargetAuthError,
@@ -285,7 +286,7 @@ def _first_poll(settings: Settings, status_url: str, now: float) -> dict:
         "deadlineAt": now + settings.poll_deadline_seconds,
         "polls": 0,
         "unknownStreak": 0,
-        "delaySeconds": settings.poll_initial_delay_seconds,
+        "delaySeconds": poll_schedule.first_delay(settings),
     }
 
 
@@ -410,10 +411,12 @@ def poll_batch(ports: Ports, item: dict) -> dict:
     ports.jobs.update_batch(
         item["jobId"], item["batch"]["batchIndex"], {"status": "POLLING", "polls": poll["polls"]}
     )
-    # Back off: each wait doubles, up to the maximum, and never past the deadline; at least what
-    # Target asked for when it was busy.
-    delay = max(min(poll["delaySeconds"] * 2, ports.settings.poll_max_delay_seconds), retry_after)
-    poll["delaySeconds"] = max(1, int(min(delay, poll["deadlineAt"] - now)))
+    # The wait grows with the time the batch has taken (poll_schedule: bounded lag and poll count);
+    # at least what Target asked for when it was busy, never past the deadline.
+    delay = poll_schedule.next_delay(
+        ports.settings, submitted_at=poll.get("submittedAt", now), now=now, deadline_at=poll["deadlineAt"]
+    )
+    poll["delaySeconds"] = max(1, int(min(max(delay, retry_after), poll["deadlineAt"] - now)))
     return poll
 
 
@@ -756,7 +759,7 @@ def _report_rows(ports: Ports, job: dict, batches: list[dict]) -> Iterator[bytes
 
 def _rejected_id(original: str) -> str:
     # The id is the first field of the line as the rejects file keeps it (rows_csv guards it again).
-    return spreadsheet_unsafe(original).split(",", 1)[0][:256]
+    return spreadsheet_unsafe(original).split(",", 1)[0][:TARGET_ID_MAX_CHARS]
 
 
 @contextlib.contextmanager

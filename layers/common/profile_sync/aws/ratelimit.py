@@ -2,6 +2,7 @@
 
 One item per client and fixed one-minute window (pk="RATE#<clientCode>", sk="<window start>"),
 incremented with a conditional ADD so the count can never pass the limit whatever the concurrency.
+A poll's condition is the lower ceiling of its share: submits keep the rest of the window.
 Items expire through the table's TTL attribute `expiresAt`.
 """
 
@@ -14,7 +15,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
-from profile_sync.target.ratelimit import WINDOW_SECONDS, WindowedLimiter, window_start
+from profile_sync.target.ratelimit import WINDOW_SECONDS, WindowedLimiter, ceiling, window_start
 
 TTL_SECONDS = 3600  # keep a window an hour for inspection, then let TTL remove it
 
@@ -31,7 +32,7 @@ class DynamoDBRateLimiter(WindowedLimiter):
         super().__init__(calls_per_minute, clock=clock, sleep=sleep)
         self.table = boto3.resource("dynamodb").Table(table) if isinstance(table, str) else table
 
-    def try_acquire(self, key: str) -> float:
+    def try_acquire(self, key: str, *, share: float = 1.0) -> float:
         now = self.clock()
         start = window_start(now)
         try:
@@ -41,7 +42,7 @@ class DynamoDBRateLimiter(WindowedLimiter):
                 ConditionExpression="attribute_not_exists(calls) OR calls < :limit",
                 ExpressionAttributeValues={
                     ":one": 1,
-                    ":limit": self.calls_per_minute,
+                    ":limit": ceiling(self.calls_per_minute, share),
                     ":ttl": start + WINDOW_SECONDS + TTL_SECONDS,
                 },
             )

@@ -36,6 +36,7 @@ import requests
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
 
 from profile_sync import clock
+from profile_sync.settings import TARGET_ID_MAX_CHARS
 
 from .auth import NoAuth, TokenProvider
 from .errors import TargetAuthError, TargetMaybeAccepted, TargetRejected, TargetRetryLater
@@ -220,6 +221,7 @@ class TargetClient:
         single_post_max_bytes: int = 60 * 1024,
         time_margin: float = 10.0,
         time_left: Callable[[], float | None] = clock.time_left,
+        poll_calls_share: float = 1.0,
     ) -> None:
         if not client_code or "/" in client_code:
             raise ValueError("client_code must be a non-empty code without '/'")
@@ -238,6 +240,7 @@ class TargetClient:
         self.single_post_max_bytes = single_post_max_bytes
         self.time_margin = time_margin
         self._time_left = time_left
+        self.poll_calls_share = poll_calls_share
         self.stats = CallStats()
 
     @classmethod
@@ -254,6 +257,7 @@ class TargetClient:
             single_get_max_bytes=settings.single_get_max_bytes,
             single_post_max_bytes=settings.single_post_max_bytes,
             time_margin=settings.lambda_time_margin_seconds,
+            poll_calls_share=settings.poll_calls_share,
             **kwargs,
         )
 
@@ -599,7 +603,12 @@ class TargetClient:
             if budget is not None:
                 max_wait = max(0.0, min(max_wait, budget))
             try:
-                self.limiter.acquire(self.client_code, max_wait=max_wait)
+                # Status polls take only their share of the minute: submits keep priority.
+                share = self.poll_calls_share if endpoint == "batchStatus" else 1.0
+                if share < 1.0:
+                    self.limiter.acquire(self.client_code, max_wait=max_wait, share=share)
+                else:
+                    self.limiter.acquire(self.client_code, max_wait=max_wait)
             except TargetRetryLater as exc:
                 before = f"{_failures_text(endpoint, failures, calls)}; then " if calls else f"{endpoint}: "
                 raise TargetRetryLater(
@@ -683,5 +692,9 @@ def _encoded_component(text: str, what: str) -> str:
 def _check_id(id_type: str, visitor_id: str) -> None:
     if not visitor_id:
         raise TargetRejected("empty visitor id")
-    if id_type == "thirdPartyId" and (len(visitor_id) > 256 or "+" in visitor_id or "/" in visitor_id):
-        raise TargetRejected("thirdPartyId must be at most 256 characters without '+' or '/'")
+    if id_type == "thirdPartyId" and (
+        len(visitor_id) > TARGET_ID_MAX_CHARS or "+" in visitor_id or "/" in visitor_id
+    ):
+        raise TargetRejected(
+            f"thirdPartyId must be at most {TARGET_ID_MAX_CHARS} characters without '+' or '/'"
+        )
