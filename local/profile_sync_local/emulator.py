@@ -32,6 +32,7 @@ import random
 import re
 import secrets
 import socket
+import sys
 import threading
 import time
 from collections import Counter
@@ -1125,7 +1126,12 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
 
 def run_from_args(args: argparse.Namespace, *, ready: Callable[[TargetEmulator], None] | None = None) -> int:
     """Run until interrupted; prints the base URL (and the OAuth endpoints) on start."""
-    emulator = TargetEmulator(config_from_args(args)).start()
+    try:
+        config = config_from_args(args)
+    except ValueError as exc:  # a share outside 0..1, a negative count: one line, exit 2
+        print(f"profile-sync emulator: {exc}", file=sys.stderr)
+        return 2
+    emulator = TargetEmulator(config).start()
     print(f"Target emulator on {emulator.url}", flush=True)
     print(f"  IMS token:     {emulator.ims_url()}", flush=True)
     print(f"  profile token: {emulator.token_url()}", flush=True)

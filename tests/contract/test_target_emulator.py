@@ -18,6 +18,21 @@ from profile_sync_local.emulator import (
 )
 
 
+@pytest.mark.parametrize(
+    ("switch", "message"),
+    [
+        ("--fail-share=3", "fail_share must be between 0 and 1"),
+        ("--calls-per-minute=-1", "must be 0 or more"),
+    ],
+)
+def test_a_bad_switch_is_one_line_and_exit_2_not_a_traceback(capsys, switch, message):
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert run_from_args(parser.parse_args([switch])) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
 def test_cli_switches_map_to_the_config():
     parser = argparse.ArgumentParser()
     add_arguments(parser)
