@@ -48,6 +48,9 @@ DEFAULT_PROFILE_TOKEN = "emulator-profile-token"  # noqa: S105 - a local test to
 DEFAULT_CLIENT_ID = "emulator-client-id"
 DEFAULT_CLIENT_SECRET = "emulator-client-secret"  # noqa: S105 - a local test secret
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+# Target's own thirdPartyId limit (TARGET_API.md). Deliberately not imported from profile_sync
+# (settings.TARGET_ID_MAX_CHARS): the double stands for Target, so a wrong figure there shows up here.
+THIRD_PARTY_ID_MAX_CHARS = 256
 # Faults queued per endpoint. Those starting with "accept_" apply to batchUpdate: the batch is
 # accepted (and will be applied) and then the answer goes wrong, as a client can meet when
 # Target took a batch: "accept_drop" closes the connection without an answer, "accept_stall"
@@ -530,7 +533,7 @@ class TargetEmulator:
                 or len(values) - 1 > len(names)
                 or (
                     id_type == "thirdPartyId"
-                    and (len(visitor_id) > 256 or "+" in visitor_id or "/" in visitor_id)
+                    and (len(visitor_id) > THIRD_PARTY_ID_MAX_CHARS or "+" in visitor_id or "/" in visitor_id)
                 )
             )
             rows.append((visitor_id, attrs))

@@ -407,16 +407,28 @@ def test_step_events_point_at_the_jobs_the_ingest_events_make() -> None:
 
 def test_step_events_carry_what_the_ingest_wrote(world: World) -> None:
     """The batch pointer in the step events is the item the Map reads from batches.json."""
+    checked: dict[str, set[str]] = {}
     for ingest_event in (BULK_JOB_EVENT, SINGLE_JOB_EVENT):
         job = world.jobs.get_job(world.ingest(ingest_event)["jobId"])
         pointers = world.read_json(job["batchesKey"])
         started = {"apiVersion": job["apiVersion"], "manifestKey": job["manifestKey"], "clientCode": "acme"}
+        checked[ingest_event] = set()
         for path in EVENT_FILES:
             event = json.loads(path.read_text())
             if function_for(path) == "ingest" or event.get("jobId") != job["jobId"] or "batch" not in event:
                 continue
             assert event["batch"] in pointers, path.name
             assert {k: event[k] for k in started} == started, path.name
+            checked[ingest_event].add(path.name)
+    # Every assertion above sits behind a filter: make sure the events that carry a batch were checked
+    # (an event whose job id no ingest makes would otherwise be skipped, and the test pass on nothing).
+    assert checked[BULK_JOB_EVENT] >= {
+        "reserve_quota_batch.json",
+        "submit_batch_quota_granted.json",
+        "fail_batch_submit_gave_up.json",
+        "poll_batch_first_poll.json",
+    }, checked
+    assert checked[SINGLE_JOB_EVENT] >= {"single_update_first_chunk.json"}, checked
 
 
 def test_the_asl_task_payloads_have_the_shape_of_the_events() -> None:

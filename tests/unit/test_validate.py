@@ -421,6 +421,17 @@ def test_id_length_counts_characters(run):
     assert r.result.accepted == 1
 
 
+@pytest.mark.parametrize("fast", [True, False])
+def test_id_max_chars_is_the_limit_on_both_paths(run, monkeypatch, fast):
+    # The fast path once hard-coded 256: with ID_MAX_CHARS=10 a 50-character id was accepted.
+    monkeypatch.setattr(validate, "_FAST_PATH", fast)
+    settings = Settings.from_env({"ID_MAX_CHARS": "10"})
+    r = run(b"pcId,a\n" + b"q" * 50 + b",v\n" + b"q" * 10 + b",v\n" + b"q" * 11 + b",v\n", **vars(settings))
+    assert r.reasons == [(2, "id_too_long"), (4, "id_too_long")]
+    assert r.rejects[0][2] == "field 1 (pcId) is 50 characters, over 10"
+    assert body(r.batches[0]) == b"q" * 10 + b",v\n"
+
+
 def test_row_too_large_at_the_profile_limit(run):
     # Decoded values: %41 is one byte. 10 bytes is the limit.
     data = b"pcId,a,b\n1,%41%41%41%41%41,12345\n2,%41%41%41%41%41,123456\n"
@@ -708,6 +719,9 @@ IDS = [
     b" 7 ",
     b"%41",
     b"q" * 257,
+    b"q" * 50,
+    b"%C3%A9" * 5,  # 5 characters in 30 bytes
+    b"abcdefghij",
     b"\xff",
     b'"5"',
     b"9",
@@ -778,6 +792,8 @@ def test_fast_path_matches_per_row_reference(run, monkeypatch):
             "batch_max_rows": rng.choice([1, 3, 7, 500_000]),
             "batch_max_bytes": rng.choice([60, 120, 400, 50_000_000]),
             "row_max_bytes": rng.choice([8, 30, 65536]),
+            # The fast path's id bound is built from the setting (it once hard-coded 256).
+            "id_max_chars": rng.choice([1, 5, 10, 49, 256]),
         }
         monkeypatch.setattr(validate, "_FAST_PATH", False)
         monkeypatch.setattr(validate, "_CHUNK_SIZE", 1 << 20)

@@ -13,6 +13,10 @@ from typing import Any
 
 API_VERSIONS = ("v2", "v1", "single")
 INPUT_MODES = ("encoded", "raw")
+# Target: a visitor id (thirdPartyId) is at most 256 characters (TARGET_API.md). Defined once for the
+# pipeline: the ingest's default limit, its fast path (through the setting), the Target client's
+# check and the report's cut of a rejected id all use it. Only the emulator keeps its own copy.
+TARGET_ID_MAX_CHARS = 256
 
 
 @dataclass(frozen=True)
@@ -22,7 +26,7 @@ class Settings:
     batch_max_bytes: int = 50 * 1000 * 1000  # a batch file stays strictly under this
     # Per row: external profile data <= 64 KB (current pages).
     row_max_bytes: int = 64 * 1024
-    id_max_chars: int = 256
+    id_max_chars: int = TARGET_ID_MAX_CHARS
     # A whole dropped file above this is rejected before any work (0 = no limit).
     file_max_bytes: int = 20 * 1024**3
     # Bounds on what one file can make the ingest write or store (0 = no limit).

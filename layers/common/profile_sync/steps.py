@@ -50,7 +50,7 @@ from profile_sync.outcomes import (
     rows_csv,
 )
 from profile_sync.quota import DailyRowQuota, QuotaDecision, RollingQuota, utc_day
-from profile_sync.settings import Settings
+from profile_sync.settings import TARGET_ID_MAX_CHARS, Settings
 from profile_sync.target.client import TargetClient
 from profile_sync.target.errors import (
     TargetAuthError,
@@ -759,7 +759,7 @@ def _report_rows(ports: Ports, job: dict, batches: list[dict]) -> Iterator[bytes
 
 def _rejected_id(original: str) -> str:
     # The id is the first field of the line as the rejects file keeps it (rows_csv guards it again).
-    return spreadsheet_unsafe(original).split(",", 1)[0][:256]
+    return spreadsheet_unsafe(original).split(",", 1)[0][:TARGET_ID_MAX_CHARS]
 
 
 @contextlib.contextmanager

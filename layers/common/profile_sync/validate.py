@@ -321,13 +321,16 @@ def _parse_record(buf: bytes, pos: int) -> tuple[list[bytes], list[bool], int, s
             return fields, quoted, nl + 1, f"field {len(fields)}: text after the closing quote"
 
 
-def _good_line_pattern(mode: str, third_party: bool, columns: int, max_len: int) -> re.Pattern[bytes]:
+def _good_line_pattern(
+    mode: str, third_party: bool, columns: int, max_len: int, id_max: int
+) -> re.Pattern[bytes]:
     """A run of lines that the per-row path would accept unchanged (encoded) or only escape (raw).
 
     Conservative: any line it does not match simply takes the per-row path.
     """
-    # Lookaheads: line length bound; id of 1..256 bytes followed by at least one non-empty value.
-    head = rb"(?=[^\n]{1,%d}+\n)(?=[^,\n]{1,256}+,,*+[^,\n])" % max_len
+    # Lookaheads: line length bound; id of 1..id_max bytes (so at most id_max characters once
+    # decoded; a longer id in bytes takes the per-row path) followed by a non-empty value.
+    head = rb"(?=[^\n]{1,%d}+\n)(?=[^,\n]{1,%d}+,,*+[^,\n])" % (max_len, id_max)
     if mode == "encoded":
         # Printable ASCII except space " % , (and / in a thirdPartyId); %XX below 0x80 only so
         # that escapes of non-ASCII bytes get the UTF-8 check.
@@ -838,7 +841,11 @@ class _Engine:
         max_len = min(self.settings.row_max_bytes, fit // 3 if self.raw else fit)
         if _FAST_PATH and max_len >= 1:
             self.good = _good_line_pattern(
-                self.settings.input_mode, first == "thirdPartyId", len(self.names), max_len
+                self.settings.input_mode,
+                first == "thirdPartyId",
+                len(self.names),
+                max_len,
+                self.settings.id_max_chars,
             )
 
     # ---- outputs -------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ import requests
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
 
 from profile_sync import clock
+from profile_sync.settings import TARGET_ID_MAX_CHARS
 
 from .auth import NoAuth, TokenProvider
 from .errors import TargetAuthError, TargetMaybeAccepted, TargetRejected, TargetRetryLater
@@ -691,5 +692,9 @@ def _encoded_component(text: str, what: str) -> str:
 def _check_id(id_type: str, visitor_id: str) -> None:
     if not visitor_id:
         raise TargetRejected("empty visitor id")
-    if id_type == "thirdPartyId" and (len(visitor_id) > 256 or "+" in visitor_id or "/" in visitor_id):
-        raise TargetRejected("thirdPartyId must be at most 256 characters without '+' or '/'")
+    if id_type == "thirdPartyId" and (
+        len(visitor_id) > TARGET_ID_MAX_CHARS or "+" in visitor_id or "/" in visitor_id
+    ):
+        raise TargetRejected(
+            f"thirdPartyId must be at most {TARGET_ID_MAX_CHARS} characters without '+' or '/'"
+        )
