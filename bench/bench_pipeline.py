@@ -89,7 +89,8 @@ def poll_table() -> bool:
 def pipeline_table(sizes: list[int]) -> bool:
     print(f"\nprofile-sync run, built-in emulator, virtual clock ({load()})")
     print(
-        f"  {'rows':>10} {'wall s':>7} {'peak MiB':>9} {'rows/s':>9} {'AWS $':>8} {'$ per 1M':>9}  cost items"
+        f"  {'rows':>10} {'wall s':>7} {'peak MiB':>9} {'rows/s':>9} {'AWS $':>8} {'$/1M -T':>9}  "
+        "cost items (-T: without the Lambda time waiting for Target)"
     )
     ok = True
     for rows in sizes:
