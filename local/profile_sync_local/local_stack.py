@@ -11,6 +11,7 @@ and each Lambda task is routed to functions/<name>/app.py in-process.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import importlib.util
 import json
 import logging
@@ -235,6 +236,20 @@ class LocalStack:
             Name=f"{self.profiles_path}/{client_code}", Value=text, Type="String", Overwrite=True
         )
         return answer["Version"]
+
+
+# What was dropped under each ingest event's key in events/ (the events say only where and how big):
+# the handler tests and `make sam-local` put these bytes there before running an event.
+ODD_KEY_CSV = "pcId,city,note\n1001,München,VIP client\n1002,Köln,\n".encode()
+
+
+def event_sources() -> dict[str, bytes]:
+    sample = (ROOT / "local" / "samples" / "visitors.csv").read_bytes()
+    return {
+        "ingest_object_created.json": sample,
+        "ingest_object_created_gzip_odd_key.json": gzip.compress(ODD_KEY_CSV, mtime=0),
+        "ingest_object_created_single_api.json": sample,
+    }
 
 
 def drop_event(bucket: str, key: str, size: int, *, at: datetime, sequencer: str | None = None) -> dict:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import gzip
 import ipaddress
 import json
 import os
@@ -57,6 +56,7 @@ from profile_sync_local.local_stack import (
     ROOT,
     AwsServer,
     LocalStack,
+    event_sources,
     load_function,
     local_aws,
     template,
@@ -67,14 +67,7 @@ BRIDGE_HOST = os.environ.get("SAM_LOCAL_HOST", "172.17.0.1")
 BUILD_DIR = ROOT / ".aws-sam" / "sam-local"
 BASE_IMAGE = "public.ecr.aws/lambda/python:3.13-x86_64"
 EVENTS = ROOT / "events"
-SAMPLE = (ROOT / "local" / "samples" / "visitors.csv").read_bytes()
-ODD_KEY_CSV = "pcId,city,note\n1001,München,VIP client\n1002,Köln,\n".encode()
-# What was dropped under each ingest event's key (the events say only where and how big).
-SOURCES = {
-    "ingest_object_created.json": SAMPLE,
-    "ingest_object_created_gzip_odd_key.json": gzip.compress(ODD_KEY_CSV, mtime=0),
-    "ingest_object_created_single_api.json": SAMPLE,
-}
+SOURCES = event_sources()  # what was dropped under each ingest event's key
 BULK = "ingest_object_created.json"
 SINGLE = "ingest_object_created_single_api.json"
 

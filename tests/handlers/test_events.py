@@ -11,7 +11,6 @@ emulator on loopback. The clock is fixed (STEP_TIME), so the events' times never
 from __future__ import annotations
 
 import csv
-import gzip
 import io
 import json
 from collections.abc import Callable, Iterator
@@ -27,20 +26,13 @@ from profile_sync import clock as step_clock
 from profile_sync.aws.jobs import DynamoJobStore
 from profile_sync.ingest import Drop
 from profile_sync_local.emulator import EmulatorConfig, TargetEmulator
-from profile_sync_local.local_stack import ROOT, AwsServer, LocalStack, load_function, template
+from profile_sync_local.local_stack import ROOT, AwsServer, LocalStack, event_sources, load_function, template
 from tests.conftest import REGION, AlertInbox, FakeContext
 
 EVENTS_DIR = ROOT / "events"
 EVENT_FILES = sorted(EVENTS_DIR.glob("*.json"))
 ENV_FILE = ROOT / "env.json"
-SAMPLE = (ROOT / "local" / "samples" / "visitors.csv").read_bytes()
-ODD_KEY_CSV = "pcId,city,note\n1001,München,VIP client\n1002,Köln,\n".encode()
-# What was dropped under each ingest event's key (the events say only where and how big).
-SOURCES = {
-    "ingest_object_created.json": SAMPLE,
-    "ingest_object_created_gzip_odd_key.json": gzip.compress(ODD_KEY_CSV, mtime=0),
-    "ingest_object_created_single_api.json": SAMPLE,
-}
+SOURCES = event_sources()  # what was dropped under each ingest event's key
 BULK_JOB_EVENT = "ingest_object_created.json"
 SINGLE_JOB_EVENT = "ingest_object_created_single_api.json"
 # The steps run on a fixed clock a little after the drop (09:15:02): quota day, deadlines, ids.
