@@ -11,7 +11,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from profile_sync_local.local_stack import ROOT, AwsServer, LocalStack, load_function, local_aws
+from profile_sync_local.stack import ROOT, AwsServer, LocalResources, load_function, local_aws
 
 REGION = "us-east-1"
 
@@ -66,7 +66,7 @@ def aws(aws_server: AwsServer):
 @pytest.fixture
 def stack(aws: AwsServer, monkeypatch: pytest.MonkeyPatch):
     """The stack's resources in moto (built from template.yaml), their names in the environment."""
-    created = LocalStack().create()
+    created = LocalResources().create()
     for name, value in created.env().items():
         monkeypatch.setenv(name, value)
     return created

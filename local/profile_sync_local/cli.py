@@ -13,11 +13,11 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
+from profile_sync.adobe_target.errors import TargetRejected
+from profile_sync.adobe_target.urls import require_secure
 from profile_sync.client_profiles import validate_with_profile
 from profile_sync.ingest import CLIENT_CODE, CappedReader, FileTooLarge
 from profile_sync.settings import INPUT_MODES, Settings
-from profile_sync.target.errors import TargetRejected
-from profile_sync.target.urls import require_secure
 from profile_sync.validate import ValidationResult
 from profile_sync_local import clients, deployed, emulator
 

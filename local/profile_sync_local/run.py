@@ -34,16 +34,16 @@ from requests.adapters import HTTPAdapter
 from profile_sync.aws.jobs import DynamoJobStore
 from profile_sync_local.costs import AwsRequests, LambdaDurations, format_cost, job_cost
 from profile_sync_local.emulator import DEFAULT_PROFILE_TOKEN, EmulatorConfig, TargetEmulator
-from profile_sync_local.local_stack import (
+from profile_sync_local.progress import Progress, observed
+from profile_sync_local.sfn_local import VirtualClock
+from profile_sync_local.stack import (
     REGION,
-    LocalStack,
+    LocalResources,
     local_aws,
     run_workflow,
     steps_on,
     workflow_handlers,
 )
-from profile_sync_local.progress import Progress, observed
-from profile_sync_local.sfn_local import VirtualClock
 
 EXIT_COMPLETE, EXIT_WITH_ERRORS, EXIT_FAILED = 0, 1, 2
 CLOCKS = ("virtual", "real")
@@ -104,7 +104,7 @@ def run_local(
     os.environ.update(_LOCAL_ENV | (settings_env or {}))
     try:
         with local_aws(), contextlib.ExitStack() as stack:
-            local = LocalStack().create()
+            local = LocalResources().create()
             os.environ.update(local.env())
             if client_profile is not None:
                 local.put_profile(client, _local_profile(client_profile))
@@ -307,7 +307,7 @@ def endpoint_of(url: str) -> str:
 
 
 def _ingest(
-    local: LocalStack,
+    local: LocalResources,
     source: Path,
     *,
     client: str,
@@ -319,7 +319,7 @@ def _ingest(
     return local.drop(f"incoming/{client}/{folders}{source.name}", source.read_bytes(), at=clock.datetime())
 
 
-def _download(local: LocalStack, job: dict, out_dir: Path) -> dict[str, str]:
+def _download(local: LocalResources, job: dict, out_dir: Path) -> dict[str, str]:
     s3 = boto3.client("s3", region_name=REGION)
     files = {}
     for name, key in (

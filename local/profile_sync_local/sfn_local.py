@@ -897,7 +897,7 @@ def sfn_local(
 ) -> Iterator[LambdaRouter]:
     """Everything needed to execute state machines locally, for the duration of the block.
 
-    Uses the in-process moto server AWS_ENDPOINT_URL points at (local_stack.AwsServer), else starts
+    Uses the in-process moto server AWS_ENDPOINT_URL points at (stack.AwsServer), else starts
     ``mock_aws`` if none is active (a test's own ``mock_aws`` is reused, so its S3/DynamoDB
     data is visible to handlers and to the interpreter), switches moto's config to
     :data:`SFN_LOCAL_CONFIG`, routes Lambda invocations to ``handlers`` and moto's waits to
@@ -909,7 +909,7 @@ def sfn_local(
     try:
         with contextlib.ExitStack() as stack:
             if os.environ.get("AWS_ENDPOINT_URL"):
-                # A moto server in this process (local_stack.AwsServer): the interpreter reaches
+                # A moto server in this process (stack.AwsServer): the interpreter reaches
                 # Lambda over HTTP at localhost:MOTO_PORT, and these patches apply to its backends.
                 if not os.environ.get("MOTO_PORT"):
                     raise RuntimeError("sfn_local over a moto server needs MOTO_PORT (AwsServer.env())")

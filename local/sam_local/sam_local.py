@@ -51,17 +51,17 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from profile_sync.aws.jobs import DynamoJobStore
 from profile_sync_local.emulator import EmulatorConfig, TargetEmulator
-from profile_sync_local.local_stack import (
+from profile_sync_local.sfn_local import LocalLambdaContext, function_arn
+from profile_sync_local.stack import (
     REGION,
     ROOT,
     AwsServer,
-    LocalStack,
+    LocalResources,
     event_sources,
     load_function,
     local_aws,
     template,
 )
-from profile_sync_local.sfn_local import LocalLambdaContext, function_arn
 
 BRIDGE_HOST = os.environ.get("SAM_LOCAL_HOST", "172.17.0.1")
 BUILD_DIR = ROOT / ".aws-sam" / "sam-local"
@@ -258,12 +258,12 @@ class World:
     target_url: str
     env: dict  # the env file's document
     ca_file: Path
-    stack: LocalStack = field(default_factory=LocalStack)
+    stack: LocalResources = field(default_factory=LocalResources)
     done: dict[str, object] = field(default_factory=dict)
 
     def fresh(self) -> None:
         self.server.reset()
-        self.stack = LocalStack().create()
+        self.stack = LocalResources().create()
         self.done = {}
 
     @property
@@ -482,7 +482,7 @@ def local_world(host: str) -> Iterator[World]:
         emulator_host, emulator_port = emulator.url.removeprefix("http://").rsplit(":", 1)
         target_url = stack.enter_context(tls_relay(host, (emulator_host, int(emulator_port)), cert, key))
         emulator.configure(status_url_base=target_url)
-        created = LocalStack().create()
+        created = LocalResources().create()
         document = env_file(
             {
                 "AWS_ENDPOINT_URL": server.url,

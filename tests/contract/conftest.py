@@ -13,9 +13,9 @@ from contextlib import contextmanager
 import boto3
 import pytest
 
-from profile_sync.target.client import RetryPolicy, TargetClient
+from profile_sync.adobe_target.client import RetryPolicy, TargetClient
 from profile_sync_local.emulator import EmulatorConfig, TargetEmulator
-from profile_sync_local.local_stack import atomic_dynamodb_writes
+from profile_sync_local.stack import atomic_dynamodb_writes
 
 CLIENT = "demo"
 

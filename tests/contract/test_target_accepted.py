@@ -10,8 +10,8 @@ import socket
 
 import pytest
 
-from profile_sync.target.client import RetryPolicy, TargetClient
-from profile_sync.target.errors import TargetMaybeAccepted, TargetRejected, TargetRetryLater
+from profile_sync.adobe_target.client import RetryPolicy, TargetClient
+from profile_sync.adobe_target.errors import TargetMaybeAccepted, TargetRejected, TargetRetryLater
 from profile_sync_local.emulator import batch_digest
 from tests.contract.conftest import CLIENT, batch
 

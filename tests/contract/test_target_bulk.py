@@ -9,7 +9,7 @@ import boto3
 import pytest
 from botocore.response import StreamingBody
 
-from profile_sync.target.errors import TargetMaybeAccepted, TargetRejected, TargetRetryLater
+from profile_sync.adobe_target.errors import TargetMaybeAccepted, TargetRejected, TargetRetryLater
 from tests.contract.conftest import CLIENT, batch
 
 

@@ -7,9 +7,9 @@ from collections import Counter
 
 import pytest
 
+from profile_sync.adobe_target.client import RetryPolicy, TargetClient
+from profile_sync.adobe_target.ratelimit import InMemoryRateLimiter
 from profile_sync.aws.ratelimit import DynamoDBRateLimiter
-from profile_sync.target.client import RetryPolicy, TargetClient
-from profile_sync.target.ratelimit import InMemoryRateLimiter
 from profile_sync_local.emulator import EmulatorConfig, TargetEmulator
 from tests.contract.conftest import CLIENT, VirtualScheduler, atomic_moto_dynamodb, batch, create_rate_table
 

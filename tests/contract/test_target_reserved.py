@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from profile_sync.adobe_target.errors import TargetRejected
 from profile_sync.settings import Settings
-from profile_sync.target.errors import TargetRejected
 from profile_sync.validate import validate_and_split
 from tests.contract.conftest import CLIENT
 

@@ -6,9 +6,14 @@ import logging
 
 import pytest
 
-from profile_sync.target.auth import NoAuth, OAuthServerToServer, StaticToken
-from profile_sync.target.client import RetryPolicy, TargetClient
-from profile_sync.target.errors import TargetAuthError, TargetMaybeAccepted, TargetRejected, TargetRetryLater
+from profile_sync.adobe_target.auth import NoAuth, OAuthServerToServer, StaticToken
+from profile_sync.adobe_target.client import RetryPolicy, TargetClient
+from profile_sync.adobe_target.errors import (
+    TargetAuthError,
+    TargetMaybeAccepted,
+    TargetRejected,
+    TargetRetryLater,
+)
 from profile_sync_local.emulator import DEFAULT_PROFILE_TOKEN, batch_digest
 from tests.contract.conftest import CLIENT, batch
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from profile_sync.target.errors import TargetAuthError, TargetRejected
+from profile_sync.adobe_target.errors import TargetAuthError, TargetRejected
 from tests.contract.conftest import CLIENT
 
 

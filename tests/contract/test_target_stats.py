@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from profile_sync.target.auth import StaticToken
+from profile_sync.adobe_target.auth import StaticToken
 from profile_sync_local.emulator import DEFAULT_PROFILE_TOKEN
 from tests.contract.conftest import batch
 

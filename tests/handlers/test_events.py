@@ -26,7 +26,7 @@ from profile_sync import clock as step_clock
 from profile_sync.aws.jobs import DynamoJobStore
 from profile_sync.ingest import Drop
 from profile_sync_local.emulator import EmulatorConfig, TargetEmulator
-from profile_sync_local.local_stack import ROOT, AwsServer, LocalStack, event_sources, load_function, template
+from profile_sync_local.stack import ROOT, AwsServer, LocalResources, event_sources, load_function, template
 from tests.conftest import REGION, AlertInbox, FakeContext
 
 EVENTS_DIR = ROOT / "events"
@@ -86,7 +86,7 @@ class StepClock:
 
 @dataclass
 class World:
-    stack: LocalStack
+    stack: LocalResources
     emulator: TargetEmulator
     clock: StepClock
     monkeypatch: pytest.MonkeyPatch
@@ -158,7 +158,7 @@ def world(aws: AwsServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     clock = StepClock(STEP_TIME)
     monkeypatch.setattr(step_clock, "time", clock.time)
     monkeypatch.setattr(step_clock, "sleep", clock.sleep)
-    stack = LocalStack().create()
+    stack = LocalResources().create()
     inbox = AlertInbox(stack.topic_arn)
     with TargetEmulator(EmulatorConfig(seed=7), clock=clock.time) as emulator:
         yield World(stack, emulator, clock, monkeypatch, inbox)

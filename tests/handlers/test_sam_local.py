@@ -14,8 +14,8 @@ import sys
 
 import pytest
 
-from profile_sync_local.local_stack import ROOT, load_function
 from profile_sync_local.sfn_local import LocalLambdaContext, function_arn
+from profile_sync_local.stack import ROOT, load_function
 
 EVENT_NAMES = sorted(path.name for path in (ROOT / "events").glob("*.json"))
 

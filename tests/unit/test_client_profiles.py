@@ -11,6 +11,7 @@ import jsonschema
 import pytest
 
 import profile_sync.client_profiles as cp
+from profile_sync.adobe_target.ratelimit import InMemoryRateLimiter
 from profile_sync.client_profiles import (
     AccountLimiter,
     AccountQuota,
@@ -20,7 +21,6 @@ from profile_sync.client_profiles import (
     validate_with_profile,
 )
 from profile_sync.settings import Settings
-from profile_sync.target.ratelimit import InMemoryRateLimiter
 from profile_sync.validate import validate_and_split
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,6 +7,7 @@ import io
 
 import pytest
 
+from profile_sync.adobe_target.responses import BatchStatus
 from profile_sync.outcomes import (
     END_AUTH_FAILED,
     END_COMPLETE,
@@ -31,7 +32,6 @@ from profile_sync.outcomes import (
     resolve_rows,
     rows_csv,
 )
-from profile_sync.target.responses import BatchStatus
 
 BATCH = [b"batch=thirdPartyId,tier", b"CRM-1,gold", b"CRM%202,gold", b"CRM-3,gold", b"CRM-4,gold"]
 # Rows 0-1 came from source lines 2-3, then a rejected line 4, rows 2-3 from lines 5-6.

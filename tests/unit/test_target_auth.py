@@ -8,8 +8,7 @@ import boto3
 import pytest
 from aws_lambda_powertools.utilities import parameters
 
-from profile_sync.aws.secrets import token_provider_from_secret
-from profile_sync.target.auth import (
+from profile_sync.adobe_target.auth import (
     NoAuth,
     OAuthServerToServer,
     StaticToken,
@@ -17,7 +16,8 @@ from profile_sync.target.auth import (
     profile_token_from_secret,
     provider_from_secret_value,
 )
-from profile_sync.target.errors import TargetAuthError, TargetRetryLater
+from profile_sync.adobe_target.errors import TargetAuthError, TargetRetryLater
+from profile_sync.aws.secrets import token_provider_from_secret
 
 CREDS = {
     "client_id": "cid",

@@ -13,10 +13,10 @@ import pytest
 import requests
 
 from profile_sync import clock as step_clock
+from profile_sync.adobe_target.client import RetryPolicy, TargetClient
+from profile_sync.adobe_target.errors import TargetRetryLater
+from profile_sync.adobe_target.ratelimit import InMemoryRateLimiter
 from profile_sync.settings import Settings
-from profile_sync.target.client import RetryPolicy, TargetClient
-from profile_sync.target.errors import TargetRetryLater
-from profile_sync.target.ratelimit import InMemoryRateLimiter
 
 BASE = "https://demo.tt.omtrdc.net"
 STATUS_URL = "https://mboxedge1.tt.omtrdc.net/m2/demo/v2/profile/batchStatus?batchId=demo-1&m2Node=00"

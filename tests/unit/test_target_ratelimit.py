@@ -7,9 +7,9 @@ import threading
 import boto3
 import pytest
 
+from profile_sync.adobe_target.errors import TargetRetryLater
+from profile_sync.adobe_target.ratelimit import InMemoryRateLimiter, RateLimiter
 from profile_sync.aws.ratelimit import DynamoDBRateLimiter
-from profile_sync.target.errors import TargetRetryLater
-from profile_sync.target.ratelimit import InMemoryRateLimiter, RateLimiter
 from tests.contract.conftest import FakeClock, atomic_moto_dynamodb, create_rate_table
 
 

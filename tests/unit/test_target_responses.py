@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from profile_sync.target.responses import (
+from profile_sync.adobe_target.responses import (
     extract_status_url,
     parse_batch_status,
     parse_single_update,

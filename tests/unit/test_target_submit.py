@@ -9,8 +9,8 @@ import pytest
 import requests
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError, ProtocolError
 
-from profile_sync.target.client import RetryPolicy, TargetClient
-from profile_sync.target.errors import TargetMaybeAccepted, TargetRetryLater
+from profile_sync.adobe_target.client import RetryPolicy, TargetClient
+from profile_sync.adobe_target.errors import TargetMaybeAccepted, TargetRetryLater
 
 BODY = b"batch=pcId,a\n1,x\n"
 STATUS_URL = "https://mboxedge1.tt.omtrdc.net/m2/demo/v2/profile/batchStatus?batchId=demo-1&m2Node=00"

@@ -8,16 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from profile_sync.settings import Settings
-from profile_sync.target.client import RetryPolicy, SubmitResult, TargetClient
-from profile_sync.target.errors import TargetRejected, TargetRetryLater
-from profile_sync.target.urls import (
+from profile_sync.adobe_target.client import RetryPolicy, SubmitResult, TargetClient
+from profile_sync.adobe_target.errors import TargetRejected, TargetRetryLater
+from profile_sync.adobe_target.urls import (
     TargetScope,
     is_loopback_host,
     require_secure,
     upgrade_to_https,
     with_show_details,
 )
+from profile_sync.settings import Settings
 
 STATUS = "http://mboxedge45.tt.omtrdc.net/m2/demo/profile/batchStatus?batchId=demo-1701473848678-13029383"
 

@@ -15,14 +15,14 @@ import pytest
 
 from profile_sync.aws.jobs import DynamoJobStore
 from profile_sync_local.emulator import EmulatorConfig, TargetEmulator
-from profile_sync_local.local_stack import (
+from profile_sync_local.sfn_local import ExecutionResult, VirtualClock
+from profile_sync_local.stack import (
     REGION,
     AwsServer,
-    LocalStack,
+    LocalResources,
     run_workflow,
     steps_on,
 )
-from profile_sync_local.sfn_local import ExecutionResult, VirtualClock
 from tests.conftest import AlertInbox
 
 START = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
@@ -38,7 +38,7 @@ class Run:
 
 @dataclass
 class Pipeline:
-    stack: LocalStack
+    stack: LocalResources
     emulator: TargetEmulator
     clock: VirtualClock
     monkeypatch: pytest.MonkeyPatch
@@ -99,7 +99,7 @@ class Pipeline:
 @pytest.fixture
 def pipeline(aws: AwsServer, monkeypatch: pytest.MonkeyPatch):
     clock = VirtualClock(start=START)
-    stack = LocalStack().create()
+    stack = LocalResources().create()
     for name, value in stack.env().items():
         monkeypatch.setenv(name, value)
     inbox = AlertInbox(stack.topic_arn)

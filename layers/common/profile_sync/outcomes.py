@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
-from profile_sync.target.responses import (
+from profile_sync.adobe_target.responses import (
     COMPLETE,
     OUTCOME_FAILED,
     OUTCOME_PENDING,

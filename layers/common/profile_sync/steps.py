@@ -25,6 +25,15 @@ from typing import BinaryIO, Protocol
 from urllib.parse import unquote, urlsplit
 
 from profile_sync import poll_schedule
+from profile_sync.adobe_target.client import TargetClient
+from profile_sync.adobe_target.errors import (
+    TargetAuthError,
+    TargetError,
+    TargetMaybeAccepted,
+    TargetRejected,
+    TargetRetryLater,
+)
+from profile_sync.adobe_target.responses import UNKNOWN, BatchStatus
 from profile_sync.ingest import JobStatus, job_prefix
 from profile_sync.outcomes import (
     END_AUTH_FAILED,
@@ -51,15 +60,6 @@ from profile_sync.outcomes import (
 )
 from profile_sync.quota import DailyRowQuota, QuotaDecision, RollingQuota, utc_day
 from profile_sync.settings import TARGET_ID_MAX_CHARS, Settings
-from profile_sync.target.client import TargetClient
-from profile_sync.target.errors import (
-    TargetAuthError,
-    TargetError,
-    TargetMaybeAccepted,
-    TargetRejected,
-    TargetRetryLater,
-)
-from profile_sync.target.responses import UNKNOWN, BatchStatus
 from profile_sync.validate import spreadsheet_unsafe
 
 

@@ -7,6 +7,7 @@ import threading
 from functools import cache
 
 from profile_sync import clock
+from profile_sync.adobe_target.client import CallStats, TargetClient
 from profile_sync.aws.jobs import DynamoJobStore
 from profile_sync.aws.notify import SnsNotifier
 from profile_sync.aws.profiles import profile_store_from_settings
@@ -17,7 +18,6 @@ from profile_sync.aws.secrets import token_provider_from_secret
 from profile_sync.client_profiles import AccountLimiter, AccountQuota
 from profile_sync.settings import Settings
 from profile_sync.steps import Ports
-from profile_sync.target.client import CallStats, TargetClient
 
 _lock = threading.Lock()
 # Target clients of this container, one per client code (token cache and call figures included).

@@ -15,7 +15,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
-from profile_sync.target.ratelimit import WINDOW_SECONDS, WindowedLimiter, ceiling, window_start
+from profile_sync.adobe_target.ratelimit import WINDOW_SECONDS, WindowedLimiter, ceiling, window_start
 
 TTL_SECONDS = 3600  # keep a window an hour for inspection, then let TTL remove it
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities import parameters
 
-from profile_sync.target.auth import NoAuth, TokenProvider, provider_from_secret_value
+from profile_sync.adobe_target.auth import NoAuth, TokenProvider, provider_from_secret_value
 
 
 class SecretLoader:

@@ -184,7 +184,7 @@ def atomic_dynamodb_writes() -> Iterator[None]:
 
 
 @dataclass
-class LocalStack:
+class LocalResources:
     bucket: str = "profile-sync-drop"
     jobs_table: str = "profile-sync-jobs"
     idempotency_table: str = "profile-sync-idempotency"
@@ -193,7 +193,7 @@ class LocalStack:
     # SSM path of the client profiles (profile_sync.client_profiles); none stored = stack defaults.
     profiles_path: str = "/profile-sync/clients"
 
-    def create(self) -> LocalStack:
+    def create(self) -> LocalResources:
         """Create the resources in the account boto3 reaches (the local moto server)."""
         boto3.client("s3", region_name=REGION).create_bucket(Bucket=self.bucket)
         dynamodb = boto3.client("dynamodb", region_name=REGION)
