@@ -10,6 +10,9 @@ BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
+# The stack's template and the one it nests (its Observability application): sam validate and checkov
+# read one file at a time and do not follow a nested Location, so each is named here.
+TEMPLATES := template.yaml observability.yaml
 
 .PHONY: help setup test lint format unit asl-validate sam-validate sam-build security-scan demo bench clean
 
@@ -49,7 +52,7 @@ asl-validate: node_modules/.installed
 	for definition in statemachine/*.asl.json; do npx --no-install asl-validator --json-path "$$definition" || exit 1; done
 
 sam-validate: setup
-	sam validate --lint
+	for template in $(TEMPLATES); do sam validate --lint --template "$$template" || exit 1; done
 
 sam-build: setup
 	sam build
@@ -67,7 +70,7 @@ $(CHECKOV_VENV)/.installed: $(CHECKOV_LOCK)
 
 security-scan: setup $(CHECKOV_VENV)/.installed
 	mkdir -p out
-	BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov --file template.yaml --framework cloudformation \
+	BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov $(foreach t,$(TEMPLATES),--file $(t)) --framework cloudformation \
 	  --output json --soft-fail --quiet --skip-download > out/checkov.json
 	python local/checkov/gate.py out/checkov.json
 

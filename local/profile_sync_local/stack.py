@@ -75,8 +75,9 @@ _CfnLoader.add_multi_constructor("!", _tag)
 
 
 @cache
-def template() -> dict:
-    return yaml.load((ROOT / "template.yaml").read_text(), Loader=_CfnLoader)  # noqa: S506 - a SafeLoader
+def template(name: str = "template.yaml") -> dict:
+    """template.yaml, or a template it nests (observability.yaml), as parsed YAML."""
+    return yaml.load((ROOT / name).read_text(), Loader=_CfnLoader)  # noqa: S506 - a SafeLoader
 
 
 def table_definition(logical_id: str, table_name: str) -> dict:
