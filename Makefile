@@ -48,8 +48,13 @@ format: setup
 unit: setup
 	pytest
 
-asl-validate: node_modules/.installed
-	for definition in statemachine/*.asl.json; do npx --no-install asl-validator --json-path "$$definition" || exit 1; done
+# The definition as Step Functions receives it: the template's DefinitionSubstitutions applied (the
+# file alone is not JSON: MaxConcurrency's placeholder stands for a number, unquoted).
+asl-validate: setup node_modules/.installed
+	mkdir -p out
+	python -c 'from profile_sync_local.stack import state_machine_definition; print(state_machine_definition())' \
+	  > out/profile_sync.asl.json
+	npx --no-install asl-validator --json-path out/profile_sync.asl.json
 
 sam-validate: setup
 	for template in $(TEMPLATES); do sam validate --lint --template "$$template" || exit 1; done
