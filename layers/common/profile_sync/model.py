@@ -297,7 +297,6 @@ class WorkflowInput(TypedDict):
     batchesKey: str
     manifestKey: str
     batchCount: int
-    maxConcurrency: NotRequired[int]
 
 
 class StepError(TypedDict, total=False):
