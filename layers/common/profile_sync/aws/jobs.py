@@ -17,6 +17,7 @@ from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
 from profile_sync import clock
+from profile_sync.model import BatchStatus
 
 if TYPE_CHECKING:  # the stubs are a development dependency, not in the layer
     from mypy_boto3_dynamodb import DynamoDBServiceResource
@@ -140,7 +141,7 @@ class DynamoJobStore:
                 writer.put_item(
                     Item={
                         **batch_key(job_id, batch["batchIndex"]),
-                        "status": "PENDING",
+                        "status": BatchStatus.PENDING,
                         **batch,
                         **self._expiry(),
                     }
