@@ -59,6 +59,7 @@ from profile_sync.validate import (
     unlisted_warning,
     validate_and_split,
 )
+from profile_sync.validate.engine import ByteStream
 
 if TYPE_CHECKING:
     from _csv import Reader as CsvReader
@@ -259,14 +260,10 @@ def _engine_problems(profile: ClientProfile, settings: Settings) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------- reading
-class _Readable(Protocol):
-    def read(self, size: int = -1, /) -> bytes: ...
-
-
 class _Head(io.RawIOBase):
     """A raw stream with bytes already read put back in front of it."""
 
-    def __init__(self, head: bytes, stream: _Readable) -> None:
+    def __init__(self, head: bytes, stream: ByteStream) -> None:
         self._head, self._stream = head, stream
 
     def readable(self) -> bool:
@@ -345,7 +342,7 @@ class ProfileReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def read(self, size: int = -1) -> bytes:
+    def read(self, size: int | None = -1) -> bytes:
         """Up to ``size`` bytes (fewer only at the end); slices of the produced chunks, one copy."""
         if size is None or size < 0:
             return b"".join([self._out, *self._gen])
@@ -369,7 +366,7 @@ class ProfileReader(io.RawIOBase):
         return len(data)
 
     # ---- the work ------------------------------------------------------------------------------
-    def _text(self, stream: _Readable) -> io.TextIOWrapper:
+    def _text(self, stream: ByteStream) -> io.TextIOWrapper:
         encoding = self.profile.encoding
         head = stream.read(4)
         if encoding == "utf-16" and head[:2] not in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
@@ -381,7 +378,7 @@ class ProfileReader(io.RawIOBase):
         # newline="\n": lines end at LF only (CRLF keeps its CR for csv), as the engine counts lines.
         return io.TextIOWrapper(raw, encoding=ENCODINGS[encoding], errors=_MARK_ERRORS, newline="\n")
 
-    def _generate(self, stream: _Readable) -> Iterator[bytes]:
+    def _generate(self, stream: ByteStream) -> Iterator[bytes]:
         p = self.profile
         if (p.encoding, p.separator) == ("utf-8", ",") and not p.constants and not p.drop:
             head = b""
@@ -423,7 +420,7 @@ class ProfileReader(io.RawIOBase):
         csv.writer(out, lineterminator="\n").writerow(names)
         return body[:blank] + out.getvalue().encode() + body[nl + 1 :]
 
-    def _transcode(self, stream: _Readable) -> Iterator[bytes]:
+    def _transcode(self, stream: ByteStream) -> Iterator[bytes]:
         profile = self.profile
         text = self._text(stream)
         # The csv reader takes its lines from a queue that _rows can bypass: a block of lines
@@ -681,13 +678,8 @@ def validate_with_profile(
         return validate_and_split(stream, out_dir, settings, source_name=source_name, on_batch=on_batch)
     reader = ProfileReader(stream, profile, source_name=source_name, settings=settings)
     try:
-        # The engine only calls read(n); its signature says BinaryIO until it takes a read protocol.
         result = validate_and_split(
-            reader,  # type: ignore[arg-type]
-            Path(out_dir),
-            settings,
-            source_name=source_name,
-            on_batch=on_batch,
+            reader, Path(out_dir), settings, source_name=source_name, on_batch=on_batch
         )
         result.warnings[:0] = reader.rejects.warnings
         if not result.file_error and reader.rejects.count:

@@ -117,7 +117,7 @@ def add_row_counts(metrics: Metrics, counts: Mapping[str, int]) -> None:
         count(metrics, name, counts.get(outcome, 0))
 
 
-def add_batch_end(metrics: Metrics, end: str, counts: Mapping[str, int]) -> None:
+def add_batch_end(metrics: Metrics, end: BatchEnd, counts: Mapping[str, int]) -> None:
     count(metrics, BATCH_END_METRICS[end])
     add_row_counts(metrics, counts)
 
