@@ -9,7 +9,8 @@ last confirmed: for each id, a hash of the row as sent and a short hash of each 
   picked by a CRC of the id, each file sorted by id; a pointer (version, partition keys) names the
   current files. Files are never overwritten: a new version writes new keys.
 - ``diff``: a new file's rows (its batch files) against the snapshot, partition by partition:
-  memory holds one partition of the new file and streams the snapshot's. Rows whose values Target
+  memory holds one partition of the new file and one of the snapshot, never the whole snapshot
+  (the partition count bounds both). Rows whose values Target
   already holds are ``unchanged``; the others are written as *candidates* and the batch files are
   rewritten without the unchanged rows (``rebatch``).
 - ``update``: after the job ends, the candidates Target confirmed are merged into the snapshot,

@@ -1,11 +1,12 @@
 """A new file's rows against the snapshot, partition by partition, and its batches without the unchanged rows.
 
 ``diff_batches`` reads the job's batch files (rows exactly as they would be sent) once and spills
-each row, numbered in file order (its *seq*), to its partition's file on disk. Then, one partition
-at a time, it sorts that partition's rows by id and walks them beside the snapshot's file of the
-same partition (streamed, sorted by id). Memory: one partition of the new file (its rows / the
-partition count) and the spill buffers (``SPILL_BUFFER_BYTES``), plus one bit per row (which rows
-are unchanged). Disk: about the size of the rows, twice.
+each row to its partition's file on disk, with its number in file order (its *seq*). Then, one
+partition at a time, it reads that partition's rows and the snapshot's file of the same partition
+(an id -> record map) and compares. Memory: one partition of the new file and one of the snapshot
+(each a 1/``partitions`` share; ``PREFETCH`` more snapshot partitions read ahead), the spill
+buffers (``SPILL_BUFFER_BYTES``) and the seqs of the rows to send (8 bytes each).
+Disk: about the size of the rows, twice.
 
 A row is unchanged when its id is in the snapshot and either its row hash is the one recorded
 (the same values as the row last confirmed), or every non-empty value it holds is the value the
@@ -20,6 +21,7 @@ import zlib
 from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from hashlib import blake2b
 from pathlib import Path
@@ -39,6 +41,7 @@ from profile_sync.delta.snapshot import (
 from profile_sync.validate import BatchInfo
 
 SPILL_BUFFER_BYTES = 8 << 20  # rows held before they are appended to their partitions' files
+PREFETCH = 2  # snapshot partitions fetched ahead of the one being compared
 BATCH_PREFIX = b"batch="
 
 
@@ -98,14 +101,24 @@ def diff_batches(
     )
     hasher = RowHasher(result.names)
     changed: list[int] = []
-    for partition in range(count):
-        lines_path = spill_dir / f"{partition:04d}.rows"
-        if not lines_path.exists():
-            continue
+    todo = [p for p in range(count) if (spill_dir / f"{p:04d}.rows").exists()]
+
+    def fetch(partition: int) -> tuple[list[bytes], list[bytes]]:
         key = pointer.keys.get(partition) if pointer is not None else None
-        out = workdir / f"cand-{partition:04d}.gz"
-        if _diff_partition(spill_dir / f"{partition:04d}", key, objects, hasher, changed, out):
-            result.candidates[partition] = out
+        return read_lines(objects.open(key)) if key is not None else ([], [])
+
+    # The next partitions' snapshot files are fetched while this one is compared (S3's latency,
+    # not the CPU, would otherwise set the pace): at most PREFETCH + 1 partitions in memory.
+    with ThreadPoolExecutor(max_workers=PREFETCH) as pool:
+        ahead: dict[int, Future[tuple[list[bytes], list[bytes]]]] = {}
+        for n, partition in enumerate(todo):
+            for nxt in todo[n : n + PREFETCH + 1]:
+                if nxt not in ahead:
+                    ahead[nxt] = pool.submit(fetch, nxt)
+            snapshot = ahead.pop(partition).result()
+            out = workdir / f"cand-{partition:04d}.gz"
+            if _diff_partition(spill_dir / f"{partition:04d}", snapshot, hasher, changed, out):
+                result.candidates[partition] = out
     changed.sort()
     result.changed_seqs = array("L", changed)
     return result
@@ -157,10 +170,9 @@ def _spill(batch_paths: Iterable[Path], spill_dir: Path, partitions: int) -> tup
     return header[len(BATCH_PREFIX) :], seq
 
 
-def _diff_partition(  # noqa: PLR0917
+def _diff_partition(
     spill: Path,
-    key: str | None,
-    objects: SnapshotObjects,
+    snapshot: tuple[list[bytes], list[bytes]],
     hasher: RowHasher,
     changed: list[int],
     out: Path,
@@ -174,11 +186,8 @@ def _diff_partition(  # noqa: PLR0917
     rows_path.unlink()
     seq_path.unlink()
     # One partition of the snapshot in memory, id -> "row hash<TAB>version<TAB>value hashes".
-    snap_names: list[bytes] = []
-    held: dict[bytes, bytes] = {}
-    if key is not None:
-        snap_names, records = read_lines(objects.open(key))
-        held = dict(line.split(b"\t", 1) for line in records)
+    snap_names, records = snapshot
+    held: dict[bytes, bytes] = dict(line.split(b"\t", 1) for line in records)
     hashes = list(map(hasher.fields_hash, rows))
     olds = [held.get(fields[0]) for fields in rows]
     position = {name: i for i, name in enumerate(snap_names)}

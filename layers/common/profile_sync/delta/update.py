@@ -1,8 +1,9 @@
 """Merge the rows Target confirmed into the snapshot, with a conditional write of its pointer.
 
 Runs once the job has ended. For each partition holding confirmed candidates, the current
-snapshot file and the job's candidates file (both sorted by id) are streamed side by side into a
-new file under a key of this version and job; partitions without confirmed rows keep their file.
+snapshot file and the job's candidates file (both sorted by id; one partition in memory at a time)
+are merged into a new file under a key of this version and job; partitions without confirmed rows
+keep their file.
 Then the pointer is written only if its version is still the one this merge started from. When
 another job of the client wrote first, the merge is done again on the newer snapshot (``attempts``).
 
@@ -55,7 +56,7 @@ class UpdateResult:
 
 
 def confirmed_bits(
-    unchanged_bits: bytes, rows: int, batches: Iterable[tuple[int, Iterable[int] | None]]
+    unchanged_bits: bytes | bytearray, rows: int, batches: Iterable[tuple[int, Iterable[int] | None]]
 ) -> bytearray:
     """Bits over the file's rows (seq): set for each row sent and confirmed by Target.
 
@@ -88,7 +89,7 @@ def update_snapshot(
     partitions: int,
     names: list[bytes],
     candidates: Mapping[int, str],
-    confirmed: bytes,
+    confirmed: bytes | bytearray,
     objects: SnapshotObjects,
     pointers: PointerStore,
     workdir: Path,
@@ -163,7 +164,7 @@ def _merge_partition(
     *,
     old_key: str | None,
     candidates_key: str,
-    confirmed: bytes,
+    confirmed: bytes | bytearray,
     names: list[bytes],
     base_version: int,
     new_version: int,
@@ -223,5 +224,5 @@ def _ident(line: bytes) -> bytes:
     return line[: line.find(b"\t")]
 
 
-def _bit(bits: bytes, seq: int) -> bool:
+def _bit(bits: bytes | bytearray, seq: int) -> bool:
     return bool(bits[seq >> 3] >> (seq & 7) & 1)
