@@ -26,7 +26,15 @@ from profile_sync import clock as step_clock
 from profile_sync.aws.jobs import DynamoJobStore
 from profile_sync.ingest import Drop
 from profile_sync_local.emulator import EmulatorConfig, TargetEmulator
-from profile_sync_local.stack import ROOT, AwsServer, LocalResources, event_sources, load_function, template
+from profile_sync_local.stack import (
+    ROOT,
+    AwsServer,
+    LocalResources,
+    event_sources,
+    load_function,
+    state_machine_definition,
+    template,
+)
 from tests.conftest import REGION, AlertInbox, FakeContext
 
 EVENTS_DIR = ROOT / "events"
@@ -425,7 +433,7 @@ def test_step_events_carry_what_the_ingest_wrote(world: World) -> None:
 
 def test_the_asl_task_payloads_have_the_shape_of_the_events() -> None:
     """Each workflow event has exactly the keys its Task's Parameters give the Lambda."""
-    asl = json.loads((ROOT / "statemachine" / "profile_sync.asl.json").read_text())
+    asl = json.loads(state_machine_definition())
     states = {**asl["States"], **asl["States"]["SendBatches"]["ItemProcessor"]["States"]}
     item = set(asl["States"]["SendBatches"]["ItemSelector"]) - {"batch.$"} | {"batch"}
     item = {k.removesuffix(".$") for k in item}

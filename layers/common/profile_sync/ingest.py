@@ -307,7 +307,6 @@ def _start(
                 "batchesKey": job["batchesKey"],
                 "manifestKey": job["manifestKey"],
                 "batchCount": job["batchCount"],
-                "maxConcurrency": settings.max_concurrency,
             },
         )
     except Exception as exc:
