@@ -53,7 +53,7 @@ unit: setup
 # file alone is not JSON: MaxConcurrency's placeholder stands for a number, unquoted).
 asl-validate: setup node_modules/.installed
 	mkdir -p out
-	python -c 'from profile_sync_local.stack import state_machine_definition; print(state_machine_definition())' \
+	python -c 'from profile_sync_local.stack.project import state_machine_definition; print(state_machine_definition())' \
 	  > out/profile_sync.asl.json
 	npx --no-install asl-validator --json-path out/profile_sync.asl.json
 

@@ -35,15 +35,11 @@ from profile_sync.aws.jobs import DynamoJobStore
 from profile_sync_local.costs import AwsRequests, LambdaDurations, format_cost, job_cost
 from profile_sync_local.emulator import DEFAULT_PROFILE_TOKEN, EmulatorConfig, TargetEmulator
 from profile_sync_local.progress import Progress, observed
-from profile_sync_local.sfn_local import VirtualClock
-from profile_sync_local.stack import (
-    REGION,
-    LocalResources,
-    local_aws,
-    run_workflow,
-    steps_on,
-    workflow_handlers,
-)
+from profile_sync_local.sfn_local.clock import VirtualClock
+from profile_sync_local.stack.aws_server import REGION, local_aws
+from profile_sync_local.stack.functions import workflow_handlers
+from profile_sync_local.stack.resources import LocalResources
+from profile_sync_local.stack.workflow import run_workflow, steps_on
 
 EXIT_COMPLETE, EXIT_WITH_ERRORS, EXIT_FAILED = 0, 1, 2
 CLOCKS = ("virtual", "real")

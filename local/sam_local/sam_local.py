@@ -51,17 +51,12 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from profile_sync.aws.jobs import DynamoJobStore
 from profile_sync_local.emulator import EmulatorConfig, TargetEmulator
-from profile_sync_local.sfn_local import LocalLambdaContext, function_arn
-from profile_sync_local.stack import (
-    REGION,
-    ROOT,
-    AwsServer,
-    LocalResources,
-    event_sources,
-    load_function,
-    local_aws,
-    template,
-)
+from profile_sync_local.sfn_local.lambda_router import LocalLambdaContext, function_arn
+from profile_sync_local.stack.aws_server import REGION, AwsServer, local_aws
+from profile_sync_local.stack.events import event_sources
+from profile_sync_local.stack.functions import load_function
+from profile_sync_local.stack.project import ROOT, template
+from profile_sync_local.stack.resources import LocalResources
 
 BRIDGE_HOST = os.environ.get("SAM_LOCAL_HOST", "172.17.0.1")
 BUILD_DIR = ROOT / ".aws-sam" / "sam-local"

@@ -14,8 +14,9 @@ import sys
 
 import pytest
 
-from profile_sync_local.sfn_local import LocalLambdaContext, function_arn
-from profile_sync_local.stack import ROOT, load_function
+from profile_sync_local.sfn_local.lambda_router import LocalLambdaContext, function_arn
+from profile_sync_local.stack.functions import load_function
+from profile_sync_local.stack.project import ROOT
 
 EVENT_NAMES = sorted(path.name for path in (ROOT / "events").glob("*.json"))
 

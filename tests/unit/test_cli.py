@@ -15,7 +15,7 @@ from profile_sync_local.cli import (
     main,
     parse_sets,
 )
-from profile_sync_local.stack import ROOT
+from profile_sync_local.stack.project import ROOT
 
 SAMPLE = ROOT / "local" / "samples" / "visitors.csv"
 

@@ -12,7 +12,7 @@ from profile_sync.aws.jobs import DynamoJobStore
 from profile_sync_local import deployed
 from profile_sync_local.cli import main
 from profile_sync_local.deployed import EXIT_ERROR, EXIT_NOT_FOUND, EXIT_OK
-from profile_sync_local.stack import table_definition
+from profile_sync_local.stack.project import table_definition
 
 REGION = "us-east-1"
 BUCKET = "drop-bucket"

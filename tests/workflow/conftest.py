@@ -15,14 +15,11 @@ import pytest
 
 from profile_sync.aws.jobs import DynamoJobStore
 from profile_sync_local.emulator import EmulatorConfig, TargetEmulator
-from profile_sync_local.sfn_local import ExecutionResult, VirtualClock
-from profile_sync_local.stack import (
-    REGION,
-    AwsServer,
-    LocalResources,
-    run_workflow,
-    steps_on,
-)
+from profile_sync_local.sfn_local.clock import VirtualClock
+from profile_sync_local.sfn_local.runner import ExecutionResult
+from profile_sync_local.stack.aws_server import REGION, AwsServer
+from profile_sync_local.stack.resources import LocalResources
+from profile_sync_local.stack.workflow import run_workflow, steps_on
 from tests.conftest import AlertInbox
 
 START = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)

@@ -25,8 +25,9 @@ import pytest
 from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
 
 from profile_sync import steps
-from profile_sync_local import stack
-from profile_sync_local.stack import REGION, run_workflow
+from profile_sync_local.stack import functions
+from profile_sync_local.stack.aws_server import REGION
+from profile_sync_local.stack.workflow import run_workflow
 from tests.conftest import FakeContext, event_path
 from tests.template import sam
 from tests.template.test_iam import INGEST_TARGET, KEY, TOPIC
@@ -161,7 +162,7 @@ def calls(pipeline, monkeypatch):
         ),
     )
     # Each function's handler runs as that function (the ingest from a drop, the workflow's tasks).
-    load = stack.load_function
+    load = functions.load_function
 
     def load_attributed(folder: str):
         module = load(folder)
@@ -174,7 +175,7 @@ def calls(pipeline, monkeypatch):
         module.lambda_handler = invoke
         return module
 
-    monkeypatch.setattr(stack, "load_function", load_attributed)
+    monkeypatch.setattr(functions, "load_function", load_attributed)
     yield recorder
     DEFAULT_PROVIDERS.clear()
 
@@ -247,7 +248,7 @@ def test_a_rejected_file_a_failed_step_and_an_aborted_execution(pipeline, calls,
     other = pipeline.ingest(_visitors(2))
     event = json.loads(event_path("execution_alert_execution_aborted.json").read_text())
     event["detail"]["name"] = other["jobId"]
-    assert stack.load_function("execution_alert").lambda_handler(event, FakeContext())["notified"]
+    assert functions.load_function("execution_alert").lambda_handler(event, FakeContext())["notified"]
     made = _check(calls)
     assert {
         ("ingest", "sns", "Publish"),

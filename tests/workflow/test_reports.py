@@ -22,7 +22,7 @@ from profile_sync.aws.ports import ports_from_env
 from profile_sync.outcomes import REPORT_COLUMNS
 from profile_sync.quota import QuotaDecision
 from profile_sync.settings import Settings
-from profile_sync_local.stack import REGION
+from profile_sync_local.stack.aws_server import REGION
 from tests.conftest import AlertInbox
 
 # Accepted as a pcId in encoded mode as it is (a leading "=" is written %3D, so it starts no formula).

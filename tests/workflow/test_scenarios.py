@@ -18,7 +18,8 @@ from profile_sync import steps
 from profile_sync.aws.jobs import plain
 from profile_sync.aws.ports import ports_from_env
 from profile_sync.settings import Settings
-from profile_sync_local.stack import REGION, run_workflow
+from profile_sync_local.stack.aws_server import REGION
+from profile_sync_local.stack.workflow import run_workflow
 from tests.workflow.conftest import CLIENT, START, Run
 
 ACCOUNT = ("received", "rejected", "skipped", "succeeded", "failed", "not_found", "pending")

@@ -15,13 +15,9 @@ from pathlib import Path
 import boto3
 import pytest
 
-from profile_sync_local.sfn_local import (
-    LocalStateMachine,
-    VirtualClock,
-    function_arn,
-    run_state_machine,
-    substitute,
-)
+from profile_sync_local.sfn_local.clock import VirtualClock
+from profile_sync_local.sfn_local.lambda_router import function_arn
+from profile_sync_local.sfn_local.runner import LocalStateMachine, run_state_machine, substitute
 
 ASL = Path(__file__).parent / "asl"
 START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
