@@ -102,7 +102,7 @@ clean:
 # not run, and why, and exits 0.
 .PHONY: sam-local
 sam-local: setup
-	python local/sam_local/sam_local.py
+	PYTHONPATH=local python -m sam_local
 
 # Optional, not part of `make test`: the sample through a deployed stack (README: smoke test).
 # Skipped, exit 0, when no AWS credentials are found.

@@ -9,9 +9,8 @@ import pytest
 from botocore.stub import Stubber
 
 from profile_sync.aws.jobs import DynamoJobStore
-from profile_sync_local import deployed
 from profile_sync_local.cli import main
-from profile_sync_local.deployed import EXIT_ERROR, EXIT_NOT_FOUND, EXIT_OK
+from profile_sync_local.deployed.resources import EXIT_ERROR, EXIT_NOT_FOUND, EXIT_OK, guarded
 from profile_sync_local.stack.project import table_definition
 
 REGION = "us-east-1"
@@ -562,7 +561,7 @@ def test_region_option_wins(aws, capsys, monkeypatch):
 def test_any_other_aws_refusal_is_one_line_and_exit_2(capsys):
     from botocore.exceptions import ClientError  # noqa: PLC0415
 
-    @deployed.guarded
+    @guarded
     def refused(_args):
         raise ClientError({"Error": {"Code": "AccessDenied", "Message": "not you"}}, "GetItem")
 
