@@ -420,8 +420,15 @@ def test_step_events_carry_what_the_ingest_wrote(world: World) -> None:
             assert event["batch"] in pointers, path.name
             assert {k: event[k] for k in started} == started, path.name
             checked[ingest_event].add(path.name)
-    # Every assertion above sits behind a filter: make sure the events that carry a batch were checked
-    # (an event whose job id no ingest makes would otherwise be skipped, and the test pass on nothing).
+    # Every assertion above sits behind a filter: every event that carries a batch was checked against
+    # one of the two jobs (an event whose job id no ingest makes would otherwise be skipped), and the
+    # events this test is about exist (an empty events/ would pass on nothing).
+    carrying = {
+        path.name
+        for path in EVENT_FILES
+        if function_for(path) != "ingest" and "batch" in json.loads(path.read_text())
+    }
+    assert carrying == checked[BULK_JOB_EVENT] | checked[SINGLE_JOB_EVENT], checked
     assert checked[BULK_JOB_EVENT] >= {
         "reserve_quota_batch.json",
         "submit_batch_quota_granted.json",
