@@ -10,13 +10,16 @@ BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
+# The stack's template and the one it nests (its Observability application): sam validate and checkov
+# read one file at a time and do not follow a nested Location, so each is named here.
+TEMPLATES := template.yaml observability.yaml
 
 .PHONY: help setup test lint format unit asl-validate sam-validate sam-build security-scan demo bench clean
 
 help:
 	@echo "make demo   set up and run the job locally on the bundled sample"
-	@echo "make test   ruff, pytest, asl-validator, sam validate --lint, sam build, checkov"
-	@echo "make bench  engine, poll-lag, pipeline and cost tables against their goals (takes minutes)"
+	@echo "make test   ruff, mypy, pytest, asl-validator, sam validate --lint, sam build, checkov"
+	@echo "make bench  engine, poll-lag, pipeline, cost and delta-sync tables against their goals (takes minutes)"
 	@echo "make sam-local  every function in SAM's container against the local stack (needs Docker)"
 	@echo "make smoke STACK=name CLIENT=code  the sample through a deployed stack"
 
@@ -37,6 +40,7 @@ test: setup lint unit asl-validate sam-validate sam-build security-scan
 lint: setup
 	ruff check .
 	ruff format --check .
+	mypy
 
 format: setup
 	ruff format .
@@ -45,11 +49,16 @@ format: setup
 unit: setup
 	pytest
 
-asl-validate: node_modules/.installed
-	for definition in statemachine/*.asl.json; do npx --no-install asl-validator --json-path "$$definition" || exit 1; done
+# The definition as Step Functions receives it: the template's DefinitionSubstitutions applied (the
+# file alone is not JSON: MaxConcurrency's placeholder stands for a number, unquoted).
+asl-validate: setup node_modules/.installed
+	mkdir -p out
+	python -c 'from profile_sync_local.stack import state_machine_definition; print(state_machine_definition())' \
+	  > out/profile_sync.asl.json
+	npx --no-install asl-validator --json-path out/profile_sync.asl.json
 
 sam-validate: setup
-	sam validate --lint
+	for template in $(TEMPLATES); do sam validate --lint --template "$$template" || exit 1; done
 
 sam-build: setup
 	sam build
@@ -67,7 +76,7 @@ $(CHECKOV_VENV)/.installed: $(CHECKOV_LOCK)
 
 security-scan: setup $(CHECKOV_VENV)/.installed
 	mkdir -p out
-	BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov --file template.yaml --framework cloudformation \
+	BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov $(foreach t,$(TEMPLATES),--file $(t)) --framework cloudformation \
 	  --output json --soft-fail --quiet --skip-download > out/checkov.json
 	python local/checkov/gate.py out/checkov.json
 
@@ -80,10 +89,11 @@ demo: setup
 # default "100000 1000000"; add 3000000 for the 3M row, minutes more). Every table, then PASS/FAIL.
 bench: setup
 	python bench/bench_validate.py; v=$$?; python bench/bench_transcode.py; t=$$?; \
-	  python bench/bench_pipeline.py; p=$$?; test $$v -eq 0 -a $$t -eq 0 -a $$p -eq 0
+	  python bench/bench_pipeline.py; p=$$?; python bench/bench_delta.py; d=$$?; \
+	  test $$v -eq 0 -a $$t -eq 0 -a $$p -eq 0 -a $$d -eq 0
 
 clean:
-	rm -rf .aws-sam out .pytest_cache .ruff_cache node_modules
+	rm -rf .aws-sam out .pytest_cache .ruff_cache .mypy_cache node_modules
 
 # Optional, not part of `make test`: needs Docker and the Lambda base image (README: sam local invoke).
 # Every events/ file through `sam local invoke` in a container, against a moto server and the Target
