@@ -46,6 +46,8 @@ _ROUTES: list[tuple[re.Pattern[str], str, str]] = [
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
+    _entry: dict[str, Any] | None = None  # this request's record, until it is logged
+    _status: int = 0
 
     def setup(self) -> None:
         super().setup()
@@ -66,7 +68,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _read_body(self) -> bytes:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks = []
+            chunks: list[bytes] = []
             while True:
                 size = int(self.rfile.readline(1024).split(b";")[0].strip() or b"0", 16)
                 if size == 0:
@@ -111,7 +113,7 @@ class _Handler(BaseHTTPRequestHandler):
             if match:
                 endpoint, variant = name, kind
                 break
-        self._entry: dict[str, Any] | None = {
+        self._entry = {
             "endpoint": endpoint,
             "method": self.command,
             "path": parts.path,
@@ -181,8 +183,9 @@ class _Handler(BaseHTTPRequestHandler):
 
         # Which client's token came with the call (recorded by client code, never the token itself).
         owners = {token: code for code, token in cfg.client_tokens}
-        self._entry["client"] = query.get("client", "") if endpoint == "profiles" else match.group(1)
-        self._entry["token_of"] = owners.get(self._token_sent())
+        if self._entry is not None:
+            self._entry["client"] = query.get("client", "") if endpoint == "profiles" else match.group(1)
+            self._entry["token_of"] = owners.get(self._token_sent())
         if cfg.require_auth and not self._authorized(cfg):
             self._send(
                 cfg.auth_failure_status,

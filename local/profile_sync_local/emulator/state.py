@@ -99,9 +99,9 @@ class TargetEmulator:
     def url(self) -> str:
         if self._server is None:
             raise RuntimeError("the emulator is not running")
-        host, port = self._server.server_address[:2]
-        host = f"[{host}]" if ":" in str(host) else host
-        return f"http://{host}:{port}"
+        address, port = self._server.server_address[:2]
+        host = str(address)
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
     def ims_url(self) -> str:
         return f"{self.url}/ims/token/v3"
