@@ -7,7 +7,6 @@ import gzip
 import json
 import sys
 from pathlib import Path
-from typing import BinaryIO, cast
 
 from profile_sync.client_profiles import validate_with_profile
 from profile_sync.ingest import CappedReader, FileTooLarge
@@ -88,10 +87,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         opener = gzip.open if source.name.lower().endswith(".gz") else open
         with opener(source, "rb") as stream:
             # The cap counts what the engine reads, the decompressed bytes of a .gz (as the ingest).
-            capped = CappedReader(cast(BinaryIO, stream), settings.file_max_bytes)
-            result = validate_with_profile(
-                cast(BinaryIO, capped), out_dir, settings, profile, source_name=str(source)
-            )
+            capped = CappedReader(stream, settings.file_max_bytes)
+            result = validate_with_profile(capped, out_dir, settings, profile, source_name=str(source))
     except FileTooLarge as exc:
         return _file_unreadable(args, settings, source, out_dir, f"{exc} (--file-max-bytes, FILE_MAX_BYTES)")
     except FileNotFoundError:

@@ -144,11 +144,11 @@ def format_status(job: dict, batches: list[dict]) -> str:
                 )
             )
         widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-        for row, of in zip(table, [None, *batches], strict=True):  # the header row is of no batch
+        for row, listed in zip(table, [None, *batches], strict=True):
             cells = [
                 cell.ljust(width) if i == 1 else cell.rjust(width)
                 for i, (cell, width) in enumerate(zip(row, widths, strict=True))
             ]
-            reason = "REASON" if of is None else (of.get("reason") or "")
+            reason = "REASON" if listed is None else (listed.get("reason") or "")
             lines.append(("    " + "  ".join(cells) + "  " + reason).rstrip())
     return "\n".join(lines)

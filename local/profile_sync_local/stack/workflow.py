@@ -15,8 +15,7 @@ from profile_sync_local.stack.project import STATE_MACHINE, definition_substitut
 def steps_on(clock: VirtualClock) -> Iterator[None]:
     """The steps' time (quota days, deadlines, rate windows, back-off) follows the virtual clock."""
     saved = step_clock.time, step_clock.sleep
-    # The clock's sleep takes seconds as a float (time.sleep's stub also allows SupportsIndex).
-    step_clock.time, step_clock.sleep = clock.time, clock.sleep  # type: ignore[assignment]
+    step_clock.time, step_clock.sleep = clock.time, clock.sleep
     try:
         yield
     finally:
