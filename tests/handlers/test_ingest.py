@@ -302,7 +302,9 @@ def test_batches_never_exceed_a_whole_day_of_quota(stack, monkeypatch, lambda_co
 # ------------------------------------------------------------------------------------- issue 11
 def _start_fails(ingest, monkeypatch, code: str, times: int | None) -> list[int]:
     """StartExecution answers `code` (after botocore's own retries) `times` times, or always."""
-    client = ingest.workflow._sfn
+    from profile_sync.aws import ports  # noqa: PLC0415 - as the handler builds it
+
+    client = ports.ingest_ports("").workflow._sfn
     real = client.start_execution
     calls: list[int] = []
 

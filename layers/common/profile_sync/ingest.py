@@ -4,8 +4,8 @@ The flow reads the object once through the streaming engine, stores each batch f
 it is closed, writes the rejects and the manifest, records the job and starts the workflow. The job
 is QUEUED only once its execution exists: a try whose start failed leaves it RECEIVED (validated),
 the next try starts it, and the last try (Settings.ingest_retry_attempts) ends it FAILED.
-Storage, job records and the workflow are ports (Protocols) so this module has no AWS in it;
-profile_sync.aws holds the implementations.
+Storage, job records and the workflow are ports (profile_sync.ports, IngestPorts) so this module
+has no AWS in it; profile_sync.aws holds the implementations.
 """
 
 from __future__ import annotations
@@ -20,11 +20,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO
 
 from profile_sync import clock
 from profile_sync.client_profiles import ClientProfile, ProfileInvalid, ProfileStore, validate_with_profile
-from profile_sync.model import JobKeys, JobStatus
+from profile_sync.model import JobKeys, JobRecord, JobStatus
+from profile_sync.ports import JobStore, Notifier, ObjectStore, Workflow
 from profile_sync.settings import API_VERSIONS, INPUT_MODES, Settings
 from profile_sync.validate import BatchInfo, ValidationResult
 
@@ -101,31 +102,17 @@ def parse_drop_key(key: str, settings: Settings) -> DropOptions:
 
 
 # ------------------------------------------------------------------------------------- ports
-class ObjectStore(Protocol):
-    def open(self, key: str) -> BinaryIO: ...
-    def upload_file(self, path: Path, key: str, content_type: str) -> None: ...
-    def put_json(self, key: str, document: object) -> None: ...
+@dataclass(frozen=True)
+class IngestPorts:
+    """What ingest takes: the drop's bucket, the job records, the workflow it starts, a person to
+    tell, and the client profiles (None: there are none, the stack's settings apply)."""
 
-
-class JobStore(Protocol):
-    def create_job(self, job: dict) -> bool:
-        """Create the job record; False if a record with its id exists already."""
-
-    def get_job(self, job_id: str) -> dict | None: ...
-    def update_job(self, job_id: str, changes: dict, *, expect: dict | None = None) -> bool:
-        """Set fields; with `expect`, only if those fields hold those values (False if not)."""
-
-    def put_batches(self, job_id: str, batches: list[dict]) -> None: ...
-
-
-class Workflow(Protocol):
-    def start(self, name: str, payload: dict) -> str:
-        """Start (or find, when the name was used already) the execution; return its id."""
-
-
-class Notifier(Protocol):
-    def notify(self, subject: str, message: str) -> bool:
-        """Best-effort: True once published; a failure is logged and counted, never raised."""
+    settings: Settings
+    objects: ObjectStore
+    jobs: JobStore
+    workflow: Workflow
+    notifier: Notifier | None = None
+    profiles: ProfileStore | None = None
 
 
 class FileTooLarge(Exception):
@@ -157,16 +144,11 @@ class CappedReader:
 # ------------------------------------------------------------------------------------- flow
 def ingest_drop(
     drop: Drop,
+    ports: IngestPorts,
     *,
-    objects: ObjectStore,
-    jobs: JobStore,
-    workflow: Workflow,
-    settings: Settings,
-    notifier: Notifier | None = None,
     now: Callable[[], datetime] = lambda: datetime.fromtimestamp(clock.now(), UTC),
     workdir: Path | None = None,
-    profiles: ProfileStore | None = None,
-) -> dict:
+) -> JobRecord:
     """Validate and split one drop into a job; returns the job record as stored.
 
     ``profiles``: the client's profile (if any) maps the file and sets the drop's defaults; the
@@ -175,9 +157,11 @@ def ingest_drop(
     Safe to repeat: a job that got past validation is returned as it is; one that stopped midway
     is done again with the same keys, and the workflow start is idempotent by name.
     """
+    objects, jobs, workflow, notifier = ports.objects, ports.jobs, ports.workflow, ports.notifier
+    settings, profiles = ports.settings, ports.profiles
     job_id = drop.job_id()
     stamp = now().isoformat(timespec="seconds")
-    job = {
+    job: JobRecord = {
         "jobId": job_id,
         "status": JobStatus.RECEIVED,
         "sourceBucket": drop.bucket,
