@@ -392,7 +392,10 @@ def test_a_start_whose_queued_write_failed_is_finished_by_the_retry(
 ):
     put(stack, "incoming/acme/visitors.csv", SAMPLE)
     event = make_event("incoming/acme/visitors.csv", len(SAMPLE))
-    update = ingest.jobs.update_job
+    from profile_sync.aws import ports  # noqa: PLC0415 - the job store the handler is given
+
+    jobs = ports.ingest_ports(stack.bucket).jobs
+    update = jobs.update_job
     failed: list[dict] = []
 
     def update_job(job_id, changes, **kwargs):
@@ -404,7 +407,7 @@ def test_a_start_whose_queued_write_failed_is_finished_by_the_retry(
             )
         return update(job_id, changes, **kwargs)
 
-    monkeypatch.setattr(ingest.jobs, "update_job", update_job)
+    monkeypatch.setattr(jobs, "update_job", update_job)
     with pytest.raises(ClientError):
         ingest.lambda_handler(event, lambda_context)
     assert len(executions(stack)) == 1  # started, but the job still says RECEIVED
