@@ -20,14 +20,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, cast
 
 from profile_sync import clock
 from profile_sync.client_profiles import ClientProfile, ProfileInvalid, ProfileStore, validate_with_profile
-from profile_sync.model import JobKeys, JobRecord, JobStatus
+from profile_sync.model import (
+    ApiVersion,
+    BatchPointer,
+    JobKeys,
+    JobRecord,
+    JobStatus,
+    Manifest,
+    WorkflowInput,
+)
 from profile_sync.ports import JobStore, Notifier, ObjectStore, Workflow
 from profile_sync.settings import API_VERSIONS, INPUT_MODES, Settings
 from profile_sync.validate import BatchInfo, ValidationResult
+from profile_sync.validate.engine import ByteStream
 
 INCOMING_PREFIX = "incoming/"
 # Target client codes are short lower-case names; allow what is safe in keys and execution names.
@@ -61,7 +70,7 @@ class Drop:
 @dataclass(frozen=True)
 class DropOptions:
     client_code: str
-    api_version: str
+    api_version: ApiVersion
     input_mode: str
     file_name: str
     compressed: bool
@@ -94,7 +103,7 @@ def parse_drop_key(key: str, settings: Settings) -> DropOptions:
         chosen[name] = value
     return DropOptions(
         client_code=client_code,
-        api_version=chosen["api"],
+        api_version=cast(ApiVersion, chosen["api"]),  # one of API_VERSIONS, checked above
         input_mode=chosen["mode"],
         file_name=file_name,
         compressed=file_name.lower().endswith(".gz"),
@@ -122,7 +131,7 @@ class FileTooLarge(Exception):
 class CappedReader:
     """Counts what the engine reads and stops past the configured maximum (gzip bombs too)."""
 
-    def __init__(self, raw: BinaryIO, limit: int) -> None:
+    def __init__(self, raw: ByteStream, limit: int) -> None:
         self._raw, self._limit, self.bytes_read = raw, limit, 0
 
     def read(self, size: int = -1) -> bytes:
@@ -185,12 +194,16 @@ def ingest_drop(
         options = parse_drop_key(drop.key, settings)
         profile = _profile(profiles, options.client_code, drop.key)
         if profile is not None:
-            job.update(profileVersion=profile.version)
+            job["profileVersion"] = profile.version
             # The key's api= and mode= folders still win over the profile.
             settings = profile.settings(settings)
             options = parse_drop_key(drop.key, settings)
         job.update(
-            clientCode=options.client_code, apiVersion=options.api_version, inputMode=options.input_mode
+            {
+                "clientCode": options.client_code,
+                "apiVersion": options.api_version,
+                "inputMode": options.input_mode,
+            }
         )
         if settings.file_max_bytes and drop.size and drop.size > settings.file_max_bytes:
             raise DropRejected(
@@ -209,12 +222,13 @@ def ingest_drop(
     except DropRejected as exc:
         return _reject(jobs, job, str(exc), now, notifier)
     if result.file_error:
-        job.update(_counts(result), rejectsKey=JobKeys(job_id).rejects)
+        job.update(_counts(result))
+        job["rejectsKey"] = JobKeys(job_id).rejects
         return _reject(jobs, job, result.file_error, now, notifier)
 
     keys = JobKeys(job_id)
     batches = [_batch_entry(job_id, b) for b in result.batches]
-    manifest = {
+    manifest: Manifest = {
         "jobId": job_id,
         "clientCode": options.client_code,
         "apiVersion": options.api_version,
@@ -222,41 +236,45 @@ def ingest_drop(
         "source": {"bucket": drop.bucket, "key": drop.key},
         "idColumn": result.id_column,
         "columns": result.columns,
-        **({"clientProfile": {"version": profile.version}} if profile is not None else {}),
-        "counts": _counts(result),
+        "counts": dict(_counts(result)),
         "warnings": result.warnings,
         "batches": [
-            {**entry, "lineRuns": b.line_runs} for entry, b in zip(batches, result.batches, strict=True)
+            {**entry, "lineRuns": [list(run) for run in b.line_runs]}
+            for entry, b in zip(batches, result.batches, strict=True)
         ],
     }
+    if profile is not None:
+        manifest["clientProfile"] = {"version": profile.version}
     objects.put_json(keys.manifest, manifest)
     # The workflow's map reads this list: pointers only, never rows.
     objects.put_json(keys.batch_list, batches)
     jobs.put_batches(job_id, batches)
     # Still RECEIVED: with batchesKey set, a later try skips straight to the start.
+    job.update(_counts(result))
     job.update(
-        _counts(result),
-        idColumn=result.id_column,
-        batchCount=len(batches),
-        manifestKey=keys.manifest,
-        batchesKey=keys.batch_list,
-        rejectsKey=keys.rejects,
-        warnings=result.warnings,
-        updatedAt=now().isoformat(timespec="seconds"),
+        {
+            "idColumn": result.id_column,
+            "batchCount": len(batches),
+            "manifestKey": keys.manifest,
+            "batchesKey": keys.batch_list,
+            "rejectsKey": keys.rejects,
+            "warnings": result.warnings,
+            "updatedAt": now().isoformat(timespec="seconds"),
+        }
     )
-    jobs.update_job(job_id, {k: v for k, v in job.items() if k not in ("jobId", "createdAt")})
+    jobs.update_job(job_id, _changes(job))
     return _start(job, workflow=workflow, jobs=jobs, settings=settings, now=now, notifier=notifier)
 
 
 def _start(
-    job: dict,
+    job: JobRecord,
     *,
     workflow: Workflow,
     jobs: JobStore,
     settings: Settings,
     now: Callable[[], datetime],
     notifier: Notifier | None,
-) -> dict:
+) -> JobRecord:
     """Start the job's execution (idempotent by name), then mark it QUEUED.
 
     A failed start is raised for the invocation to be retried, except on the last try, which ends
@@ -267,23 +285,21 @@ def _start(
     jobs.update_job(job_id, {"startAttempts": attempts})
     job["startAttempts"] = attempts
     try:
-        execution = workflow.start(
-            job_id,
-            {
-                "jobId": job_id,
-                "bucket": job["sourceBucket"],
-                "clientCode": job["clientCode"],
-                "apiVersion": job["apiVersion"],
-                "batchesKey": job["batchesKey"],
-                "manifestKey": job["manifestKey"],
-                "batchCount": job["batchCount"],
-            },
-        )
+        payload: WorkflowInput = {
+            "jobId": job_id,
+            "bucket": job["sourceBucket"],
+            "clientCode": job["clientCode"],
+            "apiVersion": job["apiVersion"],
+            "batchesKey": job["batchesKey"],
+            "manifestKey": job["manifestKey"],
+            "batchCount": job["batchCount"],
+        }
+        execution = workflow.start(job_id, payload)
     except Exception as exc:
         if attempts <= settings.ingest_retry_attempts:
             raise  # Lambda tries the event again; the job stays RECEIVED, validated
         return _start_failed(jobs, job, f"{type(exc).__name__}: {_short(str(exc))}", now, notifier)
-    changes = {
+    changes: JobRecord = {
         "status": JobStatus.QUEUED,
         "executionId": execution,
         "updatedAt": now().isoformat(timespec="seconds"),
@@ -296,8 +312,8 @@ def _start(
 
 
 def _start_failed(
-    jobs: JobStore, job: dict, error: str, now: Callable[[], datetime], notifier: Notifier | None
-) -> dict:
+    jobs: JobStore, job: JobRecord, error: str, now: Callable[[], datetime], notifier: Notifier | None
+) -> JobRecord:
     """No workflow could be started: nothing was sent, every accepted row failed, a person is told."""
     attempts = job["startAttempts"]
     reason = (
@@ -306,16 +322,18 @@ def _start_failed(
     )
     stamp = now().isoformat(timespec="seconds")
     job.update(
-        status=JobStatus.FAILED,
-        reason=reason,
-        succeeded=0,
-        failed=job.get("accepted", 0),
-        not_found=0,
-        pending=0,
-        updatedAt=stamp,
-        finishedAt=stamp,
+        {
+            "status": JobStatus.FAILED,
+            "reason": reason,
+            "succeeded": 0,
+            "failed": job.get("accepted", 0),
+            "not_found": 0,
+            "pending": 0,
+            "updatedAt": stamp,
+            "finishedAt": stamp,
+        }
     )
-    jobs.update_job(job["jobId"], {k: v for k, v in job.items() if k not in ("jobId", "createdAt")})
+    jobs.update_job(job["jobId"], _changes(job))
     if notifier is not None:
         notifier.notify(
             f"target-profile-sync: job {job['jobId']} FAILED",
@@ -392,7 +410,7 @@ def _split_settings(settings: Settings, options: DropOptions) -> Settings:
     return settings.with_overrides(input_mode=options.input_mode, batch_max_rows=rows)
 
 
-def _batch_entry(job_id: str, batch: BatchInfo) -> dict:
+def _batch_entry(job_id: str, batch: BatchInfo) -> BatchPointer:
     name = Path(batch.path).name
     return {
         "jobId": job_id,
@@ -403,7 +421,7 @@ def _batch_entry(job_id: str, batch: BatchInfo) -> dict:
     }
 
 
-def _counts(result: ValidationResult) -> dict:
+def _counts(result: ValidationResult) -> JobRecord:
     return {
         "received": result.received,
         "accepted": result.accepted,
@@ -416,10 +434,12 @@ def _counts(result: ValidationResult) -> dict:
 
 
 def _reject(
-    jobs: JobStore, job: dict, reason: str, now: Callable[[], datetime], notifier: Notifier | None
-) -> dict:
-    job.update(status=JobStatus.REJECTED, reason=reason, updatedAt=now().isoformat(timespec="seconds"))
-    jobs.update_job(job["jobId"], {k: v for k, v in job.items() if k not in ("jobId", "createdAt")})
+    jobs: JobStore, job: JobRecord, reason: str, now: Callable[[], datetime], notifier: Notifier | None
+) -> JobRecord:
+    job.update(
+        {"status": JobStatus.REJECTED, "reason": reason, "updatedAt": now().isoformat(timespec="seconds")}
+    )
+    jobs.update_job(job["jobId"], _changes(job))
     if notifier is not None:
         notifier.notify(
             f"target-profile-sync: file rejected ({job['jobId']})",
@@ -427,6 +447,11 @@ def _reject(
             f"sent to Target.\nJob: {job['jobId']}\nReason: {reason}",
         )
     return job
+
+
+def _changes(job: JobRecord) -> dict[str, Any]:
+    """The job record's fields to write over the created record (its id and creation time stay)."""
+    return {k: v for k, v in job.items() if k not in ("jobId", "createdAt")}
 
 
 def _parse_time(value: str) -> datetime:

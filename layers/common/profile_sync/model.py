@@ -212,8 +212,8 @@ class JobRecord(TypedDict, total=False):
     clientCode: str
     apiVersion: ApiVersion
     inputMode: str
-    profileVersion: int
-    idColumn: str
+    profileVersion: int | None
+    idColumn: str | None
     # Validation's counts
     received: int
     accepted: int
