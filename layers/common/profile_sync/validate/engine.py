@@ -4,7 +4,10 @@ duplicate counter."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import queue
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -19,6 +22,41 @@ from profile_sync.validate.rejects import RejectsWriter
 from profile_sync.validate.results import BatchInfo, FileRejected, ValidationResult, unlisted_warning
 
 _BOM = b"\xef\xbb\xbf"
+
+
+def read_ahead(stream: BinaryIO, size: int) -> Iterator[bytes]:
+    """``stream.read(size)`` until it returns b"" (yielded too), the next read running in a thread
+    while the caller works on this one: gzip decompression and S3 reads release the GIL, so they
+    overlap the parsing. An exception from the stream is raised here, where its read would be.
+    At most two chunks wait besides the caller's."""
+    chunks: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def reader() -> None:
+        try:
+            while not stop.is_set():
+                data = stream.read(size)
+                chunks.put(data)
+                if not data:
+                    return
+        except BaseException as exc:  # handed to the caller, raised there
+            chunks.put(exc)
+
+    thread = threading.Thread(target=reader, name="validate-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = chunks.get()
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+            if not item:
+                return
+    finally:
+        stop.set()
+        with contextlib.suppress(queue.Empty):  # free the reader if it waits to hand over a chunk
+            chunks.get_nowait()
+        thread.join()
 
 
 def validate_and_split(
@@ -77,44 +115,49 @@ class _Engine:
         pending = b""
         started = False
         discarding: list | None = None  # [line, kept prefix, length so far] of an over-long line
-        while True:
-            data = stream.read(tuning.CHUNK_SIZE)
-            eof = not data
-            if discarding is not None:
-                nl = data.find(b"\n")
-                discarding[2] += len(data) if nl < 0 else nl
-                if nl < 0 and not eof:
-                    continue
-                self._reject_overlong(*discarding)
-                discarding = None
-                data = data[nl + 1 :] if nl >= 0 else b""
-            buf = pending + data if pending else data
-            data = b""  # drop references early: at most two chunk-sized buffers are alive at once
-            if not started:
-                if len(buf) < len(_BOM) and not eof:
-                    pending = buf
-                    continue
-                started = True
-                if buf.startswith(_BOM):
-                    buf = buf[len(_BOM) :]
-            if eof:
-                if buf and not buf.endswith(b"\n"):
-                    buf += b"\n"
-                work, pending = buf, b""
-            else:
-                cut = buf.rfind(b"\n") + 1
-                work, pending = buf[:cut], buf[cut:]
-            buf = b""
-            if b"\r" in work:
-                work = work.replace(b"\r\n", b"\n")
-            done = self._process(work, eof)
-            if done < len(work):  # a quoted record continues in the next chunk
-                pending = work[done:] + pending
-            elif len(pending) > self.record_limit:
-                discarding = [self.line, pending[: self.rejects.original_cap], len(pending)]
-                pending = b""
-            if eof:
-                break
+        reads = read_ahead(stream, tuning.CHUNK_SIZE) if tuning.READ_AHEAD else None
+        try:
+            while True:
+                data = next(reads) if reads is not None else stream.read(tuning.CHUNK_SIZE)
+                eof = not data
+                if discarding is not None:
+                    nl = data.find(b"\n")
+                    discarding[2] += len(data) if nl < 0 else nl
+                    if nl < 0 and not eof:
+                        continue
+                    self._reject_overlong(*discarding)
+                    discarding = None
+                    data = data[nl + 1 :] if nl >= 0 else b""
+                buf = pending + data if pending else data
+                data = b""  # drop references early: at most two chunk-sized buffers are alive at once
+                if not started:
+                    if len(buf) < len(_BOM) and not eof:
+                        pending = buf
+                        continue
+                    started = True
+                    if buf.startswith(_BOM):
+                        buf = buf[len(_BOM) :]
+                if eof:
+                    if buf and not buf.endswith(b"\n"):
+                        buf += b"\n"
+                    work, pending = buf, b""
+                else:
+                    cut = buf.rfind(b"\n") + 1
+                    work, pending = buf[:cut], buf[cut:]
+                buf = b""
+                if b"\r" in work:
+                    work = work.replace(b"\r\n", b"\n")
+                done = self._process(work, eof)
+                if done < len(work):  # a quoted record continues in the next chunk
+                    pending = work[done:] + pending
+                elif len(pending) > self.record_limit:
+                    discarding = [self.line, pending[: self.rejects.original_cap], len(pending)]
+                    pending = b""
+                if eof:
+                    break
+        finally:
+            if reads is not None:
+                reads.close()  # stops and joins the reader thread
         if self.rows is None:
             raise FileRejected(
                 f"{self.source}: no header: the file is empty or has only blank lines; "
