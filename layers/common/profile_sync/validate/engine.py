@@ -9,7 +9,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, Protocol
 
 from profile_sync.settings import Settings
 from profile_sync.validate import tuning
@@ -24,7 +24,13 @@ from profile_sync.validate.results import BatchInfo, FileRejected, ValidationRes
 _BOM = b"\xef\xbb\xbf"
 
 
-def read_ahead(stream: BinaryIO, size: int) -> Iterator[bytes]:
+class ByteStream(Protocol):
+    """What the engine reads: a binary file, an S3 body, a client profile's ProfileReader."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+def read_ahead(stream: ByteStream, size: int) -> Iterator[bytes]:
     """``stream.read(size)`` until it returns b"" (yielded too), the next read running in a thread
     while the caller works on this one: gzip decompression and S3 reads release the GIL, so they
     overlap the parsing. An exception from the stream is raised here, where its read would be.
@@ -60,7 +66,7 @@ def read_ahead(stream: BinaryIO, size: int) -> Iterator[bytes]:
 
 
 def validate_and_split(
-    stream: BinaryIO,
+    stream: ByteStream,
     out_dir: Path,
     settings: Settings,
     *,
@@ -111,10 +117,10 @@ class _Engine:
 
     # ---- reading -------------------------------------------------------------------------------
 
-    def run(self, stream: BinaryIO) -> None:
+    def run(self, stream: ByteStream) -> None:
         pending = b""
         started = False
-        discarding: list | None = None  # [line, kept prefix, length so far] of an over-long line
+        discarding: list[Any] | None = None  # [line, kept prefix, length so far] of an over-long line
         reads = read_ahead(stream, tuning.CHUNK_SIZE) if tuning.READ_AHEAD else None
         try:
             while True:
