@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -30,7 +30,7 @@ class ByteStream(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
 
 
-def read_ahead(stream: ByteStream, size: int) -> Iterator[bytes]:
+def read_ahead(stream: ByteStream, size: int) -> Generator[bytes]:
     """``stream.read(size)`` until it returns b"" (yielded too), the next read running in a thread
     while the caller works on this one: gzip decompression and S3 reads release the GIL, so they
     overlap the parsing. An exception from the stream is raised here, where its read would be.
