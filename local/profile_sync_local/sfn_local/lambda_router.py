@@ -220,7 +220,11 @@ class LambdaRouter:
         def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
             client = original(region, service, state_credentials)
             if service == "lambda":
-                client.meta.events.register("before-send.lambda.Invoke", self._answer_in_thread)
+                # A before-send handler may return the response (the stubs say None).
+                client.meta.events.register(
+                    "before-send.lambda.Invoke",
+                    self._answer_in_thread,  # type: ignore[arg-type]
+                )
             return client
 
         return mock.patch.object(_lambda_eval_utils, "boto_client_for", boto_client_for)
@@ -233,7 +237,7 @@ class LambdaRouter:
         body = request.body.read() if hasattr(request.body, "read") else request.body
         headers: dict[str, str] = {"x-amz-executed-version": "$LATEST"}
         payload = self.invoke(name, body, headers)
-        return AWSResponse(request.url, 200, headers, _RawBody(payload))
+        return AWSResponse(request.url, 200, headers, _RawBody(payload))  # type: ignore[arg-type] # any mapping
 
 
 class _RawBody(io.BytesIO):

@@ -184,7 +184,8 @@ def clock_patches(clock: VirtualClock) -> list[Any]:
         return wrapped
 
     def busy_thread(*args: Any, target: Callable[..., Any] | None = None, **kwargs: Any) -> threading.Thread:
-        return threading.Thread(*args, target=busy_wrapper(target) if target else None, **kwargs)
+        # moto passes target by keyword.
+        return threading.Thread(*args, target=busy_wrapper(target) if target else None, **kwargs)  # type: ignore[misc]
 
     threading_shim = _ThreadingShim(Event=_HandoffEvent)
     common_eval = _state_mod.CommonStateField.eval
@@ -279,7 +280,7 @@ def map_run_failure_patches() -> list[Any]:
                     env=env,
                     error_name=StatesErrorName(typ=error),
                     event_type=HistoryEventType.MapRunFailed,
-                    event_details=EventDetails(
+                    event_details=EventDetails(  # type: ignore[typeddict-item] # moto declares every key
                         mapRunFailedEventDetails=MapRunFailedEventDetails(
                             error=error.to_name(),
                             cause=f"The specified tolerated failure threshold was exceeded: "

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from unittest import mock
 
 import boto3
@@ -247,7 +247,7 @@ class LocalStateMachine:
                 output=json.loads(output) if output is not None else None,
                 error=described.get("error"),
                 cause=described.get("cause"),
-                history=history,
+                history=cast("list[dict[str, Any]]", history),
                 invocations=dict(router.invocations),
                 max_concurrency=dict(router.max_in_flight),
                 handler_errors=list(router.errors),
