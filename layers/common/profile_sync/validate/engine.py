@@ -4,10 +4,8 @@ duplicate counter."""
 
 from __future__ import annotations
 
-import contextlib
-import queue
-import threading
 from collections.abc import Callable, Generator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -32,37 +30,21 @@ class ByteStream(Protocol):
 
 def read_ahead(stream: ByteStream, size: int) -> Generator[bytes]:
     """``stream.read(size)`` until it returns b"" (yielded too), the next read running in a thread
-    while the caller works on this one: gzip decompression and S3 reads release the GIL, so they
-    overlap the parsing. An exception from the stream is raised here, where its read would be.
-    At most two chunks wait besides the caller's."""
-    chunks: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=1)
-    stop = threading.Event()
-
-    def reader() -> None:
+    while the caller works on this chunk: gzip decompression and S3 reads release the GIL, so they
+    overlap the parsing. One read at a time is in flight: at most one chunk more in memory. An
+    exception from the stream is raised here, where its read would be."""
+    with ThreadPoolExecutor(1, thread_name_prefix="validate-read-ahead") as reader:
+        pending = reader.submit(stream.read, size)
         try:
-            while not stop.is_set():
-                data = stream.read(size)
-                chunks.put(data)
+            while True:
+                data = pending.result()
+                if data:
+                    pending = reader.submit(stream.read, size)
+                yield data
                 if not data:
                     return
-        except BaseException as exc:  # handed to the caller, raised there
-            chunks.put(exc)
-
-    thread = threading.Thread(target=reader, name="validate-read-ahead", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = chunks.get()
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-            if not item:
-                return
-    finally:
-        stop.set()
-        with contextlib.suppress(queue.Empty):  # free the reader if it waits to hand over a chunk
-            chunks.get_nowait()
-        thread.join()
+        finally:
+            pending.cancel()  # a read under way finishes; the executor's exit waits for it
 
 
 def validate_and_split(
