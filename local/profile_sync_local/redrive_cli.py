@@ -110,4 +110,3 @@ def add_parser(commands) -> None:
     )
     _aws_options(redrive, bucket=True, table=True)
     redrive.set_defaults(handler=cmd_redrive)
-

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from profile_sync.adobe_target.errors import TargetAuthError
 from profile_sync.adobe_target.responses import BatchStatus
-from profile_sync.landing_step import check_landing, redrive_pending, sample_key
+from profile_sync.landing_step import check_landing, landing_check_failed, redrive_pending, sample_key
 from profile_sync.outcomes import END_COMPLETE, END_VANISHED
 from profile_sync.settings import Settings
 from profile_sync.steps import Ports
@@ -178,3 +178,22 @@ def test_no_auto_redrive_without_pending_rows():
     ports, jobs, _, _, _ = ports_for(dict(LANDED), ends=ends, redrive_pending_auto=1)
     jobs.job["pending"] = 0
     assert redrive_pending(ports, jobs.job["jobId"]) is None
+
+
+def test_the_first_round_re_drives_pending_rows_when_the_setting_is_on():
+    ports, jobs, _, _, objects = ports_for(dict(LANDED), redrive_pending_auto=1)
+    check_landing(ports, jobs.job["jobId"])
+    assert jobs.job["autoRedriveKey"] in objects.data
+
+
+def test_a_failed_check_is_recorded_and_the_job_keeps_its_status():
+    ports, jobs, _, _, _ = ports_for(dict(LANDED))
+    error = {"Error": "TransientAwsError", "Cause": '{"errorMessage": "GetObject: SlowDown"}'}
+    state = landing_check_failed(ports, jobs.job["jobId"], error)
+    assert state["done"]
+    assert jobs.job["landingCheck"] == {
+        "status": "FAILED",
+        "sampled": 0,
+        "reason": "the check failed: TransientAwsError: GetObject: SlowDown",
+    }
+    assert jobs.job["status"] == "COMPLETE_WITH_ERRORS"

@@ -1,11 +1,13 @@
 """The workflow's landing check (profile_sync.landing) and automatic re-drive, over the steps' ports.
 
-check_landing runs once per round, called by the state machine after Finalize, which waits between
-rounds (a Wait state: the Lambda never sleeps). The first call draws the sample and stores it under
-the job's prefix (landing/sample.json: ids and the values sent, like the batch files); each later
-call reads once what did not verify yet. The last round writes the figures to the job record and
-the report (summary.json's landingCheck and landingRows: lines and attribute names, never values)
-and sends a notice when the share that did not verify is above LANDING_CHECK_ALERT_SHARE.
+check_landing runs once per round, called by the state machine after Finalize, which waits
+between rounds (a Wait state: the Lambda never sleeps). Its first call drops the re-drive file of
+the job's pending rows when REDRIVE_PENDING_AUTO is on (redrive_pending), then draws the sample
+and stores it under the job's prefix (landing/sample.json: ids and the values sent, like the batch
+files); each later call reads once what did not verify yet. The last round writes the figures to
+the job record and the report (summary.json's landingCheck and landingRows: lines and attribute
+names, never values) and sends a notice when the share that did not verify is above
+LANDING_CHECK_ALERT_SHARE.
 
 A check that cannot run never changes the job's status: it says why in landingCheck.reason.
 """
@@ -22,7 +24,7 @@ from profile_sync.ingest import JobStatus, job_prefix
 from profile_sync.job_rows import JobFiles
 from profile_sync.outcomes import PENDING
 from profile_sync.redrive import build_redrive_file, redrive_key
-from profile_sync.steps import Ports
+from profile_sync.steps import Ports, error_reason
 
 CHECKED_STATUSES = (JobStatus.COMPLETE, JobStatus.COMPLETE_WITH_ERRORS)
 
@@ -39,6 +41,7 @@ def check_landing(ports: Ports, job_id: str, state: dict[str, Any] | None = None
         raise LookupError(f"job {job_id} not found")
     round_ = int((state or {}).get("round") or 0)
     if round_ == 0:
+        redrive_pending(ports, job_id)  # REDRIVE_PENDING_AUTO: right after the final status
         return _start(ports, job, rng=random.Random())
     sample = landing.Sample.from_dict(_as_dict(ports.objects.get_json(sample_key(job_id))))
     stopped = landing.read_round(sample.rows, ports.target(job["clientCode"]).fetch_profile)
@@ -99,6 +102,13 @@ def _finish(
             "profiles did not show what was sent",
             landing.alert_message(job, result, share),
         )
+
+
+def landing_check_failed(ports: Ports, job_id: str, error: dict[str, Any]) -> dict[str, Any]:
+    """The check's steps failed for good: the reason goes on the job record, its status stays."""
+    result = {"sampled": 0, "reason": f"the check failed: {error_reason(error)}"}
+    ports.jobs.update_job(job_id, {"landingCheck": {"status": "FAILED", **result}})
+    return {"done": True, "round": 0, "waitSeconds": 0, "result": result}
 
 
 def _as_dict(document: object) -> dict[str, Any]:
