@@ -10,6 +10,9 @@ BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
+# The stack's template and the one it nests (its Observability application): sam validate and checkov
+# read one file at a time and do not follow a nested Location, so each is named here.
+TEMPLATES := template.yaml observability.yaml
 
 .PHONY: help setup test lint format unit asl-validate sam-validate sam-build security-scan demo bench clean
 
@@ -45,11 +48,16 @@ format: setup
 unit: setup
 	pytest
 
-asl-validate: node_modules/.installed
-	for definition in statemachine/*.asl.json; do npx --no-install asl-validator --json-path "$$definition" || exit 1; done
+# The definition as Step Functions receives it: the template's DefinitionSubstitutions applied (the
+# file alone is not JSON: MaxConcurrency's placeholder stands for a number, unquoted).
+asl-validate: setup node_modules/.installed
+	mkdir -p out
+	python -c 'from profile_sync_local.stack import state_machine_definition; print(state_machine_definition())' \
+	  > out/profile_sync.asl.json
+	npx --no-install asl-validator --json-path out/profile_sync.asl.json
 
 sam-validate: setup
-	sam validate --lint
+	for template in $(TEMPLATES); do sam validate --lint --template "$$template" || exit 1; done
 
 sam-build: setup
 	sam build
@@ -67,7 +75,7 @@ $(CHECKOV_VENV)/.installed: $(CHECKOV_LOCK)
 
 security-scan: setup $(CHECKOV_VENV)/.installed
 	mkdir -p out
-	BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov --file template.yaml --framework cloudformation \
+	BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov $(foreach t,$(TEMPLATES),--file $(t)) --framework cloudformation \
 	  --output json --soft-fail --quiet --skip-download > out/checkov.json
 	python local/checkov/gate.py out/checkov.json
 

@@ -13,7 +13,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from profile_sync import steps
 from profile_sync import telemetry as m
 from profile_sync.aws.ports import ports_from_env
-from profile_sync.ingest import JobStatus
+from profile_sync.model import JobStatus
 
 logger = Logger()
 tracer = Tracer()

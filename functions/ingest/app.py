@@ -24,7 +24,8 @@ from profile_sync.aws.notify import SnsNotifier
 from profile_sync.aws.profiles import profile_store_from_settings
 from profile_sync.aws.s3 import S3ObjectStore
 from profile_sync.aws.workflow import StepFunctionsWorkflow
-from profile_sync.ingest import Drop, JobStatus, ingest_drop
+from profile_sync.ingest import Drop, ingest_drop
+from profile_sync.model import JobStatus
 from profile_sync.settings import Settings
 
 logger = Logger()

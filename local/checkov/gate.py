@@ -1,4 +1,5 @@
-"""Hold checkov's findings on template.yaml to the accepted baseline (local/checkov/baseline.yaml).
+"""Hold checkov's findings on the templates (the Makefile's TEMPLATES) to the accepted baseline
+(local/checkov/baseline.yaml).
 
     python local/checkov/gate.py REPORT.json [BASELINE.yaml]
 
@@ -34,7 +35,7 @@ def judge(report: dict | list, baseline: dict) -> tuple[dict, list[str]]:
             problems.append(f"checkov could not parse {summary['parsing_errors']} file(s)")
         failed += one.get("results", {}).get("failed_checks", [])
     if not counts["resources"]:
-        problems.append("checkov scanned no resource: is template.yaml there and of the right framework?")
+        problems.append("checkov scanned no resource: are the templates there and of the right framework?")
     used: set[tuple[str, str]] = set()
     for finding in failed:
         counts["failed"] += 1
@@ -64,7 +65,7 @@ def main(argv: list[str]) -> int:
     baseline = yaml.safe_load(Path(argv[2] if len(argv) == 3 else BASELINE).read_text()) or {}
     counts, problems = judge(report, baseline)
     print(
-        "checkov on template.yaml: {resources} resources, {passed} checks passed, {failed} failed "
+        "checkov on the templates: {resources} resources, {passed} checks passed, {failed} failed "
         "({accepted} accepted by the baseline, {new} new)".format(**counts)
     )
     for problem in problems:

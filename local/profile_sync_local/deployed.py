@@ -23,8 +23,8 @@ from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
 from profile_sync.aws.jobs import DynamoJobStore
-from profile_sync.ingest import CLIENT_CODE, INCOMING_PREFIX, JobStatus, job_prefix
-from profile_sync.outcomes import ROW_OUTCOMES
+from profile_sync.ingest import CLIENT_CODE, INCOMING_PREFIX
+from profile_sync.model import ACCOUNT_FIELDS, BATCH_ROW_OUTCOMES, JobKeys, JobStatus
 from profile_sync.settings import API_VERSIONS, INPUT_MODES
 
 DEFAULT_STACK = "target-profile-sync"
@@ -33,9 +33,9 @@ EXIT_NOT_FOUND = 1
 EXIT_ERROR = 2
 
 # The row account, in the order the README writes it: received = rejected + skipped + the rest.
-COUNTS = ("received", "rejected", "skipped", *ROW_OUTCOMES)
+COUNTS = ACCOUNT_FIELDS
 # Under jobs/<jobId>/, what `report` downloads (into --out, flat).
-REPORT_FILES = ("report/summary.json", "report/rows.csv", "rejects.csv")
+REPORT_FILES = JobKeys.REPORT_FILES
 NOT_FOUND_CODES = {"404", "NoSuchKey", "NoSuchBucket", "ResourceNotFoundException"}
 
 
@@ -191,15 +191,15 @@ def job_counts(job: dict, batches: list[dict] | None) -> dict:
         return {name: job.get(name, 0) for name in COUNTS}
     counts = {name: job.get(name) for name in ("received", "rejected", "skipped")}
     if job.get("status") == JobStatus.REJECTED:
-        return counts | dict.fromkeys(ROW_OUTCOMES, 0)  # nothing was sent
+        return counts | dict.fromkeys(BATCH_ROW_OUTCOMES, 0)  # nothing was sent
     if batches is None:
-        return counts | dict.fromkeys(ROW_OUTCOMES)
-    sent = dict.fromkeys(ROW_OUTCOMES, 0)
+        return counts | dict.fromkeys(BATCH_ROW_OUTCOMES)
+    sent = dict.fromkeys(BATCH_ROW_OUTCOMES, 0)
     for batch in batches:
         if batch.get("counts") is None:
             sent["pending"] += batch.get("rows", 0)
         else:
-            for name in ROW_OUTCOMES:
+            for name in BATCH_ROW_OUTCOMES:
                 sent[name] += batch["counts"].get(name, 0)
     return counts | sent
 
@@ -316,7 +316,7 @@ def format_status(job: dict, batches: list[dict]) -> str:
         lines.append(f"  reason   {job['reason']}")
     if batches:
         lines.append(f"  batches  {len(batches)}")
-        header = ("#", "STATUS", "ROWS", "POLLS", *(name.upper() for name in ROW_OUTCOMES))
+        header = ("#", "STATUS", "ROWS", "POLLS", *(name.upper() for name in BATCH_ROW_OUTCOMES))
         table = [header]
         for batch in batches:
             done = batch.get("counts") or {}
@@ -326,7 +326,7 @@ def format_status(job: dict, batches: list[dict]) -> str:
                     _cell(batch.get("status")),
                     _cell(batch.get("rows")),
                     _cell(batch.get("polls")),
-                    *(_cell(done.get(name)) for name in ROW_OUTCOMES),
+                    *(_cell(done.get(name)) for name in BATCH_ROW_OUTCOMES),
                 )
             )
         widths = [max(len(row[i]) for row in table) for i in range(len(header))]
@@ -368,7 +368,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     s3 = deployed.s3()
     present = []
     for name in REPORT_FILES:
-        key = job_prefix(args.job) + name
+        key = JobKeys(args.job).prefix + name
         try:
             s3.head_object(Bucket=bucket, Key=key)
         except ClientError as exc:
@@ -393,7 +393,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     else:
         status, counts = job.get("status"), job_counts(job, _batches_if_needed(store, job))
     print(
-        f"job {args.job}  {status}: {len(downloaded)} report file(s) from s3://{bucket}/{job_prefix(args.job)}"
+        f"job {args.job}  {status}: {len(downloaded)} report file(s) from s3://{bucket}/{JobKeys(args.job).prefix}"
     )
     notes = {
         "report/summary.json": "the row account and every batch",

@@ -4,7 +4,7 @@ Used by the workflow and handler tests, by `profile-sync run` and by `make sam-l
 server mode (:class:`AwsServer`) and every AWS client reaches it over HTTP through AWS_ENDPOINT_URL,
 as boto3 reaches AWS in an account: botocore's real response path (urllib3 streaming bodies,
 paginators, retries) is the one that runs. The resources are built from template.yaml (key schemas,
-indexes), the state machine from statemachine/*.asl.json with the same substitutions SAM makes,
+indexes), the state machine from statemachine/*.asl.json with the template's DefinitionSubstitutions,
 and each Lambda task is routed to functions/<name>/app.py in-process.
 """
 
@@ -16,6 +16,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import sys
 import threading
 import urllib.request
@@ -35,12 +36,14 @@ from moto.dynamodb.models import DynamoDBBackend
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
 from profile_sync import clock as step_clock
+from profile_sync.settings import Settings
 from profile_sync_local.sfn_local import (
     ExecutionResult,
     LocalLambdaContext,
     LocalStateMachine,
     VirtualClock,
     function_arn,
+    substitute,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,8 +78,9 @@ _CfnLoader.add_multi_constructor("!", _tag)
 
 
 @cache
-def template() -> dict:
-    return yaml.load((ROOT / "template.yaml").read_text(), Loader=_CfnLoader)  # noqa: S506 - a SafeLoader
+def template(name: str = "template.yaml") -> dict:
+    """template.yaml, or a template it nests (observability.yaml), as parsed YAML."""
+    return yaml.load((ROOT / name).read_text(), Loader=_CfnLoader)  # noqa: S506 - a SafeLoader
 
 
 def table_definition(logical_id: str, table_name: str) -> dict:
@@ -381,6 +385,27 @@ def steps_on(clock: VirtualClock) -> Iterator[None]:
         step_clock.time, step_clock.sleep = saved
 
 
+def definition_substitutions() -> dict[str, str]:
+    """The state machine's DefinitionSubstitutions (template.yaml) as the local runner resolves them:
+    a function's ARN as the in-process Lambda router names it; a Parameter (MaxConcurrency) from the
+    Settings field of the same name, so the environment sets it here as it sets the functions'."""
+    settings = Settings.from_env()
+    machine = template()["Resources"]["ProfileSyncStateMachine"]["Properties"]
+    resolved = {}
+    for name, value in machine["DefinitionSubstitutions"].items():
+        if "GetAtt" in value:
+            resolved[name] = function_arn(value["GetAtt"].split(".")[0].removesuffix("Function"))
+        else:
+            field = re.sub(r"(?<!^)(?=[A-Z])", "_", value["Ref"]).lower()
+            resolved[name] = str(getattr(settings, field))
+    return resolved
+
+
+def state_machine_definition() -> str:
+    """The ASL as Step Functions receives it: the template's DefinitionSubstitutions applied."""
+    return substitute(STATE_MACHINE.read_text(), definition_substitutions())
+
+
 def run_workflow(
     execution_input: dict,
     *,
@@ -393,11 +418,10 @@ def run_workflow(
 
     clock None: real time (Wait states, retries and the steps' own waits really wait).
     """
-    substitutions = {f"{name}FunctionArn": function_arn(name) for name in WORKFLOW_FUNCTIONS}
     machine = LocalStateMachine(
         STATE_MACHINE,
         handlers if handlers is not None else workflow_handlers(),
-        substitutions=substitutions,
+        substitutions=definition_substitutions(),
         clock=clock,
         name="profile-sync-workflow",
         timeout=timeout,

@@ -26,7 +26,15 @@ from profile_sync import clock as step_clock
 from profile_sync.aws.jobs import DynamoJobStore
 from profile_sync.ingest import Drop
 from profile_sync_local.emulator import EmulatorConfig, TargetEmulator
-from profile_sync_local.stack import ROOT, AwsServer, LocalResources, event_sources, load_function, template
+from profile_sync_local.stack import (
+    ROOT,
+    AwsServer,
+    LocalResources,
+    event_sources,
+    load_function,
+    state_machine_definition,
+    template,
+)
 from tests.conftest import REGION, AlertInbox, FakeContext
 
 EVENTS_DIR = ROOT / "events"
@@ -412,8 +420,15 @@ def test_step_events_carry_what_the_ingest_wrote(world: World) -> None:
             assert event["batch"] in pointers, path.name
             assert {k: event[k] for k in started} == started, path.name
             checked[ingest_event].add(path.name)
-    # Every assertion above sits behind a filter: make sure the events that carry a batch were checked
-    # (an event whose job id no ingest makes would otherwise be skipped, and the test pass on nothing).
+    # Every assertion above sits behind a filter: every event that carries a batch was checked against
+    # one of the two jobs (an event whose job id no ingest makes would otherwise be skipped), and the
+    # events this test is about exist (an empty events/ would pass on nothing).
+    carrying = {
+        path.name
+        for path in EVENT_FILES
+        if function_for(path) != "ingest" and "batch" in json.loads(path.read_text())
+    }
+    assert carrying == checked[BULK_JOB_EVENT] | checked[SINGLE_JOB_EVENT], checked
     assert checked[BULK_JOB_EVENT] >= {
         "reserve_quota_batch.json",
         "submit_batch_quota_granted.json",
@@ -425,7 +440,7 @@ def test_step_events_carry_what_the_ingest_wrote(world: World) -> None:
 
 def test_the_asl_task_payloads_have_the_shape_of_the_events() -> None:
     """Each workflow event has exactly the keys its Task's Parameters give the Lambda."""
-    asl = json.loads((ROOT / "statemachine" / "profile_sync.asl.json").read_text())
+    asl = json.loads(state_machine_definition())
     states = {**asl["States"], **asl["States"]["SendBatches"]["ItemProcessor"]["States"]}
     item = set(asl["States"]["SendBatches"]["ItemSelector"]) - {"batch.$"} | {"batch"}
     item = {k.removesuffix(".$") for k in item}

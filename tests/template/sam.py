@@ -1,5 +1,6 @@
 """template.yaml as CloudFormation receives it: SAM's own translator expands it, then the intrinsic
-functions are resolved for given Parameter values, so a test reads plain policies.
+functions are resolved for given Parameter values, so a test reads plain policies. The templates
+it nests (observability.yaml) are resolved with the Parameter values the stack passes them.
 
 A resource's name reads `<LogicalId>`, another attribute `<LogicalId.Attribute>`, and an ARN is spelt
 out from them whichever way the template reaches it (`!GetAtt DropBucket.Arn` and SAM's
@@ -10,7 +11,6 @@ parameters are a fixed account, region and stack name.
 from __future__ import annotations
 
 import copy
-import json
 import os
 import re
 from functools import cache
@@ -54,8 +54,19 @@ class _BundledPolicies:
 
 
 @cache
-def _sam_text() -> str:
-    return (ROOT / "template.yaml").read_text()
+def _sam_text(name: str = "template.yaml") -> str:
+    return (ROOT / name).read_text()
+
+
+def nested_locations(sam: dict | None = None) -> dict[str, str]:
+    """Logical id -> template path, for each nested application with a local Location."""
+    resources = (sam if sam is not None else sam_template())["Resources"]
+    return {
+        logical_id: resource["Properties"]["Location"]
+        for logical_id, resource in resources.items()
+        if resource["Type"] == "AWS::Serverless::Application"
+        and isinstance(resource["Properties"]["Location"], str)
+    }
 
 
 def sam_template(text: str | None = None) -> dict:
@@ -64,15 +75,18 @@ def sam_template(text: str | None = None) -> dict:
 
 
 def expand(sam: dict | None = None) -> dict:
-    """The CloudFormation template SAM's translator makes (code locations stubbed, the ASL inlined)."""
+    """The CloudFormation template SAM's translator makes (code, definition and nested template
+    locations stubbed)."""
     sam = copy.deepcopy(sam if sam is not None else sam_template())
     for resource in sam["Resources"].values():
         props = resource.get("Properties", {})
         for key in ("CodeUri", "ContentUri"):
             if key in props:
                 props[key] = "s3://bucket/key"  # what `sam package` puts there
+        if resource["Type"] == "AWS::Serverless::Application" and isinstance(props.get("Location"), str):
+            props["Location"] = "https://bucket.s3.amazonaws.com/key.template"  # as `sam package` does
         if "DefinitionUri" in props:
-            props["Definition"] = json.loads((ROOT / props.pop("DefinitionUri")).read_text())
+            props["DefinitionUri"] = {"Bucket": "bucket", "Key": "key"}  # as `sam package` does
     # The translator takes the region from a boto3 session: the fixed one, whatever this machine has.
     with mock.patch.dict(os.environ, {"AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION}):
         return transform(sam, {}, _BundledPolicies())
@@ -160,6 +174,14 @@ def resolved(parameters: dict[str, str] | None = None, sam: dict | None = None) 
     """The expanded template's Resources with every intrinsic function resolved."""
     cfn = expand(sam)
     return Resolver(cfn, parameters)(cfn["Resources"])
+
+
+def nested(logical_id: str, parameters: dict[str, str] | None = None) -> dict:
+    """The Resources of the template the stack nests as logical_id, resolved with the Parameter
+    values the stack passes it (themselves resolved for the stack's given Parameters)."""
+    passed = resolved(parameters)[logical_id]["Properties"].get("Parameters", {})
+    child = yaml_parse(_sam_text(nested_locations()[logical_id]))
+    return Resolver(child, {name: str(value) for name, value in passed.items()})(child["Resources"])
 
 
 def _listed(value: Any) -> list:

@@ -17,7 +17,11 @@ ALARMS_OF_THIS_STACK = f"arn:aws:cloudwatch:{sam.REGION}:{sam.ACCOUNT}:alarm:{sa
 
 @pytest.fixture(scope="module")
 def resources() -> dict:
-    return sam.resolved()
+    """The stack's resources and those of the templates it nests (the alarms)."""
+    found = sam.resolved()
+    for logical_id in sam.nested_locations():
+        found |= sam.nested(logical_id)
+    return found
 
 
 def _statements(policy: dict) -> dict[str, dict]:
@@ -44,7 +48,8 @@ def test_every_alarm_publishes_to_the_topic_cloudwatch_may_encrypt_for(resources
     assert len(alarms) >= 7
     topic = f"arn:aws:sns:{sam.REGION}:{sam.ACCOUNT}:<AlertTopic.TopicName>"
     assert all(a["Properties"]["AlarmActions"] == [topic] for a in alarms)
-    # Generated alarm names start with the stack's name: that is what the source condition matches.
+    # Generated alarm names start with their stack's name, which for a nested stack starts with the
+    # parent's name and a hyphen: that is what the source condition matches.
     assert all("AlarmName" not in a["Properties"] for a in alarms)
 
 

@@ -8,17 +8,8 @@ import io
 import pytest
 
 from profile_sync.adobe_target.responses import BatchStatus
+from profile_sync.model import BatchEnd
 from profile_sync.outcomes import (
-    END_AUTH_FAILED,
-    END_COMPLETE,
-    END_DEADLINE,
-    END_MAYBE_ACCEPTED,
-    END_NOT_SENT,
-    END_STATUS_FAILED,
-    END_STEP_FAILED,
-    END_STUCK,
-    END_SUBMIT_FAILED,
-    END_VANISHED,
     FAILED,
     MAYBE_ACCEPTED_REASON,
     NOT_FOUND,
@@ -61,7 +52,7 @@ def test_batch_rows_skip_the_header_and_keep_ids_as_written():
 
 def test_complete_batch_rows_succeed_except_those_target_named_failed():
     status = BatchStatus(state="complete", profiles=[("CRM 2", "failed"), ("CRM-4", "failed")])
-    outcome = batch_outcome(END_COMPLETE, status)
+    outcome = batch_outcome(BatchEnd.COMPLETE, status)
     rows = resolve(outcome)
     # Target answers with decoded ids: "CRM 2" is the file's "CRM%202", on source line 3.
     assert rows == [
@@ -73,18 +64,18 @@ def test_complete_batch_rows_succeed_except_those_target_named_failed():
 
 def test_a_complete_batch_needs_its_status():
     with pytest.raises(ValueError, match="needs its status"):
-        batch_outcome(END_COMPLETE)
+        batch_outcome(BatchEnd.COMPLETE)
 
 
 def test_v1_not_found_rows_are_counted_not_named():
-    outcome = batch_outcome(END_COMPLETE, BatchStatus(state="complete", not_found=3))
+    outcome = batch_outcome(BatchEnd.COMPLETE, BatchStatus(state="complete", not_found=3))
     assert resolve(outcome) == []
     assert outcome.counts == {SUCCEEDED: 1, FAILED: 0, NOT_FOUND: 3, PENDING: 0}
 
 
 def test_not_found_never_takes_more_than_the_rows_that_succeeded():
     status = BatchStatus(state="complete", not_found=9, profiles=[("CRM-1", "failed")])
-    outcome = batch_outcome(END_COMPLETE, status)
+    outcome = batch_outcome(BatchEnd.COMPLETE, status)
     resolve(outcome)
     assert outcome.counts == {SUCCEEDED: 0, FAILED: 1, NOT_FOUND: 3, PENDING: 0}
 
@@ -92,15 +83,15 @@ def test_not_found_never_takes_more_than_the_rows_that_succeeded():
 @pytest.mark.parametrize(
     ("end", "bucket", "reason"),
     [
-        (END_STUCK, FAILED, "Target reported the batch stuck: it will not complete"),
-        (END_DEADLINE, PENDING, "polling deadline reached before Target completed the batch"),
-        (END_VANISHED, PENDING, "Target no longer reports a status for this batch"),
-        (END_SUBMIT_FAILED, FAILED, "Target did not accept the batch"),
-        (END_STATUS_FAILED, PENDING, "Target's status of the batch could not be read"),
-        (END_MAYBE_ACCEPTED, PENDING, MAYBE_ACCEPTED_REASON),
-        (END_AUTH_FAILED, FAILED, "Target refused authentication for the batch upload"),
-        (END_NOT_SENT, PENDING, "not sent to Target: the job stopped"),
-        (END_STEP_FAILED, PENDING, "the batch's outcome is unknown: a workflow step failed"),
+        (BatchEnd.STUCK, FAILED, "Target reported the batch stuck: it will not complete"),
+        (BatchEnd.DEADLINE, PENDING, "polling deadline reached before Target completed the batch"),
+        (BatchEnd.VANISHED, PENDING, "Target no longer reports a status for this batch"),
+        (BatchEnd.SUBMIT_FAILED, FAILED, "Target did not accept the batch"),
+        (BatchEnd.STATUS_FAILED, PENDING, "Target's status of the batch could not be read"),
+        (BatchEnd.MAYBE_ACCEPTED, PENDING, MAYBE_ACCEPTED_REASON),
+        (BatchEnd.AUTH_FAILED, FAILED, "Target refused authentication for the batch upload"),
+        (BatchEnd.NOT_SENT, PENDING, "not sent to Target: the job stopped"),
+        (BatchEnd.STEP_FAILED, PENDING, "the batch's outcome is unknown: a workflow step failed"),
     ],
 )
 def test_batches_that_end_without_answers_give_every_row_the_batchs_outcome(end, bucket, reason):
@@ -114,7 +105,7 @@ def test_batches_that_end_without_answers_give_every_row_the_batchs_outcome(end,
 def test_counters_without_named_rows_decide_the_account():
     """Adobe's 2023 showDetails example: counters only, no per-profile rows."""
     status = BatchStatus(state="complete", batch_size=4, successful=1, failed=2, not_found=1)
-    outcome = batch_outcome(END_COMPLETE, status)
+    outcome = batch_outcome(BatchEnd.COMPLETE, status)
     assert resolve(outcome) == []  # Target named no row: none can be listed by line
     assert outcome.counts == {SUCCEEDED: 1, FAILED: 2, NOT_FOUND: 1, PENDING: 0}
     assert outcome.reason == (
@@ -127,7 +118,7 @@ def test_named_failures_are_not_counted_twice_by_the_counters():
     status = BatchStatus(
         state="complete", successful=2, failed=2, not_found=0, profiles=[("CRM-1", "failed")]
     )
-    outcome = batch_outcome(END_COMPLETE, status)
+    outcome = batch_outcome(BatchEnd.COMPLETE, status)
     rows = resolve(outcome)
     assert [(line, bucket) for line, _, bucket, _ in rows] == [(2, FAILED)]
     assert outcome.counts == {SUCCEEDED: 2, FAILED: 2, NOT_FOUND: 0, PENDING: 0}
@@ -136,21 +127,21 @@ def test_named_failures_are_not_counted_twice_by_the_counters():
 
 def test_rows_the_counters_do_not_cover_are_pending():
     status = BatchStatus(state="complete", successful=1, failed=1, not_found=0)
-    outcome = batch_outcome(END_COMPLETE, status)
+    outcome = batch_outcome(BatchEnd.COMPLETE, status)
     resolve(outcome)
     assert outcome.counts == {SUCCEEDED: 1, FAILED: 1, NOT_FOUND: 0, PENDING: 2}
     assert outcome.reason.endswith("Target's counters cover 2 of the batch's 4 rows: the other 2 are pending")
 
 
 def test_a_complete_status_without_counters_keeps_unnamed_rows_succeeded():
-    outcome = batch_outcome(END_COMPLETE, BatchStatus(state="complete"))
+    outcome = batch_outcome(BatchEnd.COMPLETE, BatchStatus(state="complete"))
     resolve(outcome)
     assert outcome.counts == {SUCCEEDED: 4, FAILED: 0, NOT_FOUND: 0, PENDING: 0}
     assert outcome.reason is None
 
 
 def test_not_found_counts_only_when_the_batch_completed():
-    outcome = batch_outcome(END_STUCK, BatchStatus(state="stuck", not_found=2))
+    outcome = batch_outcome(BatchEnd.STUCK, BatchStatus(state="stuck", not_found=2))
     resolve(outcome)
     assert outcome.counts == {SUCCEEDED: 0, FAILED: 4, NOT_FOUND: 0, PENDING: 0}
 
@@ -160,7 +151,7 @@ def test_the_2017_format_names_every_row_even_in_a_stuck_batch():
         state="stuck",
         profiles=[("CRM-1", "success"), ("CRM 2", "error"), ("CRM-3", "pending")],
     )
-    outcome = batch_outcome(END_STUCK, status)
+    outcome = batch_outcome(BatchEnd.STUCK, status)
     rows = resolve(outcome)
     assert [(line, bucket) for line, _, bucket, _ in rows] == [(3, FAILED), (5, PENDING), (6, FAILED)]
     assert outcome.counts == {SUCCEEDED: 1, FAILED: 2, NOT_FOUND: 0, PENDING: 1}

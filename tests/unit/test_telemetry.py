@@ -1,8 +1,10 @@
-"""The metric registry, the code that emits metrics, and template.yaml's dashboard and alarms agree.
+"""The metric registry, the code that emits metrics, and the stack's dashboard and alarms agree.
 
-Static: the template is parsed (CloudFormation tags as {"Sub": ...}), the dashboard body is read
-as the JSON CloudFormation would produce, and the handlers' source is scanned with `ast`. The
-workflow test (tests/workflow/test_observability.py) checks that the code really emits them.
+Static: the templates are parsed (CloudFormation tags as {"Sub": ...}); the dashboard and the alarms
+(observability.yaml, nested in template.yaml) are read with each of their Parameters replaced by what
+template.yaml passes for it, and the dashboard body as the JSON CloudFormation would produce. The
+handlers' source is scanned with `ast`. The workflow test (tests/workflow/test_observability.py)
+checks that the code really emits them.
 """
 
 from __future__ import annotations
@@ -28,8 +30,34 @@ def expected_dimensions(name: str) -> frozenset[str]:
 
 
 # ------------------------------------------------------------------------------------- template
+OBSERVABILITY = "Observability"  # the nested application holding the dashboard and the alarms
+
+
+def nested() -> dict:
+    """observability.yaml, as the stack's Observability application names it."""
+    return template(template()["Resources"][OBSERVABILITY]["Properties"]["Location"])
+
+
+def passed() -> dict[str, object]:
+    """Parameter -> what template.yaml passes the observability template for it."""
+    return template()["Resources"][OBSERVABILITY]["Properties"]["Parameters"]
+
+
+def through(value: object) -> object:
+    """A value of the observability template in template.yaml's terms: each Ref to one of its
+    Parameters becomes what the stack passes for it ({"Ref": "IngestFunction"}, a literal, ...)."""
+    if isinstance(value, list):
+        return [through(v) for v in value]
+    if isinstance(value, dict):
+        if list(value) == ["Ref"] and value["Ref"] in nested()["Parameters"]:
+            return passed()[value["Ref"]]
+        return {k: through(v) for k, v in value.items()}
+    return value
+
+
 def resources(kind: str | None = None) -> dict[str, dict]:
-    found = template()["Resources"]
+    """The stack's resources and, in the stack's terms, those of the observability template."""
+    found = template()["Resources"] | through(nested()["Resources"])
     return {name: r for name, r in found.items() if kind is None or r["Type"] == kind}
 
 
@@ -89,14 +117,35 @@ def substitute(text: str) -> tuple[str, dict[float, str]]:
     return "".join(out), numbers
 
 
+def in_stack_terms(sub: str) -> str:
+    """A Fn::Sub string of the observability template with each ${Parameter} replaced by what the
+    stack passes: ${Name} for a Ref or GetAtt (so ${IngestFunction} names the stack's function), the
+    text itself for a literal."""
+
+    def one(match: re.Match) -> str:
+        value = passed().get(match[1], {"Ref": match[1]})
+        if isinstance(value, str):
+            return value
+        assert isinstance(value, dict), value
+        ((kind, target),) = value.items()
+        assert kind in {"Ref", "GetAtt"}, value
+        return "${" + (target if isinstance(target, str) else ".".join(target)) + "}"
+
+    return re.sub(r"\$\{([^}!][^}]*)\}", one, sub)
+
+
 @pytest.fixture(scope="module")
 def body() -> Body:
-    dashboard = resources("AWS::CloudWatch::Dashboard")
+    dashboard = {n: r for n, r in nested()["Resources"].items() if r["Type"] == "AWS::CloudWatch::Dashboard"}
     assert list(dashboard) == ["Dashboard"]
-    sub = dashboard["Dashboard"]["Properties"]["DashboardBody"]["Sub"]
+    raw = dashboard["Dashboard"]["Properties"]["DashboardBody"]["Sub"]
+    own = set(nested()["Resources"]) | set(nested()["Parameters"]) | PSEUDO_PARAMETERS
+    names = set(re.findall(r"\$\{([^}!][^}]*)\}", raw))
+    assert {n.split(".")[0] for n in names} <= own, "the dashboard names something its template lacks"
+    sub = in_stack_terms(raw)
     names = set(re.findall(r"\$\{([^}!][^}]*)\}", sub))
     known = set(resources()) | set(template()["Parameters"]) | PSEUDO_PARAMETERS
-    assert {n.split(".")[0] for n in names} <= known, "the dashboard names something the template lacks"
+    assert {n.split(".")[0] for n in names} <= known, "the dashboard names something the stack lacks"
     text, numbers = substitute(sub)
     return Body(json.loads(text)["widgets"], numbers)
 
@@ -191,6 +240,9 @@ def test_the_functions_emit_into_the_registry_namespace_as_the_registry_service(
     variables = template()["Globals"]["Function"]["Environment"]["Variables"]
     assert variables["POWERTOOLS_METRICS_NAMESPACE"] == NAMESPACE
     assert variables["POWERTOOLS_SERVICE_NAME"] == SERVICE
+    # The dashboard and the alarms read the same namespace and service.
+    assert passed()["MetricsNamespace"] == NAMESPACE
+    assert passed()["ServiceName"] == SERVICE
     # No function overrides them.
     for name, function in resources("AWS::Serverless::Function").items():
         own = function["Properties"].get("Environment", {}).get("Variables", {})
@@ -488,9 +540,23 @@ def test_the_dashboard_has_the_widgets_the_issue_lists(body):
 def test_the_dashboard_url_is_an_output():
     url = template()["Outputs"]["DashboardURL"]["Value"]["Sub"]
     assert url.startswith("https://${AWS::Region}.console.aws.amazon.com/cloudwatch/")
-    assert url.endswith("#dashboards:name=${Dashboard}")
-    # The name the URL uses is the dashboard's name.
-    assert resources()["Dashboard"]["Properties"]["DashboardName"] == {"Sub": "${AWS::StackName}"}
+    assert url.endswith(f"#dashboards:name=${{{OBSERVABILITY}.Outputs.DashboardName}}")
+    # The name the URL uses is the dashboard's name: the stack's.
+    assert nested()["Outputs"]["DashboardName"]["Value"] == {"Ref": "Dashboard"}
+    assert resources()["Dashboard"]["Properties"]["DashboardName"] == {"Ref": "AWS::StackName"}
+
+
+def test_the_observability_template_is_nested_and_given_each_of_its_parameters():
+    app = template()["Resources"][OBSERVABILITY]
+    assert app["Type"] == "AWS::Serverless::Application"
+    location = app["Properties"]["Location"]
+    assert (ROOT / location).is_file() and location.endswith(".yaml")
+    # Every Parameter passed, none without a default forgotten (the dashboard and alarms need them).
+    assert set(passed()) == set(nested()["Parameters"])
+    assert all("Default" not in p for p in nested()["Parameters"].values())
+    # No dashboard or alarm is left in template.yaml itself.
+    kinds = {r["Type"] for r in template()["Resources"].values()}
+    assert not kinds & {"AWS::CloudWatch::Dashboard", "AWS::CloudWatch::Alarm"}
 
 
 # ------------------------------------------------------------------------------------- alarms

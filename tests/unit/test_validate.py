@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from profile_sync import validate
 from profile_sync.settings import Settings
-from profile_sync.validate import BatchInfo, ValidationResult, validate_and_split
+from profile_sync.validate import BatchInfo, ValidationResult, duplicates, tuning, validate_and_split
 
 
 class Run:
@@ -32,9 +31,9 @@ class Run:
 @pytest.fixture(autouse=True)
 def small_duplicate_counter(monkeypatch):
     # Tiny sizes: every run spills its hashes, and a partition of more than 8 hashes is split again.
-    monkeypatch.setattr(validate, "_DUP_PARTITION_BITS", 2)
-    monkeypatch.setattr(validate, "_DUP_BUFFER", 16)
-    monkeypatch.setattr(validate, "_DUP_SET_MAX", 8)
+    monkeypatch.setattr(tuning, "DUP_PARTITION_BITS", 2)
+    monkeypatch.setattr(tuning, "DUP_BUFFER", 16)
+    monkeypatch.setattr(tuning, "DUP_SET_MAX", 8)
 
 
 @pytest.fixture
@@ -63,7 +62,7 @@ def small_chunks(monkeypatch):
     """Tiny reads so that chunk boundaries fall everywhere."""
 
     def _set(size: int) -> None:
-        monkeypatch.setattr(validate, "_CHUNK_SIZE", size)
+        monkeypatch.setattr(tuning, "CHUNK_SIZE", size)
 
     return _set
 
@@ -140,7 +139,7 @@ def test_invalid_quoting(run):
 
 
 def test_unclosed_quote_longer_than_the_record_limit_resyncs(run, monkeypatch, small_chunks):
-    monkeypatch.setattr(validate, "_MIN_RECORD_LIMIT", 64)
+    monkeypatch.setattr(tuning, "MIN_RECORD_LIMIT", 64)
     small_chunks(16)
     lines = b"".join(b"%d,v\n" % i for i in range(3, 40))
     r = run(b'pcId,a\n1,"open\n' + lines)
@@ -158,7 +157,7 @@ def test_quote_inside_unquoted_field_is_data(run):
 
 
 def test_overlong_line_without_newline_is_rejected_without_holding_it(run, monkeypatch, small_chunks):
-    monkeypatch.setattr(validate, "_MIN_RECORD_LIMIT", 100)
+    monkeypatch.setattr(tuning, "MIN_RECORD_LIMIT", 100)
     small_chunks(32)
     r = run(b"pcId,a\n1,x\n2," + b"y" * 5000 + b"\n3,z\n4," + b"w" * 300, row_max_bytes=20)
     assert r.reasons == [(3, "row_too_large"), (5, "row_too_large")]
@@ -378,7 +377,7 @@ def test_pc_id_may_hold_slash_and_an_encoded_plus_but_not_a_raw_one(run):
 # Target form-decodes a batch: & would split it, = and ? and # are syntax in a single-update query.
 @pytest.mark.parametrize("fast_path", [True, False])
 def test_encoded_form_syntax_is_escaped_and_a_raw_plus_rejected(run, monkeypatch, fast_path):
-    monkeypatch.setattr(validate, "_FAST_PATH", fast_path)
+    monkeypatch.setattr(tuning, "FAST_PATH", fast_path)
     r = run(
         b"thirdPartyId,a,b\n"
         b"CRM-1,x&mbox3rdPartyId=CRM-VICTIM,ok\n"  # 2: one value, never another profile
@@ -424,7 +423,7 @@ def test_id_length_counts_characters(run):
 @pytest.mark.parametrize("fast", [True, False])
 def test_id_max_chars_is_the_limit_on_both_paths(run, monkeypatch, fast):
     # The fast path once hard-coded 256: with ID_MAX_CHARS=10 a 50-character id was accepted.
-    monkeypatch.setattr(validate, "_FAST_PATH", fast)
+    monkeypatch.setattr(tuning, "FAST_PATH", fast)
     settings = Settings.from_env({"ID_MAX_CHARS": "10"})
     r = run(b"pcId,a\n" + b"q" * 50 + b",v\n" + b"q" * 10 + b",v\n" + b"q" * 11 + b",v\n", **vars(settings))
     assert r.reasons == [(2, "id_too_long"), (4, "id_too_long")]
@@ -476,7 +475,7 @@ def rows_file(n: int, start: int = 1) -> bytes:
 
 @pytest.mark.parametrize("fast", [True, False])
 def test_batch_row_limit_boundary(run, monkeypatch, fast):
-    monkeypatch.setattr(validate, "_FAST_PATH", fast)
+    monkeypatch.setattr(tuning, "FAST_PATH", fast)
     r = run(rows_file(6), batch_max_rows=3)
     assert [b.rows for b in r.result.batches] == [3, 3]
     assert r.batches[1] == b"batch=pcId,a\n4,v4\n5,v5\n6,v6\n"
@@ -488,7 +487,7 @@ def test_batch_row_limit_boundary(run, monkeypatch, fast):
 
 @pytest.mark.parametrize("fast", [True, False])
 def test_batch_byte_limit_boundary(run, monkeypatch, fast):
-    monkeypatch.setattr(validate, "_FAST_PATH", fast)
+    monkeypatch.setattr(tuning, "FAST_PATH", fast)
     header = b"batch=pcId,a\n"  # 13 bytes
     rows = b"1,v1\n2,v2\n3,v3\n"  # 5 bytes each
     size = len(header) + len(rows)  # 28
@@ -561,8 +560,8 @@ def test_rejects_csv_is_written_with_header_only_when_clean(tmp_path):
 
 def test_duplicate_ids_are_counted_across_chunks_and_batches(run, small_chunks, monkeypatch):
     small_chunks(9)
-    monkeypatch.setattr(validate, "_DUP_BUFFER", 1)  # a spill after every hash
-    monkeypatch.setattr(validate, "_DUP_SET_MAX", 2)  # and splits down to the last bit
+    monkeypatch.setattr(tuning, "DUP_BUFFER", 1)  # a spill after every hash
+    monkeypatch.setattr(tuning, "DUP_SET_MAX", 2)  # and splits down to the last bit
     ids = [1, 2, 3, 1, 4, 5, 2, 1, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 3]
     data = b"pcId,a\n" + b"".join(b"%d,x\n" % i for i in ids) + b'1,,\n20,"q"\n20,y\n,z\n'
     r = run(data, batch_max_rows=4)
@@ -592,9 +591,9 @@ def count_with(tmp_path: Path, chunks: list[list[int]], singles: bool = False) -
         seen["largest_set"] = max(seen["largest_set"], len(made))
         return made
 
-    counter = validate._DuplicateCounter(tmp_path)
-    counter_set = validate.__dict__.get("set")
-    validate.set = spy_set  # the module's sets, not the builtin
+    counter = duplicates.DuplicateCounter(tmp_path)
+    counter_set = duplicates.__dict__.get("set")
+    duplicates.set = spy_set  # the module's sets, not the builtin
     make_temp, count_file = counter._temp, counter._count_file
 
     def temp():
@@ -618,15 +617,15 @@ def count_with(tmp_path: Path, chunks: list[list[int]], singles: bool = False) -
     finally:
         counter.close()
         if counter_set is None:
-            del validate.set
+            del duplicates.set
         else:
-            validate.set = counter_set
+            duplicates.set = counter_set
 
 
 def test_duplicate_counter_spills_and_splits_exactly(tmp_path, monkeypatch):
-    monkeypatch.setattr(validate, "_DUP_PARTITION_BITS", 3)
-    monkeypatch.setattr(validate, "_DUP_BUFFER", 50)
-    monkeypatch.setattr(validate, "_DUP_SET_MAX", 20)
+    monkeypatch.setattr(tuning, "DUP_PARTITION_BITS", 3)
+    monkeypatch.setattr(tuning, "DUP_BUFFER", 50)
+    monkeypatch.setattr(tuning, "DUP_SET_MAX", 20)
     rng = random.Random(7)
     pool = [rng.getrandbits(64) - (1 << 63) for _ in range(700)] + [-(1 << 63), (1 << 63) - 1, 0, -1]
     hashes = [rng.choice(pool) for _ in range(3000)]
@@ -635,7 +634,7 @@ def test_duplicate_counter_spills_and_splits_exactly(tmp_path, monkeypatch):
     assert count == reference_duplicates(hashes)
     assert seen["files"] > 8  # the 8 partitions spilled and then some were split again
     assert seen["depth"] >= 2
-    assert 0 < seen["largest_set"] <= 20  # never more than _DUP_SET_MAX hashes in one set
+    assert 0 < seen["largest_set"] <= 20  # never more than DUP_SET_MAX hashes in one set
     assert seen["largest_buffer"] < 50  # a spill once the buffer holds 50 hashes
     assert count_with(tmp_path, chunks, singles=True)[0] == count
 
@@ -644,9 +643,9 @@ def test_duplicate_counter_matches_a_set_on_random_data(tmp_path, monkeypatch):
     rng = random.Random(11)
     for case in range(50):
         bits = rng.choice([1, 2, 4, 7])
-        monkeypatch.setattr(validate, "_DUP_PARTITION_BITS", bits)
-        monkeypatch.setattr(validate, "_DUP_BUFFER", rng.choice([1, 3, 64, 1 << 18]))
-        monkeypatch.setattr(validate, "_DUP_SET_MAX", rng.choice([1, 2, 5, 100, 1 << 17]))
+        monkeypatch.setattr(tuning, "DUP_PARTITION_BITS", bits)
+        monkeypatch.setattr(tuning, "DUP_BUFFER", rng.choice([1, 3, 64, 1 << 18]))
+        monkeypatch.setattr(tuning, "DUP_SET_MAX", rng.choice([1, 2, 5, 100, 1 << 17]))
         distinct = rng.choice([1, 2, 50, 400, 5000])
         # Hashes that share their top bits (or all but the last) force splits down to every level.
         spread = rng.choice([64, 64, 12, 1])
@@ -659,9 +658,9 @@ def test_duplicate_counter_matches_a_set_on_random_data(tmp_path, monkeypatch):
 
 
 def test_duplicate_counter_one_id_many_times_splits_to_the_last_bit(tmp_path, monkeypatch):
-    monkeypatch.setattr(validate, "_DUP_PARTITION_BITS", 5)  # 64 is not a multiple of 5
-    monkeypatch.setattr(validate, "_DUP_BUFFER", 4)
-    monkeypatch.setattr(validate, "_DUP_SET_MAX", 1)
+    monkeypatch.setattr(tuning, "DUP_PARTITION_BITS", 5)  # 64 is not a multiple of 5
+    monkeypatch.setattr(tuning, "DUP_BUFFER", 4)
+    monkeypatch.setattr(tuning, "DUP_SET_MAX", 1)
     hashes = [-(1 << 63)] * 9 + [(1 << 63) - 1] * 4 + [-(1 << 63) + 1] * 3
     count, seen = count_with(tmp_path, [hashes[:7], hashes[7:]])
     assert count == 13
@@ -675,9 +674,9 @@ def test_duplicate_counter_without_spill_counts_in_memory(tmp_path):
 
 @pytest.mark.parametrize("fast", [True, False])
 def test_duplicate_ids_match_a_set_of_the_accepted_ids(run, monkeypatch, small_chunks, fast):
-    monkeypatch.setattr(validate, "_FAST_PATH", fast)
-    monkeypatch.setattr(validate, "_DUP_BUFFER", 7)
-    monkeypatch.setattr(validate, "_DUP_SET_MAX", 5)
+    monkeypatch.setattr(tuning, "FAST_PATH", fast)
+    monkeypatch.setattr(tuning, "DUP_BUFFER", 7)
+    monkeypatch.setattr(tuning, "DUP_SET_MAX", 5)
     small_chunks(200)
     rng = random.Random(3)
     lines = [b"%d,v" % rng.randrange(300) if rng.random() < 0.97 else b",v" for _ in range(2000)]
@@ -795,14 +794,14 @@ def test_fast_path_matches_per_row_reference(run, monkeypatch):
             # The fast path's id bound is built from the setting (it once hard-coded 256).
             "id_max_chars": rng.choice([1, 5, 10, 49, 256]),
         }
-        monkeypatch.setattr(validate, "_FAST_PATH", False)
-        monkeypatch.setattr(validate, "_CHUNK_SIZE", 1 << 20)
+        monkeypatch.setattr(tuning, "FAST_PATH", False)
+        monkeypatch.setattr(tuning, "CHUNK_SIZE", 1 << 20)
         expected = snapshot(run(data, **settings))
-        monkeypatch.setattr(validate, "_FAST_PATH", True)
-        monkeypatch.setattr(validate, "_CHUNK_SIZE", rng.choice([1, 2, 5, 16, 64, 1 << 20]))
-        monkeypatch.setattr(validate, "_DUP_PARTITION_BITS", rng.choice([1, 3, 7]))
-        monkeypatch.setattr(validate, "_DUP_BUFFER", rng.choice([1, 4, 1 << 18]))
-        monkeypatch.setattr(validate, "_DUP_SET_MAX", rng.choice([1, 3, 1 << 17]))
+        monkeypatch.setattr(tuning, "FAST_PATH", True)
+        monkeypatch.setattr(tuning, "CHUNK_SIZE", rng.choice([1, 2, 5, 16, 64, 1 << 20]))
+        monkeypatch.setattr(tuning, "DUP_PARTITION_BITS", rng.choice([1, 3, 7]))
+        monkeypatch.setattr(tuning, "DUP_BUFFER", rng.choice([1, 4, 1 << 18]))
+        monkeypatch.setattr(tuning, "DUP_SET_MAX", rng.choice([1, 3, 1 << 17]))
         assert snapshot(run(data, **settings)) == expected, (case, data, settings)
 
 

@@ -24,26 +24,16 @@ from typing import BinaryIO, Protocol
 
 from profile_sync import clock
 from profile_sync.client_profiles import ClientProfile, ProfileInvalid, ProfileStore, validate_with_profile
+from profile_sync.model import JobKeys, JobStatus
 from profile_sync.settings import API_VERSIONS, INPUT_MODES, Settings
 from profile_sync.validate import BatchInfo, ValidationResult
 
 INCOMING_PREFIX = "incoming/"
-JOBS_PREFIX = "jobs/"
 # Target client codes are short lower-case names; allow what is safe in keys and execution names.
 # \Z, not $: "$" also matches before a final line break ("acme\n" passed, then broke a URL).
 CLIENT_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}\Z")
 # A job id in a `redrive=<jobId>/` folder (Drop.job_id's shape, a little wider).
 JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")
-
-
-class JobStatus:
-    RECEIVED = "RECEIVED"  # record created, file being validated (or validated, workflow not started)
-    REJECTED = "REJECTED"  # the file failed as a whole: nothing sent
-    QUEUED = "QUEUED"  # validated and split, workflow started
-    RUNNING = "RUNNING"
-    COMPLETE = "COMPLETE"
-    COMPLETE_WITH_ERRORS = "COMPLETE_WITH_ERRORS"
-    FAILED = "FAILED"
 
 
 class DropRejected(Exception):
@@ -176,10 +166,6 @@ class CappedReader:
 
 
 # ------------------------------------------------------------------------------------- flow
-def job_prefix(job_id: str) -> str:
-    return f"{JOBS_PREFIX}{job_id}/"
-
-
 def ingest_drop(
     drop: Drop,
     *,
@@ -256,10 +242,10 @@ def ingest_drop(
     except DropRejected as exc:
         return _reject(jobs, job, str(exc), now, notifier)
     if result.file_error:
-        job.update(_counts(result), rejectsKey=f"{job_prefix(job_id)}rejects.csv")
+        job.update(_counts(result), rejectsKey=JobKeys(job_id).rejects)
         return _reject(jobs, job, result.file_error, now, notifier)
 
-    prefix = job_prefix(job_id)
+    keys = JobKeys(job_id)
     batches = [_batch_entry(job_id, b) for b in result.batches]
     manifest = {
         "jobId": job_id,
@@ -276,18 +262,18 @@ def ingest_drop(
             {**entry, "lineRuns": b.line_runs} for entry, b in zip(batches, result.batches, strict=True)
         ],
     }
-    objects.put_json(f"{prefix}manifest.json", manifest)
+    objects.put_json(keys.manifest, manifest)
     # The workflow's map reads this list: pointers only, never rows.
-    objects.put_json(f"{prefix}batches.json", batches)
+    objects.put_json(keys.batch_list, batches)
     jobs.put_batches(job_id, batches)
     # Still RECEIVED: with batchesKey set, a later try skips straight to the start.
     job.update(
         _counts(result),
         idColumn=result.id_column,
         batchCount=len(batches),
-        manifestKey=f"{prefix}manifest.json",
-        batchesKey=f"{prefix}batches.json",
-        rejectsKey=f"{prefix}rejects.csv",
+        manifestKey=keys.manifest,
+        batchesKey=keys.batch_list,
+        rejectsKey=keys.rejects,
         warnings=result.warnings,
         updatedAt=now().isoformat(timespec="seconds"),
     )
@@ -340,7 +326,6 @@ def _start(
                 "batchesKey": job["batchesKey"],
                 "manifestKey": job["manifestKey"],
                 "batchCount": job["batchCount"],
-                "maxConcurrency": settings.max_concurrency,
             },
         )
     except Exception as exc:
@@ -405,13 +390,13 @@ def _split(
     workdir: Path | None,
     profile: ClientProfile | None = None,
 ) -> ValidationResult:
-    prefix = job_prefix(job_id)
+    keys = JobKeys(job_id)
     out_dir = Path(tempfile.mkdtemp(prefix=f"{job_id}-", dir=workdir))
 
     def store_batch(batch: BatchInfo) -> None:
         # Upload and delete at once: the disk never holds more than one batch.
         path = Path(batch.path)
-        objects.upload_file(path, f"{prefix}batches/{path.name}", "text/plain; charset=utf-8")
+        objects.upload_file(path, keys.batch_file(path.name), "text/plain; charset=utf-8")
         path.unlink()
 
     try:
@@ -430,7 +415,7 @@ def _split(
             raise DropRejected(f"{drop.key}: {exc} (FILE_MAX_BYTES)") from exc
         except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
             raise DropRejected(f"{drop.key}: not a readable gzip file ({exc})") from exc
-        objects.upload_file(out_dir / "rejects.csv", f"{prefix}rejects.csv", "text/csv; charset=utf-8")
+        objects.upload_file(out_dir / "rejects.csv", keys.rejects, "text/csv; charset=utf-8")
         return result
     finally:
         shutil.rmtree(out_dir, ignore_errors=True)
@@ -461,7 +446,7 @@ def _batch_entry(job_id: str, batch: BatchInfo) -> dict:
     return {
         "jobId": job_id,
         "batchIndex": batch.index,
-        "key": f"{job_prefix(job_id)}batches/{name}",
+        "key": JobKeys(job_id).batch_file(name),
         "rows": batch.rows,
         "bytes": batch.bytes,
     }

@@ -16,48 +16,43 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
-from profile_sync.adobe_target.responses import (
-    COMPLETE,
-    OUTCOME_FAILED,
-    OUTCOME_PENDING,
-    OUTCOME_SUCCESS,
-    STUCK,
-    BatchStatus,
+from profile_sync.adobe_target.responses import OUTCOME_FAILED, OUTCOME_PENDING, OUTCOME_SUCCESS, BatchStatus
+from profile_sync.model import (
+    ACCOUNT_FIELDS,
+    BATCH_ROW_OUTCOMES,
+    BatchEnd,
+    BatchRecord,
+    JobRecord,
+    RowCounts,
+    RowOutcome,
+    TargetState,
 )
 from profile_sync.validate import spreadsheet_safe
 
-SUCCEEDED, FAILED, NOT_FOUND, PENDING = "succeeded", "failed", "not_found", "pending"
-ROW_OUTCOMES = (SUCCEEDED, FAILED, NOT_FOUND, PENDING)
+SUCCEEDED, FAILED, NOT_FOUND, PENDING = (
+    RowOutcome.SUCCEEDED,
+    RowOutcome.FAILED,
+    RowOutcome.NOT_FOUND,
+    RowOutcome.PENDING,
+)
 REPORT_COLUMNS = ("line", "id", "outcome", "reason", "batch")
-
-# How a batch ended, besides Target's own complete/stuck.
-END_COMPLETE = "complete"
-END_STUCK = "stuck"
-END_DEADLINE = "deadline"
-END_VANISHED = "vanished"
-END_SUBMIT_FAILED = "submit_failed"
-END_STATUS_FAILED = "status_failed"  # submitted, but its status could not be read (auth, refusal)
-# The body reached Target, which may have accepted it, and no status URL came back: never resent.
-END_MAYBE_ACCEPTED = "maybe_accepted"
-END_AUTH_FAILED = "auth_failed"  # Target refused our credentials for this batch's upload
-END_NOT_SENT = "not_sent"  # the job stopped (authentication) before this batch reached Target
-END_STEP_FAILED = "step_failed"  # a step of the batch failed for good (AWS errors, a bug)
 
 MAYBE_ACCEPTED_REASON = (
     "Target may have accepted the batch (its upload got no usable answer) and its status could not "
     "be followed; the batch was not sent again: check the profiles before sending these rows again"
 )
 
-_WHOLE_BATCH = {
-    END_STUCK: (FAILED, "Target reported the batch stuck: it will not complete"),
-    END_DEADLINE: (PENDING, "polling deadline reached before Target completed the batch"),
-    END_VANISHED: (PENDING, "Target no longer reports a status for this batch"),
-    END_SUBMIT_FAILED: (FAILED, "Target did not accept the batch"),
-    END_STATUS_FAILED: (PENDING, "Target's status of the batch could not be read"),
-    END_MAYBE_ACCEPTED: (PENDING, MAYBE_ACCEPTED_REASON),
-    END_AUTH_FAILED: (FAILED, "Target refused authentication for the batch upload"),
-    END_NOT_SENT: (PENDING, "not sent to Target: the job stopped"),
-    END_STEP_FAILED: (PENDING, "the batch's outcome is unknown: a workflow step failed"),
+# The rows of a batch that ended without Target naming them: (outcome, default reason).
+_WHOLE_BATCH: dict[BatchEnd, tuple[RowOutcome, str]] = {
+    BatchEnd.STUCK: (FAILED, "Target reported the batch stuck: it will not complete"),
+    BatchEnd.DEADLINE: (PENDING, "polling deadline reached before Target completed the batch"),
+    BatchEnd.VANISHED: (PENDING, "Target no longer reports a status for this batch"),
+    BatchEnd.SUBMIT_FAILED: (FAILED, "Target did not accept the batch"),
+    BatchEnd.STATUS_FAILED: (PENDING, "Target's status of the batch could not be read"),
+    BatchEnd.MAYBE_ACCEPTED: (PENDING, MAYBE_ACCEPTED_REASON),
+    BatchEnd.AUTH_FAILED: (FAILED, "Target refused authentication for the batch upload"),
+    BatchEnd.NOT_SENT: (PENDING, "not sent to Target: the job stopped"),
+    BatchEnd.STEP_FAILED: (PENDING, "the batch's outcome is unknown: a workflow step failed"),
 }
 
 
@@ -65,13 +60,13 @@ _WHOLE_BATCH = {
 class BatchOutcome:
     """How a batch ended and what decides each row's bucket; counts fill in as rows are resolved."""
 
-    end: str
+    end: BatchEnd
     unnamed: tuple[str, str]  # (outcome, reason) of every row Target did not name
     by_id: dict[str, tuple[str, str]] = field(default_factory=dict)  # rows Target named
     # Target's counters (successfulUpdates, failedUpdates, profilesNotFound) of a complete batch;
     # they decide the rows Target counted without naming them (v1, the 2023 showDetails answer).
     counters: dict[str, int | None] | None = None
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ROW_OUTCOMES, 0))
+    counts: RowCounts = field(default_factory=lambda: dict.fromkeys(BATCH_ROW_OUTCOMES, 0))
     notes: list[str] = field(default_factory=list)  # what the counters decided, for the batch's reason
 
     @property
@@ -81,17 +76,17 @@ class BatchOutcome:
         return "; ".join(parts + self.notes) or None
 
 
-def end_of(status: BatchStatus) -> str | None:
-    if status.state == COMPLETE:
-        return END_COMPLETE
-    if status.state == STUCK:
-        return END_STUCK
+def end_of(status: BatchStatus) -> BatchEnd | None:
+    if status.state == TargetState.COMPLETE:
+        return BatchEnd.COMPLETE
+    if status.state == TargetState.STUCK:
+        return BatchEnd.STUCK
     return None
 
 
-def batch_outcome(end: str, status: BatchStatus | None = None, reason: str = "") -> BatchOutcome:
+def batch_outcome(end: BatchEnd, status: BatchStatus | None = None, reason: str = "") -> BatchOutcome:
     """The rules for a batch that ended as `end`, from Target's last status if there is one."""
-    if end == END_COMPLETE:
+    if end == BatchEnd.COMPLETE:
         if status is None:
             raise ValueError("a complete batch needs its status")
         unnamed = (SUCCEEDED, "")
@@ -108,7 +103,7 @@ def batch_outcome(end: str, status: BatchStatus | None = None, reason: str = "")
         elif answer == OUTCOME_SUCCESS:
             by_id[visitor_id] = (SUCCEEDED, "")
     counters = None
-    if status is not None and end == END_COMPLETE:
+    if status is not None and end == BatchEnd.COMPLETE:
         counted = {SUCCEEDED: status.successful, FAILED: status.failed, NOT_FOUND: status.not_found}
         if any(value is not None for value in counted.values()):
             counters = counted
@@ -146,7 +141,7 @@ def resolve_rows(
     Fills `outcome.counts` as it goes, so the counts and the listed rows always agree.
     """
     counts = outcome.counts
-    named = dict.fromkeys(ROW_OUTCOMES, 0)
+    named = dict.fromkeys(BATCH_ROW_OUTCOMES, 0)
     unnamed = 0
     for index, encoded_id in rows:
         # Target answers with decoded ids; the batch file holds them URL-encoded.
@@ -228,24 +223,16 @@ class JobAccount:
     def clean(self) -> bool:
         return not (self.rejected or self.failed or self.not_found or self.pending)
 
-    def to_dict(self) -> dict:
-        return {
-            "received": self.received,
-            "rejected": self.rejected,
-            "skipped": self.skipped,
-            "succeeded": self.succeeded,
-            "failed": self.failed,
-            "not_found": self.not_found,
-            "pending": self.pending,
-        }
+    def to_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in ACCOUNT_FIELDS}
 
 
 class AccountingError(Exception):
     """The rows don't add up: a bug or lost data. Never papered over."""
 
 
-def account(job: dict, batches: Iterable[dict]) -> JobAccount:
-    totals = dict.fromkeys(ROW_OUTCOMES, 0)
+def account(job: JobRecord, batches: Iterable[BatchRecord]) -> JobAccount:
+    totals = dict.fromkeys(BATCH_ROW_OUTCOMES, 0)
     accepted = 0
     for batch in batches:
         accepted += batch["rows"]
@@ -253,7 +240,7 @@ def account(job: dict, batches: Iterable[dict]) -> JobAccount:
         if counts is None:  # the batch never finished: its rows are still pending
             totals[PENDING] += batch["rows"]
             continue
-        for name in ROW_OUTCOMES:
+        for name in BATCH_ROW_OUTCOMES:
             totals[name] += counts.get(name, 0)
     result = JobAccount(
         received=job.get("received", 0),

@@ -56,7 +56,8 @@ class Settings:
     # past the invocation's remaining time minus this: the step still has to record what it did
     # (DynamoDB, S3: a few seconds at worst). Beyond it the client asks the state machine to wait.
     lambda_time_margin_seconds: float = 10.0
-    # Workflow.
+    # Workflow. max_concurrency is the state machine's (DefinitionSubstitutions), read by no function:
+    # the local runner substitutes it from here.
     max_concurrency: int = 4
     single_update_concurrency: int = 8
     # Polls (profile_sync.poll_schedule): the first after the initial delay, then each wait is

@@ -33,18 +33,17 @@ from profile_sync.adobe_target.errors import (
     TargetRejected,
     TargetRetryLater,
 )
-from profile_sync.adobe_target.responses import UNKNOWN, BatchStatus
-from profile_sync.ingest import JobStatus, job_prefix
+from profile_sync.adobe_target.responses import BatchStatus as TargetBatchStatus
+from profile_sync.model import (
+    BATCH_ROW_OUTCOMES,
+    BatchEnd,
+    BatchStatus,
+    JobKeys,
+    JobStatus,
+    RowOutcome,
+    TargetState,
+)
 from profile_sync.outcomes import (
-    END_AUTH_FAILED,
-    END_COMPLETE,
-    END_DEADLINE,
-    END_MAYBE_ACCEPTED,
-    END_NOT_SENT,
-    END_STATUS_FAILED,
-    END_STEP_FAILED,
-    END_SUBMIT_FAILED,
-    END_VANISHED,
     FAILED,
     MAYBE_ACCEPTED_REASON,
     PENDING,
@@ -128,7 +127,7 @@ def reserve_quota(ports: Ports, item: dict) -> dict:
 def _note_quota_wait(ports: Ports, item: dict, decision: QuotaDecision) -> None:
     job_id, index = item["jobId"], item["batch"]["batchIndex"]
     ports.jobs.update_batch(
-        job_id, index, {"status": "WAITING_FOR_QUOTA", "quotaWaitSeconds": decision.wait_seconds}
+        job_id, index, {"status": BatchStatus.WAITING_FOR_QUOTA, "quotaWaitSeconds": decision.wait_seconds}
     )
     # One message per job, however many batches wait; marked sent once it was published.
     job = ports.jobs.get_job(job_id) or {}
@@ -183,7 +182,7 @@ def submit_batch(ports: Ports, item: dict) -> dict:
     index = batch["batchIndex"]
     stop = job_stop(ports, job_id)
     if stop:
-        return _ended(ports, item, END_NOT_SENT, reason=f"not sent to Target: the job stopped. {stop}")
+        return _ended(ports, item, BatchEnd.NOT_SENT, reason=f"not sent to Target: the job stopped. {stop}")
     record = ports.jobs.get_batch(job_id, index) or {}
     if record.get("submitStartedAt"):
         return _resume_submit(ports, item, record)
@@ -194,7 +193,7 @@ def submit_batch(ports: Ports, item: dict) -> dict:
         if not ports.jobs.update_batch(
             job_id,
             index,
-            {"status": "SUBMITTING", "submitStartedAt": _iso(ports.now())},
+            {"status": BatchStatus.SUBMITTING, "submitStartedAt": _iso(ports.now())},
             expect={"submitStartedAt": ""},
         ):
             return _resume_submit(ports, item, ports.jobs.get_batch(job_id, index) or {})
@@ -207,7 +206,7 @@ def submit_batch(ports: Ports, item: dict) -> dict:
                 job_id,
                 index,
                 {
-                    "status": "SUBMIT_RETRY",
+                    "status": BatchStatus.SUBMIT_RETRY,
                     "submitStartedAt": "",
                     "submitCalls": calls + exc.attempts,
                     "lastAnswer": _answer(exc),
@@ -221,19 +220,19 @@ def submit_batch(ports: Ports, item: dict) -> dict:
             return _ended(
                 ports,
                 item,
-                END_MAYBE_ACCEPTED,
+                BatchEnd.MAYBE_ACCEPTED,
                 reason=f"{MAYBE_ACCEPTED_REASON} ({_answer(exc)})",
                 calls=calls,
             )
         except TargetAuthError as exc:
             reason = _stop_job_for_auth(ports, job_id, exc, endpoint)
-            return _ended(ports, item, END_AUTH_FAILED, reason=reason, calls=calls + exc.attempts)
+            return _ended(ports, item, BatchEnd.AUTH_FAILED, reason=reason, calls=calls + exc.attempts)
         except TargetRejected as exc:
             calls += exc.attempts
             return _ended(
                 ports,
                 item,
-                END_SUBMIT_FAILED,
+                BatchEnd.SUBMIT_FAILED,
                 reason=f"Target refused the batch: {_PER_TRY.sub('', str(exc))}",
                 calls=calls,
             )
@@ -267,7 +266,7 @@ def _submitted(
         item["jobId"],
         item["batch"]["batchIndex"],
         {
-            "status": "SUBMITTED",
+            "status": BatchStatus.SUBMITTED,
             "statusUrl": status_url,
             "targetBatchId": batch_id,
             "submittedAt": _iso(now),
@@ -293,13 +292,13 @@ def _first_poll(settings: Settings, status_url: str, now: float) -> dict:
 def _resume_submit(ports: Ports, item: dict, record: dict) -> dict:
     """An earlier try of this step began the POST and did not finish: never send the batch again."""
     if record.get("counts") is not None:  # that try ended the batch already
-        return {"done": True, "end": (record.get("status") or "").lower(), "counts": record["counts"]}
+        return {"done": True, "end": BatchStatus(record["status"]).end, "counts": record["counts"]}
     if record.get("statusUrl"):
         return _first_poll(ports.settings, record["statusUrl"], ports.now())
-    return _ended(ports, item, END_MAYBE_ACCEPTED, calls=record.get("submitCalls"))
+    return _ended(ports, item, BatchEnd.MAYBE_ACCEPTED, calls=record.get("submitCalls"))
 
 
-def _ended(ports: Ports, item: dict, end: str, *, reason: str = "", calls: int | None = None) -> dict:
+def _ended(ports: Ports, item: dict, end: BatchEnd, *, reason: str = "", calls: int | None = None) -> dict:
     counts = record_batch_end(ports, item, end, reason=reason, calls=calls)
     return {"done": True, "end": end, "counts": counts}
 
@@ -332,28 +331,28 @@ def fail_batch(ports: Ports, item: dict) -> dict:
     if item.get("apiVersion") == "single":  # the chunks answered so far keep their answers
         reason = f"the update's outcome is unknown: a workflow step failed ({error_reason(error)})"
         if (record.get("cursor") or 0) >= item["batch"]["rows"]:
-            return {"done": True, "end": END_COMPLETE, "counts": record.get("counts") or {}}
+            return {"done": True, "end": BatchEnd.COMPLETE, "counts": record.get("counts") or {}}
         counts = end_single_rest(ports, item, record.get("cursor") or 0, reason)
-        return {"done": True, "end": END_STEP_FAILED, "counts": counts}
+        return {"done": True, "end": BatchEnd.STEP_FAILED, "counts": counts}
     if record.get("counts") is not None:  # the batch ended before its step failed
-        return {"done": True, "end": (record.get("status") or "").lower(), "counts": record["counts"]}
+        return {"done": True, "end": BatchStatus(record["status"]).end, "counts": record["counts"]}
     calls = record.get("submitCalls")
     if item.get("stage") == "status" or record.get("statusUrl"):
         end, reason = (
-            END_STATUS_FAILED,
+            BatchEnd.STATUS_FAILED,
             (f"Target accepted the batch; its status could not be read ({error_reason(error)})"),
         )
     elif record.get("submitStartedAt"):
-        end, reason = END_MAYBE_ACCEPTED, f"{MAYBE_ACCEPTED_REASON} ({error_reason(error)})"
+        end, reason = BatchEnd.MAYBE_ACCEPTED, f"{MAYBE_ACCEPTED_REASON} ({error_reason(error)})"
     elif item.get("stage", "submit") == "submit" and error_type == "TargetRetryLater":
-        end = END_SUBMIT_FAILED
+        end = BatchEnd.SUBMIT_FAILED
         reason = (
             f"Target did not accept the batch: {calls} call(s) to batchUpdate, the last {_last(record)}"
             if calls
             else f"Target did not accept the batch ({error_reason(error)})"
         )
     else:
-        end = END_STEP_FAILED
+        end = BatchEnd.STEP_FAILED
         reason = f"the batch's outcome is unknown: a workflow step failed ({error_reason(error)})"
     counts = record_batch_end(ports, item, end, reason=reason, polls=(item.get("poll") or {}).get("polls"))
     return {"done": True, "end": end, "counts": counts}
@@ -374,11 +373,11 @@ def poll_batch(ports: Ports, item: dict) -> dict:
             ports,
             item,
             poll,
-            END_STATUS_FAILED,
+            BatchEnd.STATUS_FAILED,
             reason=f"Target accepted the batch; its status was not followed: the job stopped. {stop}",
         )
     poll["polls"] += 1
-    status: BatchStatus | None
+    status: TargetBatchStatus | None
     retry_after = 0.0
     try:
         status = ports.target(item["clientCode"]).batch_status(poll["statusUrl"])
@@ -387,29 +386,31 @@ def poll_batch(ports: Ports, item: dict) -> dict:
         retry_after = exc.retry_after_seconds
     except TargetAuthError as exc:
         reason = _stop_job_for_auth(ports, item["jobId"], exc, _endpoint("GET", poll["statusUrl"]))
-        return _end_poll(ports, item, poll, END_STATUS_FAILED, reason=f"Target accepted the batch; {reason}")
+        return _end_poll(
+            ports, item, poll, BatchEnd.STATUS_FAILED, reason=f"Target accepted the batch; {reason}"
+        )
     except TargetRejected as exc:
         return _end_poll(
             ports,
             item,
             poll,
-            END_STATUS_FAILED,
+            BatchEnd.STATUS_FAILED,
             reason=f"Target accepted the batch; its status could not be read: {_PER_TRY.sub('', str(exc))}",
         )
     end = None
-    if status is not None and status.state == UNKNOWN:
+    if status is not None and status.state == TargetState.UNKNOWN:
         poll["unknownStreak"] += 1
         if poll["unknownStreak"] >= ports.settings.vanished_after_polls:
-            end = END_VANISHED
+            end = BatchEnd.VANISHED
     elif status is not None:
         poll["unknownStreak"] = 0
         end = end_of(status)
     if end is None and now >= poll["deadlineAt"]:
-        end = END_DEADLINE
+        end = BatchEnd.DEADLINE
     if end is not None:
         return _end_poll(ports, item, poll, end, status=status)
     ports.jobs.update_batch(
-        item["jobId"], item["batch"]["batchIndex"], {"status": "POLLING", "polls": poll["polls"]}
+        item["jobId"], item["batch"]["batchIndex"], {"status": BatchStatus.POLLING, "polls": poll["polls"]}
     )
     # The wait grows with the time the batch has taken (poll_schedule: bounded lag and poll count);
     # at least what Target asked for when it was busy, never past the deadline.
@@ -421,7 +422,13 @@ def poll_batch(ports: Ports, item: dict) -> dict:
 
 
 def _end_poll(
-    ports: Ports, item: dict, poll: dict, end: str, *, status: BatchStatus | None = None, reason: str = ""
+    ports: Ports,
+    item: dict,
+    poll: dict,
+    end: BatchEnd,
+    *,
+    status: TargetBatchStatus | None = None,
+    reason: str = "",
 ) -> dict:
     counts = record_batch_end(ports, item, end, status=status, reason=reason, polls=poll["polls"])
     poll.update(done=True, end=end, counts=counts)
@@ -431,9 +438,9 @@ def _end_poll(
 def record_batch_end(
     ports: Ports,
     item: dict,
-    end: str,
+    end: BatchEnd,
     *,
-    status: BatchStatus | None = None,
+    status: TargetBatchStatus | None = None,
     reason: str = "",
     polls: int | None = None,
     calls: int | None = None,
@@ -442,7 +449,7 @@ def record_batch_end(
     job_id, batch = item["jobId"], item["batch"]
     outcome = batch_outcome(end, status, reason)
     line_runs = _line_runs(ports, item)
-    results_key = f"{job_prefix(job_id)}results/batch-{batch['batchIndex']:05d}.csv"
+    results_key = JobKeys(job_id).results(batch["batchIndex"])
     with ports.objects.open(batch["key"]) as body:
         rows = resolve_rows(outcome, batch_rows(_lines(body)), line_runs)
         _upload_lines(ports, results_key, rows_csv(rows, batch["batchIndex"]))
@@ -450,7 +457,7 @@ def record_batch_end(
         job_id,
         batch["batchIndex"],
         {
-            "status": end.upper(),
+            "status": end.status,
             "counts": outcome.counts,
             "resultsKey": results_key,
             "endedAt": _iso(ports.now()),
@@ -464,7 +471,7 @@ def record_batch_end(
     return outcome.counts
 
 
-def _target_counts(status: BatchStatus | None) -> dict | None:
+def _target_counts(status: TargetBatchStatus | None) -> dict | None:
     if status is None:
         return None
     counts = {
@@ -478,7 +485,7 @@ def _target_counts(status: BatchStatus | None) -> dict | None:
 
 
 def _line_runs(ports: Ports, item: dict) -> LineRuns:
-    manifest = ports.objects.get_json(item.get("manifestKey") or f"{job_prefix(item['jobId'])}manifest.json")
+    manifest = ports.objects.get_json(item.get("manifestKey") or JobKeys(item["jobId"]).manifest)
     index = item["batch"]["batchIndex"]
     entry = next(b for b in manifest["batches"] if b["batchIndex"] == index)
     return LineRuns([tuple(run) for run in entry["lineRuns"]])
@@ -576,7 +583,7 @@ def single_update(ports: Ports, item: dict) -> dict:
             visitor_id = line.split(b",", 1)[0].decode("utf-8")
             failures.append((line_runs.line(cursor + offset), visitor_id, outcome, reason))
     next_cursor = cursor + rows
-    key = f"{job_prefix(job_id)}results/batch-{batch['batchIndex']:05d}-{cursor:07d}.csv"
+    key = JobKeys(job_id).results(batch["batchIndex"], cursor)
     _upload_lines(ports, key, rows_csv(failures, batch["batchIndex"]))
     done = next_cursor >= batch["rows"]
     _add_single_counts(ports, item, cursor=cursor, next_cursor=next_cursor, counts=counts, done=done)
@@ -594,7 +601,7 @@ def end_single_rest(ports: Ports, item: dict, cursor: int, reason: str) -> dict:
     with ports.objects.open(batch["key"]) as body:
         ids = [visitor_id for index, visitor_id in batch_rows(_lines(body)) if index >= cursor]
     rows = [(line_runs.line(cursor + offset), vid, PENDING, reason) for offset, vid in enumerate(ids)]
-    key = f"{job_prefix(item['jobId'])}results/batch-{batch['batchIndex']:05d}-{cursor:07d}.csv"
+    key = JobKeys(item["jobId"]).results(batch["batchIndex"], cursor)
     _upload_lines(ports, key, rows_csv(rows, batch["batchIndex"]))
     counts = {PENDING: len(rows)}
     _add_single_counts(ports, item, cursor=cursor, next_cursor=batch["rows"], counts=counts, done=True)
@@ -609,10 +616,14 @@ def _add_single_counts(
     record = ports.jobs.get_batch(job_id, index) or {}
     if record.get("cursor", 0) != cursor:
         return  # this chunk was recorded by an earlier try
-    totals = dict.fromkeys(("succeeded", "failed", "not_found", "pending"), 0) | (record.get("counts") or {})
+    totals = dict.fromkeys(BATCH_ROW_OUTCOMES, 0) | (record.get("counts") or {})
     for name, value in counts.items():
         totals[name] += value
-    changes = {"cursor": next_cursor, "counts": totals, "status": END_COMPLETE.upper() if done else "SENDING"}
+    changes = {
+        "cursor": next_cursor,
+        "counts": totals,
+        "status": BatchStatus.COMPLETE if done else BatchStatus.SENDING,
+    }
     if done:
         changes["endedAt"] = _iso(ports.now())
     ports.jobs.update_batch(job_id, index, changes, expect={"cursor": cursor})
@@ -635,8 +646,8 @@ def finalize_job(ports: Ports, job_id: str, failure: str | None = None) -> dict:
         failure = auth_reason(job["authFailure"])
     if failure:
         status = JobStatus.FAILED
-    prefix = job_prefix(job_id)
-    report_rows_key = f"{prefix}report/rows.csv"
+    keys = JobKeys(job_id)
+    report_rows_key = keys.report_rows
     _upload_lines(ports, report_rows_key, _report_rows(ports, job, batches), header=True)
     summary = {
         "jobId": job_id,
@@ -668,7 +679,7 @@ def finalize_job(ports: Ports, job_id: str, failure: str | None = None) -> dict:
         "finishedAt": _iso(ports.now()),
         "reason": failure,
     }
-    summary_key = f"{prefix}report/summary.json"
+    summary_key = keys.report_summary
     ports.objects.put_json(summary_key, summary)
     ports.jobs.update_job(
         job_id,
@@ -717,7 +728,7 @@ def settle_unfinished(ports: Ports, job: dict) -> list[dict]:
         if counts is not None:  # a single-update batch stopped part-way
             end_single_rest(ports, item, record.get("cursor", 0), reason)
         else:
-            record_batch_end(ports, item, END_STEP_FAILED, reason=reason)
+            record_batch_end(ports, item, BatchEnd.STEP_FAILED, reason=reason)
         settled = True
     if settled:
         batches = sorted(ports.jobs.list_batches(job_id), key=lambda b: b["batchIndex"])
@@ -744,14 +755,13 @@ def _report_rows(ports: Ports, job: dict, batches: list[dict]) -> Iterator[bytes
                 (
                     row["line"],
                     _rejected_id(row.get("original") or ""),
-                    "rejected",
+                    RowOutcome.REJECTED,
                     f"{row['reason']}: {spreadsheet_unsafe(row.get('detail') or '')}".rstrip(": "),
                 )
                 for row in csv.DictReader(text)
             )
             yield from rows_csv(rejected, "")
-    prefix = f"{job_prefix(job['jobId'])}results/"
-    for key in sorted(ports.objects.list_keys(prefix)):
+    for key in sorted(ports.objects.list_keys(JobKeys(job["jobId"]).results_prefix)):
         with ports.objects.open(key) as body:
             while chunk := body.read(1 << 20):
                 yield chunk

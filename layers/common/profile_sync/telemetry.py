@@ -10,6 +10,8 @@ from __future__ import annotations
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
+from profile_sync.model import BatchEnd, RowOutcome
+
 NAMESPACE = "TargetProfileSync"
 REASON_DIMENSION = "reason"
 
@@ -74,23 +76,23 @@ METRICS = frozenset(
 EXTRA_DIMENSIONS = {ROWS_REJECTED_BY_REASON: (REASON_DIMENSION,)}
 
 ROW_METRICS = {
-    "succeeded": ROWS_SUCCEEDED,
-    "failed": ROWS_FAILED,
-    "not_found": ROWS_NOT_FOUND,
-    "pending": ROWS_PENDING,
+    RowOutcome.SUCCEEDED: ROWS_SUCCEEDED,
+    RowOutcome.FAILED: ROWS_FAILED,
+    RowOutcome.NOT_FOUND: ROWS_NOT_FOUND,
+    RowOutcome.PENDING: ROWS_PENDING,
 }
-# How a batch ended (profile_sync.outcomes END_*) -> its metric.
+# How a batch ended -> its metric (a test holds it to every BatchEnd).
 BATCH_END_METRICS = {
-    "complete": BATCHES_COMPLETED,
-    "stuck": BATCHES_STUCK,
-    "deadline": BATCHES_TIMED_OUT,
-    "vanished": BATCHES_VANISHED,
-    "status_failed": BATCHES_VANISHED,
-    "submit_failed": BATCHES_FAILED,
-    "maybe_accepted": BATCHES_VANISHED,  # Target may have the batch; its status can't be followed
-    "auth_failed": BATCHES_FAILED,
-    "not_sent": BATCHES_FAILED,
-    "step_failed": BATCHES_FAILED,
+    BatchEnd.COMPLETE: BATCHES_COMPLETED,
+    BatchEnd.STUCK: BATCHES_STUCK,
+    BatchEnd.DEADLINE: BATCHES_TIMED_OUT,
+    BatchEnd.VANISHED: BATCHES_VANISHED,
+    BatchEnd.STATUS_FAILED: BATCHES_VANISHED,
+    BatchEnd.SUBMIT_FAILED: BATCHES_FAILED,
+    BatchEnd.MAYBE_ACCEPTED: BATCHES_VANISHED,  # Target may have the batch; its status can't be followed
+    BatchEnd.AUTH_FAILED: BATCHES_FAILED,
+    BatchEnd.NOT_SENT: BATCHES_FAILED,
+    BatchEnd.STEP_FAILED: BATCHES_FAILED,
 }
 _CALL_METRICS = {
     "calls": TARGET_CALLS,

@@ -20,11 +20,13 @@ from dataclasses import dataclass, field, replace
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring as _safe_fromstring
 
-COMPLETE = "complete"
-INCOMPLETE = "incomplete"
-STUCK = "stuck"
-UNKNOWN = "unknown"
-STATES = (COMPLETE, INCOMPLETE, STUCK, UNKNOWN)
+from profile_sync.model import TargetState
+
+COMPLETE = TargetState.COMPLETE
+INCOMPLETE = TargetState.INCOMPLETE
+STUCK = TargetState.STUCK
+UNKNOWN = TargetState.UNKNOWN
+STATES = tuple(TargetState)
 
 # Per-profile outcomes: 2017-2020 rows said success/error/pending, today only failed rows are listed.
 OUTCOME_FAILED = "failed"

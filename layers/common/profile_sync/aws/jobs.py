@@ -15,6 +15,7 @@ from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
 from profile_sync import clock
+from profile_sync.model import BatchStatus
 
 JOB_SK = "JOB"
 TTL_ATTRIBUTE = "expiresAt"  # the JobsTable's TimeToLiveSpecification
@@ -121,7 +122,7 @@ class DynamoJobStore:
                 writer.put_item(
                     Item={
                         **batch_key(job_id, batch["batchIndex"]),
-                        "status": "PENDING",
+                        "status": BatchStatus.PENDING,
                         **batch,
                         **self._expiry(),
                     }

@@ -1,0 +1,10 @@
+"""Sizes the engine works in. Module attributes read at call time, so tests can shrink them to put
+chunk boundaries, spills and splits everywhere."""
+
+CHUNK_SIZE = 2 * 1024 * 1024  # bytes read at a time; larger chunks are no faster and cost peak memory
+MIN_RECORD_LIMIT = 1024 * 1024  # a line or quoted record longer than this is never held whole
+# Duplicate counter: partitions per level, hashes buffered before a spill, hashes per in-memory set.
+DUP_PARTITION_BITS = 7  # 128 partition files
+DUP_BUFFER = 1 << 18  # 2 MB of buffered hashes
+DUP_SET_MAX = 1 << 17  # a set of 131,072 hashes: about 10 MB
+FAST_PATH = True  # False: every row takes the per-record path (the reference the tests compare to)
