@@ -12,7 +12,8 @@ from pathlib import Path
 
 from profile_sync.adobe_target.responses import BatchStatus
 from profile_sync.job_rows import JobFiles
-from profile_sync.outcomes import END_COMPLETE, LineRuns, batch_outcome, batch_rows, resolve_rows, rows_csv
+from profile_sync.model import BatchEnd
+from profile_sync.outcomes import LineRuns, batch_outcome, batch_rows, resolve_rows, rows_csv
 from profile_sync.settings import Settings
 from profile_sync.validate import validate_and_split
 
@@ -64,7 +65,7 @@ def finished_job(
             key = f"{prefix}batches/{info.name}"
             objects.data[key] = Path(info.path).read_bytes()
             manifest_batches.append({"batchIndex": info.index, "lineRuns": info.line_runs})
-            end, answer = (ends or {}).get(info.index, (END_COMPLETE, BatchStatus("complete")))
+            end, answer = (ends or {}).get(info.index, (BatchEnd.COMPLETE, BatchStatus("complete")))
             outcome = batch_outcome(end, answer)
             runs = LineRuns([tuple(run) for run in info.line_runs])
             rows = resolve_rows(outcome, batch_rows(objects.data[key].split(b"\n")[:-1]), runs)

@@ -24,7 +24,7 @@ from profile_sync.landing import (
     tally,
     unsettled,
 )
-from profile_sync.outcomes import END_COMPLETE, END_STUCK, END_VANISHED
+from profile_sync.model import BatchEnd
 from tests.unit.finished_jobs import finished_job
 from tests.unit.test_redrive import ENDS, SOURCE
 
@@ -50,13 +50,13 @@ def test_the_sample_holds_only_succeeded_rows_with_their_decoded_values():
 def test_size_zero_is_off_and_a_job_without_successes_has_nothing_to_draw():
     _, files = finished_job(SOURCE, ENDS)
     assert draw_sample(files, 0).rows == []
-    _, failed = finished_job(SOURCE, {i: (END_STUCK, BatchStatus("stuck")) for i in range(1, 5)})
+    _, failed = finished_job(SOURCE, {i: (BatchEnd.STUCK, BatchStatus("stuck")) for i in range(1, 5)})
     assert (draw_sample(failed, 20).rows, draw_sample(failed, 20).eligible) == ([], 0)
 
 
 def test_every_succeeded_row_is_equally_likely():
     source = "thirdPartyId,a\n" + "".join(f"id{i},v{i}\n" for i in range(12))
-    _, files = finished_job(source, {2: (END_VANISHED, None)}, batch_max_rows=4)  # ids 4-7 pending
+    _, files = finished_job(source, {2: (BatchEnd.VANISHED, None)}, batch_max_rows=4)  # ids 4-7 pending
     picks = Counter()
     for seed in range(600):
         for row in draw_sample(files, 2, random.Random(seed)).rows:
@@ -75,7 +75,7 @@ def test_batches_that_read_nothing_are_not_opened():
 
 
 def test_v1_batches_that_counted_rows_without_naming_them_are_left_out():
-    ends = {1: (END_COMPLETE, BatchStatus("complete", successful=2, not_found=1, failed=0))}
+    ends = {1: (BatchEnd.COMPLETE, BatchStatus("complete", successful=2, not_found=1, failed=0))}
     _, files = finished_job(SOURCE, ends, api="v1")
     sample = draw_sample(files, 20, random.Random(0))
     assert sample.skipped_batches == [1]

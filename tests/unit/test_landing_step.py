@@ -7,7 +7,7 @@ from pathlib import Path
 from profile_sync.adobe_target.errors import TargetAuthError
 from profile_sync.adobe_target.responses import BatchStatus
 from profile_sync.landing_step import check_landing, landing_check_failed, redrive_pending, sample_key
-from profile_sync.outcomes import END_COMPLETE, END_VANISHED
+from profile_sync.model import BatchEnd
 from profile_sync.settings import Settings
 from profile_sync.steps import Ports
 from tests.unit.finished_jobs import MemoryObjects, finished_job
@@ -174,7 +174,7 @@ def test_pending_rows_are_re_driven_once_when_the_setting_is_on():
 
 
 def test_no_auto_redrive_without_pending_rows():
-    ends = {1: (END_COMPLETE, BatchStatus("complete")), 3: (END_VANISHED, None)}
+    ends = {1: (BatchEnd.COMPLETE, BatchStatus("complete")), 3: (BatchEnd.VANISHED, None)}
     ports, jobs, _, _, _ = ports_for(dict(LANDED), ends=ends, redrive_pending_auto=1)
     jobs.job["pending"] = 0
     assert redrive_pending(ports, jobs.job["jobId"]) is None

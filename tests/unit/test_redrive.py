@@ -11,7 +11,8 @@ import pytest
 
 from profile_sync.adobe_target.responses import BatchStatus
 from profile_sync.job_rows import JobFiles, JobFilesError
-from profile_sync.outcomes import END_COMPLETE, END_STUCK, END_VANISHED, FAILED, NOT_FOUND, PENDING
+from profile_sync.model import BatchEnd
+from profile_sync.outcomes import FAILED, NOT_FOUND, PENDING
 from profile_sync.redrive import RedriveRefused, build_redrive_file, parse_only, redrive_key
 from profile_sync.settings import Settings
 from profile_sync.validate import validate_and_split
@@ -33,9 +34,9 @@ SOURCE = (
 )
 # Batch 1 (lines 2, 3, 5): CRM-2 failed; batch 2 (6-8) stuck; batch 3 (9-11) vanished; batch 4 (12) fine.
 ENDS = {
-    1: (END_COMPLETE, BatchStatus("complete", profiles=[("CRM-2", "failed")])),
-    2: (END_STUCK, BatchStatus("stuck")),
-    3: (END_VANISHED, None),
+    1: (BatchEnd.COMPLETE, BatchStatus("complete", profiles=[("CRM-2", "failed")])),
+    2: (BatchEnd.STUCK, BatchStatus("stuck")),
+    3: (BatchEnd.VANISHED, None),
 }
 
 
@@ -95,7 +96,7 @@ def test_the_file_passes_the_ingest_again_unchanged_in_encoded_mode(tmp_path):
 def test_raw_mode_jobs_are_re_driven_encoded(tmp_path):
     source = "thirdPartyId,note\nCRM-1,a b&c\nCRM-2,ü,x\n"
     _, files = finished_job(
-        source.replace(",x\n", "\n"), {1: (END_STUCK, BatchStatus("stuck"))}, input_mode="raw"
+        source.replace(",x\n", "\n"), {1: (BatchEnd.STUCK, BatchStatus("stuck"))}, input_mode="raw"
     )
     out = io.BytesIO()
     build_redrive_file(files, ["failed"], out)
@@ -103,7 +104,7 @@ def test_raw_mode_jobs_are_re_driven_encoded(tmp_path):
 
 
 def test_v1_not_found_rows_resend_whole_batches_through_v2():
-    ends = {1: (END_COMPLETE, BatchStatus("complete", successful=2, not_found=1, failed=0))}
+    ends = {1: (BatchEnd.COMPLETE, BatchStatus("complete", successful=2, not_found=1, failed=0))}
     _, files = finished_job(SOURCE, ends, api="v1")
     out = io.BytesIO()
     result = build_redrive_file(files, ["not_found"], out)
@@ -125,7 +126,7 @@ def test_not_found_without_v1_counts_says_so():
 
 def test_v1_batches_with_a_failed_count_keep_failed_rows_apart():
     # Target counted 1 failed and 1 not found without naming them: failed can't be listed, not_found can.
-    ends = {1: (END_COMPLETE, BatchStatus("complete", successful=1, not_found=1, failed=1))}
+    ends = {1: (BatchEnd.COMPLETE, BatchStatus("complete", successful=1, not_found=1, failed=1))}
     _, files = finished_job(SOURCE, ends, api="v1")
     out = io.BytesIO()
     result = build_redrive_file(files, ["failed"], out)
@@ -136,7 +137,7 @@ def test_v1_batches_with_a_failed_count_keep_failed_rows_apart():
 def test_a_re_drive_of_a_re_drive(tmp_path):
     _, first, _ = build(None)
     # The re-drive job: its batch 1 (CRM-2, CRM-4, CRM-5) vanished again, the rest landed.
-    _, files = finished_job(first, {1: (END_VANISHED, None)}, job_id="20261202T020000Z-child0000001")
+    _, files = finished_job(first, {1: (BatchEnd.VANISHED, None)}, job_id="20261202T020000Z-child0000001")
     files.job["sourceKey"] = redrive_key(
         {"clientCode": "demo", "jobId": "20261202T010000Z-parent000001", "sourceKey": "incoming/demo/v.csv"},
         ("failed", "pending"),
@@ -188,7 +189,7 @@ def test_results_that_name_a_line_of_no_row_are_an_error():
 
 def _redrive_peak(rows: int) -> int:
     source = "thirdPartyId,a\n" + "".join(f"CRM-{i},{'v' * 400}\n" for i in range(rows))
-    _, files = finished_job(source, {1: (END_STUCK, BatchStatus("stuck"))}, batch_max_rows=rows)
+    _, files = finished_job(source, {1: (BatchEnd.STUCK, BatchStatus("stuck"))}, batch_max_rows=rows)
     with tempfile.TemporaryFile() as out:
         tracemalloc.start()
         result = build_redrive_file(files, ["failed"], out)

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Protocol
 from urllib.parse import unquote
 
-from profile_sync.outcomes import FAILED, NOT_FOUND, PENDING, ROW_OUTCOMES, SUCCEEDED, LineRuns
+from profile_sync.model import BATCH_ROW_OUTCOMES, JobKeys
+from profile_sync.outcomes import FAILED, NOT_FOUND, PENDING, SUCCEEDED, LineRuns
 
 RESULTS_NAME = re.compile(r"batch-(\d+)(?:-(\d+))?\.csv$")
 UNNAMED_OUTCOMES = (FAILED, NOT_FOUND, PENDING)
@@ -62,7 +63,7 @@ class BatchWalk:
     """What walking one batch found: rows listed per outcome, rows not listed."""
 
     record: dict
-    listed: dict[str, int] = field(default_factory=lambda: dict[str, Any].fromkeys(ROW_OUTCOMES, 0))
+    listed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(BATCH_ROW_OUTCOMES, 0))
     unlisted: int = 0
 
     @property
@@ -79,13 +80,13 @@ class JobFiles:
         self.objects = objects
         self.job = job
         self.batches = sorted(batches, key=lambda b: int(b["batchIndex"]))
-        prefix = f"jobs/{job['jobId']}/"
-        manifest = objects.get_json(job.get("manifestKey") or f"{prefix}manifest.json")
+        keys = JobKeys(job["jobId"])
+        manifest = objects.get_json(job.get("manifestKey") or keys.manifest)
         if not isinstance(manifest, dict):
             raise JobFilesError(f"job {job['jobId']}: its manifest is not a JSON object")
         self._runs = {int(b["batchIndex"]): b["lineRuns"] for b in manifest.get("batches", [])}
         self._results: dict[int, list[tuple[int, str]]] = {}
-        for key in objects.list_keys(f"{prefix}results/"):
+        for key in objects.list_keys(keys.results_prefix):
             match = RESULTS_NAME.search(key)
             if match:
                 chunk = int(match.group(2) or 0)

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from profile_sync import landing
-from profile_sync.ingest import JobStatus, job_prefix
 from profile_sync.job_rows import JobFiles
+from profile_sync.model import JobKeys, JobStatus
 from profile_sync.outcomes import PENDING
 from profile_sync.redrive import build_redrive_file, redrive_key
 from profile_sync.steps import Ports, error_reason
@@ -30,7 +30,7 @@ CHECKED_STATUSES = (JobStatus.COMPLETE, JobStatus.COMPLETE_WITH_ERRORS)
 
 
 def sample_key(job_id: str) -> str:
-    return f"{job_prefix(job_id)}landing/sample.json"
+    return f"{JobKeys(job_id).prefix}landing/sample.json"
 
 
 def check_landing(ports: Ports, job_id: str, state: dict[str, Any] | None = None) -> dict[str, Any]:

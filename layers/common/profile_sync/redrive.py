@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from profile_sync.job_rows import BatchWalk, JobFiles
+from profile_sync.model import FINAL_JOB_STATUSES, JobStatus
 from profile_sync.outcomes import FAILED, NOT_FOUND, PENDING, SUCCEEDED
 
 CHOICES = (FAILED, PENDING, NOT_FOUND)
@@ -39,10 +40,10 @@ class RedriveRefused(ValueError):
 @dataclass
 class RedriveResult:
     rows: int = 0  # data rows written
-    by_outcome: dict[str, int] = field(default_factory=lambda: dict[str, Any].fromkeys(CHOICES, 0))
+    by_outcome: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CHOICES, 0))
     batches: int = 0  # batches that gave rows
     api_version: str = "v2"
-    unnamed: dict[str, int] = field(default_factory=lambda: dict[str, Any].fromkeys((FAILED, PENDING), 0))
+    unnamed: dict[str, int] = field(default_factory=lambda: dict.fromkeys((FAILED, PENDING), 0))
     resent_succeeded: int = 0  # not_found: rows of those v1 batches that Target counted as updated
     notes: list[str] = field(default_factory=list)
 
@@ -73,9 +74,9 @@ def parse_only(values: Iterable[str] | None) -> tuple[str, ...]:
 
 def check_redrivable(job: dict[str, Any]) -> None:
     status = job.get("status")
-    if status in ("RECEIVED", "QUEUED", "RUNNING"):
+    if status not in FINAL_JOB_STATUSES:
         raise RedriveRefused(f"job {job['jobId']} is still {status}: re-drive it once it has ended")
-    if status == "REJECTED" or not job.get("batchCount"):
+    if status == JobStatus.REJECTED or not job.get("batchCount"):
         raise RedriveRefused(
             f"job {job['jobId']} sent nothing to Target ({status}): fix the file and drop it again"
         )
