@@ -18,8 +18,8 @@ TEMPLATES := template.yaml observability.yaml
 
 help:
 	@echo "make demo   set up and run the job locally on the bundled sample"
-	@echo "make test   ruff, pytest, asl-validator, sam validate --lint, sam build, checkov"
-	@echo "make bench  engine, poll-lag, pipeline and cost tables against their goals (takes minutes)"
+	@echo "make test   ruff, mypy, pytest, asl-validator, sam validate --lint, sam build, checkov"
+	@echo "make bench  engine, poll-lag, pipeline, cost and delta-sync tables against their goals (takes minutes)"
 	@echo "make sam-local  every function in SAM's container against the local stack (needs Docker)"
 	@echo "make smoke STACK=name CLIENT=code  the sample through a deployed stack"
 
@@ -40,6 +40,7 @@ test: setup lint unit asl-validate sam-validate sam-build security-scan
 lint: setup
 	ruff check .
 	ruff format --check .
+	mypy
 
 format: setup
 	ruff format .
@@ -88,10 +89,11 @@ demo: setup
 # default "100000 1000000"; add 3000000 for the 3M row, minutes more). Every table, then PASS/FAIL.
 bench: setup
 	python bench/bench_validate.py; v=$$?; python bench/bench_transcode.py; t=$$?; \
-	  python bench/bench_pipeline.py; p=$$?; test $$v -eq 0 -a $$t -eq 0 -a $$p -eq 0
+	  python bench/bench_pipeline.py; p=$$?; python bench/bench_delta.py; d=$$?; \
+	  test $$v -eq 0 -a $$t -eq 0 -a $$p -eq 0 -a $$d -eq 0
 
 clean:
-	rm -rf .aws-sam out .pytest_cache .ruff_cache node_modules
+	rm -rf .aws-sam out .pytest_cache .ruff_cache .mypy_cache node_modules
 
 # Optional, not part of `make test`: needs Docker and the Lambda base image (README: sam local invoke).
 # Every events/ file through `sam local invoke` in a container, against a moto server and the Target

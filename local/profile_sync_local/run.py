@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 from unittest import mock
 from urllib.parse import urlsplit
 
@@ -138,7 +138,7 @@ def run_local(
                 job = _ingest(local, source, client=client, api=api, mode=input_mode, clock=time_source)
             requests.counts["s3_put"] -= 1  # the drop itself (one PutObject) is the user's upload
             store = DynamoJobStore(local.jobs_table)
-            progress.validated(store.get_job(job["jobId"]))
+            progress.validated(_stored(store, job["jobId"]))
             execution = None
             if job.get("executionId"):
                 sfn = boto3.client("stepfunctions", region_name=REGION)
@@ -152,7 +152,7 @@ def run_local(
                     poll_interval=0.005 if virtual else 0.5,
                 )
             requests.on = False  # what follows is this command's reading, not the job's
-            job = store.get_job(job["jobId"])
+            job = _stored(store, job["jobId"])
             progress.finished(job)
             batches = store.list_batches(job["jobId"])
             files = _download(local, job, out_dir)
@@ -304,6 +304,14 @@ def endpoint_of(url: str) -> str:
     """Target's endpoint a URL calls (from its path only: the query may hold visitor ids)."""
     path = urlsplit(url).path.rstrip("/")
     return next(name for pattern, name in _ENDPOINTS if pattern.search(path))
+
+
+def _stored(store: DynamoJobStore, job_id: str) -> dict[str, Any]:
+    """The job's record, which the ingest has written."""
+    job = store.get_job(job_id)
+    if job is None:
+        raise RuntimeError(f"job {job_id}: no record in the local jobs table")
+    return job
 
 
 def _ingest(
