@@ -19,6 +19,7 @@ from profile_sync.landing import (
     alert_needed,
     compare,
     draw_sample,
+    not_verified_share,
     read_round,
     rows_report,
     tally,
@@ -156,8 +157,8 @@ def test_tally_and_the_notice():
         "notVisible": 1,
         "unchecked": 1,
         "rounds": 3,
-        "notVerifiedShare": 0.6,
     }
+    assert not_verified_share(result) == 0.6
     assert alert_needed(result, 0.5) and not alert_needed(result, 0.6)
     assert not alert_needed(tally(Sample([], 0), rounds=0), 0.0)
     assert [r["outcome"] for r in rows_report(Sample(rows, 100))] == [MISMATCHED, NOT_VISIBLE, UNCHECKED]

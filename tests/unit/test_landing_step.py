@@ -27,6 +27,7 @@ class Jobs:
         return dict(self.job) if job_id == self.job["jobId"] else None
 
     def update_job(self, job_id: str, changes: dict, *, expect: dict | None = None) -> bool:
+        _no_floats(changes)  # as DynamoDB: numbers are whole or Decimal
         if any((self.job.get(k) or "") != v for k, v in (expect or {}).items()):
             return False
         self.job.update(changes)
@@ -34,6 +35,13 @@ class Jobs:
 
     def list_batches(self, job_id: str) -> list[dict]:
         return self.batches
+
+
+def _no_floats(value: object) -> None:
+    if isinstance(value, float):
+        raise TypeError("Float types are not supported. Use Decimal types instead.")
+    for inner in value.values() if isinstance(value, dict) else value if isinstance(value, list) else ():
+        _no_floats(inner)
 
 
 class Target:

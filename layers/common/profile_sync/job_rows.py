@@ -62,7 +62,7 @@ class SentRow:
 class BatchWalk:
     """What walking one batch found: rows listed per outcome, rows not listed."""
 
-    record: dict
+    record: dict[str, Any]
     listed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(BATCH_ROW_OUTCOMES, 0))
     unlisted: int = 0
 

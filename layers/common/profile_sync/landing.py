@@ -220,7 +220,7 @@ def tally(sample: Sample, *, rounds: int, stopped: str | None = None) -> dict[st
     for row in sample.rows:
         counts[row.outcome if row.outcome in OUTCOMES else UNCHECKED] += 1
     sampled = len(sample.rows)
-    not_verified = sampled - counts[VERIFIED]
+    # Counts only (whole numbers: the job record is a DynamoDB item); not_verified_share() derives.
     result: dict[str, Any] = {
         "sampled": sampled,
         "eligible": sample.eligible,
@@ -229,7 +229,6 @@ def tally(sample: Sample, *, rounds: int, stopped: str | None = None) -> dict[st
         "notVisible": counts[NOT_VISIBLE],
         "unchecked": counts[UNCHECKED],
         "rounds": rounds,
-        "notVerifiedShare": round(not_verified / sampled, 4) if sampled else 0.0,
     }
     if sample.skipped_batches:
         result["skippedBatches"] = len(sample.skipped_batches)
@@ -252,9 +251,15 @@ def rows_report(sample: Sample) -> list[dict[str, Any]]:
     ]
 
 
+def not_verified_share(result: dict[str, Any]) -> float:
+    """The share of the sample that did not verify (0 for an empty sample)."""
+    sampled = int(result.get("sampled") or 0)
+    return (sampled - int(result.get("verified") or 0)) / sampled if sampled else 0.0
+
+
 def alert_needed(result: dict[str, Any], share: float) -> bool:
     """True when the share of the sample that did not verify is above the setting."""
-    return bool(result["sampled"]) and result["notVerifiedShare"] > share
+    return not_verified_share(result) > share
 
 
 def alert_message(job: dict[str, Any], result: dict[str, Any], share: float) -> str:
@@ -262,7 +267,7 @@ def alert_message(job: dict[str, Any], result: dict[str, Any], share: float) -> 
         f"Job {job['jobId']} ({job.get('sourceKey', '?')}): Target showed the values sent for "
         f"{result['verified']} of {result['sampled']} sampled profiles. Mismatched {result['mismatched']}, "
         f"not visible {result['notVisible']}, unchecked {result['unchecked']} after {result['rounds']} "
-        f"read(s): {result['notVerifiedShare']:.0%} did not verify (notice above {share:.0%}).\n"
+        f"read(s): {not_verified_share(result):.0%} did not verify (notice above {share:.0%}).\n"
         "Updates can take up to 24 hours to apply: check a few of the listed lines' profiles later; "
         "if they still differ, Target lost those updates: send those rows again."
     )

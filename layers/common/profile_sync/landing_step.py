@@ -92,14 +92,15 @@ def _finish(
     ports.jobs.update_job(job["jobId"], {"landingCheck": record})
     if job.get("reportKey"):
         summary = _as_dict(ports.objects.get_json(job["reportKey"]))
-        summary["landingCheck"] = record
+        summary["landingCheck"] = {**record, "notVerifiedShare": round(landing.not_verified_share(result), 4)}
         summary["landingRows"] = rows
         ports.objects.put_json(job["reportKey"], summary)
     share = ports.settings.landing_check_alert_share
     if notify and landing.alert_needed(result, share):
+        missed = landing.not_verified_share(result)
         ports.notifier.notify(
-            f"target-profile-sync: job {job['jobId']}: {result['notVerifiedShare']:.0%} of the sampled "
-            "profiles did not show what was sent",
+            f"target-profile-sync: job {job['jobId']}: {missed:.0%} of the sampled profiles did not "
+            "show what was sent",
             landing.alert_message(job, result, share),
         )
 

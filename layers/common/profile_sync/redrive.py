@@ -22,7 +22,7 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import Any, Protocol
 
 from profile_sync.job_rows import BatchWalk, JobFiles
 from profile_sync.model import FINAL_JOB_STATUSES, JobStatus
@@ -31,6 +31,12 @@ from profile_sync.outcomes import FAILED, NOT_FOUND, PENDING, SUCCEEDED
 CHOICES = (FAILED, PENDING, NOT_FOUND)
 DEFAULT_ONLY = (FAILED, PENDING)
 REDRIVE_FOLDER = "redrive="
+
+
+class Sink(Protocol):
+    """Where the file goes: a binary file, a temporary file, a BytesIO."""
+
+    def write(self, data: bytes, /) -> object: ...
 
 
 class RedriveRefused(ValueError):
@@ -82,7 +88,7 @@ def check_redrivable(job: dict[str, Any]) -> None:
         )
 
 
-def build_redrive_file(files: JobFiles, only: Iterable[str], out: BinaryIO) -> RedriveResult:
+def build_redrive_file(files: JobFiles, only: Iterable[str], out: Sink) -> RedriveResult:
     """Write the header and the chosen rows (as sent) to `out`; say what was and wasn't taken."""
     chosen = set(only)
     if not chosen <= set(CHOICES):
@@ -133,10 +139,10 @@ def build_redrive_file(files: JobFiles, only: Iterable[str], out: BinaryIO) -> R
         )
     elif NOT_FOUND in chosen:
         result.notes.append("no batch of this job counted not-found rows (only v1 batches do)")
-    for outcome, n in result.unnamed.items():
+    for unnamed, n in result.unnamed.items():
         if n:
             result.notes.append(
-                f"{n:,} {outcome} row(s) were counted by Target without being named: they can't be "
+                f"{n:,} {unnamed} row(s) were counted by Target without being named: they can't be "
                 "told from the batch's other rows and are not in the file"
             )
     return result
