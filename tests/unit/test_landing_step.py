@@ -6,10 +6,15 @@ from pathlib import Path
 
 from profile_sync.adobe_target.errors import TargetAuthError
 from profile_sync.adobe_target.responses import BatchStatus
-from profile_sync.landing_step import check_landing, landing_check_failed, redrive_pending, sample_key
+from profile_sync.landing_step import (
+    LandingPorts,
+    check_landing,
+    landing_check_failed,
+    redrive_pending,
+    sample_key,
+)
 from profile_sync.model import BatchEnd
 from profile_sync.settings import Settings
-from profile_sync.steps import Ports
 from tests.unit.finished_jobs import MemoryObjects, finished_job
 from tests.unit.test_redrive import ENDS, SOURCE
 
@@ -74,7 +79,7 @@ LANDED = {
 }
 
 
-def ports_for(profiles: dict, ends=ENDS, **settings) -> tuple[Ports, Jobs, Target, Inbox, Objects]:
+def ports_for(profiles: dict, ends=ENDS, **settings) -> tuple[LandingPorts, Jobs, Target, Inbox, Objects]:
     objects, files = finished_job(SOURCE, ends, objects=Objects())
     job = files.job | {
         "succeeded": 3,
@@ -83,20 +88,17 @@ def ports_for(profiles: dict, ends=ENDS, **settings) -> tuple[Ports, Jobs, Targe
     }
     objects.put_json(job["reportKey"], {"jobId": job["jobId"], "status": job["status"]})
     jobs, target, inbox = Jobs(job, files.batches), Target(profiles), Inbox()
-    ports = Ports(
+    ports = LandingPorts(
         settings=Settings(**settings),
         objects=objects,
         jobs=jobs,
         target=lambda code: target,
-        daily_quota=None,
-        single_quota=None,
         notifier=inbox,
-        now=lambda: 0.0,
     )
     return ports, jobs, target, inbox, objects
 
 
-def run_check(ports: Ports, job_id: str) -> list[dict]:
+def run_check(ports: LandingPorts, job_id: str) -> list[dict]:
     states, state = [], None
     while True:
         state = check_landing(ports, job_id, state)

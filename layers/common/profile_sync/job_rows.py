@@ -16,7 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Protocol
@@ -62,7 +62,7 @@ class SentRow:
 class BatchWalk:
     """What walking one batch found: rows listed per outcome, rows not listed."""
 
-    record: dict[str, Any]
+    record: Mapping[str, Any]
     listed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(BATCH_ROW_OUTCOMES, 0))
     unlisted: int = 0
 
@@ -76,7 +76,9 @@ class BatchWalk:
 class JobFiles:
     """One job's manifest, batch records and results keys; walks its batches' rows."""
 
-    def __init__(self, objects: Objects, job: dict[str, Any], batches: list[dict[str, Any]]) -> None:
+    def __init__(
+        self, objects: Objects, job: Mapping[str, Any], batches: Sequence[Mapping[str, Any]]
+    ) -> None:
         self.objects = objects
         self.job = job
         self.batches = sorted(batches, key=lambda b: int(b["batchIndex"]))
@@ -92,14 +94,14 @@ class JobFiles:
                 chunk = int(match.group(2) or 0)
                 self._results.setdefault(int(match.group(1)), []).append((chunk, key))
 
-    def header(self, batch: dict[str, Any]) -> tuple[str, list[str]]:
+    def header(self, batch: Mapping[str, Any]) -> tuple[str, list[str]]:
         """The batch file's header as sent (without `batch=`) and its decoded attribute names."""
         with self.objects.open(batch["key"]) as body:
             first = body.readline(1 << 20).rstrip(b"\r\n").decode("utf-8")
         header = first.removeprefix("batch=")
         return header, [unquote(name) for name in header.split(",")[1:]]
 
-    def listed(self, batch: dict[str, Any]) -> Iterator[tuple[int, str, str]]:
+    def listed(self, batch: Mapping[str, Any]) -> Iterator[tuple[int, str, str]]:
         """(line, outcome, reason) of the batch's rows its results files list, in row order."""
         for _, key in sorted(self._results.get(int(batch["batchIndex"]), [])):
             with self.objects.open(key) as body:
@@ -108,7 +110,7 @@ class JobFiles:
                     if row and row[0].isdigit():  # the report's header row has none
                         yield int(row[0]), row[2], row[3]
 
-    def walk(self, batch: dict[str, Any], into: BatchWalk | None = None) -> Iterator[SentRow]:
+    def walk(self, batch: Mapping[str, Any], into: BatchWalk | None = None) -> Iterator[SentRow]:
         """Every row of the batch with its outcome; `into` collects the counts as it goes."""
         walk = into if into is not None else BatchWalk(batch)
         index = int(batch["batchIndex"])
@@ -142,7 +144,7 @@ class JobFiles:
                 "which is no row of the batch"
             )
 
-    def count_listed(self, batch: dict[str, Any]) -> BatchWalk:
+    def count_listed(self, batch: Mapping[str, Any]) -> BatchWalk:
         """The batch's listed rows per outcome and its unlisted rows, from the results files alone."""
         walk = BatchWalk(batch)
         for _, outcome, _reason in self.listed(batch):

@@ -28,7 +28,7 @@ that counted not-found rows without naming them, a "succeeded" row may be one of
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import unquote
@@ -86,7 +86,7 @@ class Sample:
 def draw_sample(files: JobFiles, size: int, rng: random.Random | None = None) -> Sample:
     """Up to `size` distinct ids among the job's succeeded rows, each equally likely."""
     rng = rng or random.Random()
-    eligible: list[tuple[dict[str, Any], int]] = []
+    eligible: list[tuple[Mapping[str, Any], int]] = []
     skipped: list[int] = []
     for batch in files.batches:
         succeeded = int((batch.get("counts") or {}).get(SUCCEEDED, 0))
@@ -262,7 +262,7 @@ def alert_needed(result: dict[str, Any], share: float) -> bool:
     return not_verified_share(result) > share
 
 
-def alert_message(job: dict[str, Any], result: dict[str, Any], share: float) -> str:
+def alert_message(job: Mapping[str, Any], result: dict[str, Any], share: float) -> str:
     return (
         f"Job {job['jobId']} ({job.get('sourceKey', '?')}): Target showed the values sent for "
         f"{result['verified']} of {result['sampled']} sampled profiles. Mismatched {result['mismatched']}, "

@@ -16,17 +16,35 @@ from __future__ import annotations
 
 import random
 import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from profile_sync import landing
 from profile_sync.job_rows import JobFiles
-from profile_sync.model import JobKeys, JobStatus
+from profile_sync.model import JobKeys, JobStatus, StepError
 from profile_sync.outcomes import PENDING
+from profile_sync.ports import JobStore, Notifier, ObjectStore, TargetFor
 from profile_sync.redrive import build_redrive_file, redrive_key
-from profile_sync.steps import Ports, error_reason
+from profile_sync.settings import Settings
+from profile_sync.workflow.common import error_reason
 
 CHECKED_STATUSES = (JobStatus.COMPLETE, JobStatus.COMPLETE_WITH_ERRORS)
+
+
+@dataclass(frozen=True)
+class LandingPorts:
+    """The job's files and records, Target's profile fetch, a person to tell."""
+
+    objects: ObjectStore
+    jobs: JobStore
+    settings: Settings
+    target: TargetFor
+    notifier: Notifier
+
+
+Ports = LandingPorts
 
 
 def sample_key(job_id: str) -> str:
@@ -54,7 +72,7 @@ def check_landing(ports: Ports, job_id: str, state: dict[str, Any] | None = None
     return {"done": False, "round": round_ + 1, "waitSeconds": max(1, settings.landing_check_delay_seconds)}
 
 
-def _start(ports: Ports, job: dict[str, Any], *, rng: random.Random) -> dict[str, Any]:
+def _start(ports: Ports, job: Mapping[str, Any], *, rng: random.Random) -> dict[str, Any]:
     settings = ports.settings
     size = settings.landing_check_sample_rows
     skip = None
@@ -82,7 +100,7 @@ def _start(ports: Ports, job: dict[str, Any], *, rng: random.Random) -> dict[str
 
 def _finish(
     ports: Ports,
-    job: dict[str, Any],
+    job: Mapping[str, Any],
     result: dict[str, Any],
     rows: list[dict[str, Any]],
     *,
@@ -105,7 +123,7 @@ def _finish(
         )
 
 
-def landing_check_failed(ports: Ports, job_id: str, error: dict[str, Any]) -> dict[str, Any]:
+def landing_check_failed(ports: Ports, job_id: str, error: StepError) -> dict[str, Any]:
     """The check's steps failed for good: the reason goes on the job record, its status stays."""
     result = {"sampled": 0, "reason": f"the check failed: {error_reason(error)}"}
     ports.jobs.update_job(job_id, {"landingCheck": {"status": "FAILED", **result}})

@@ -20,7 +20,7 @@ What can be picked:
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -78,7 +78,7 @@ def parse_only(values: Iterable[str] | None) -> tuple[str, ...]:
     return tuple(chosen) or DEFAULT_ONLY
 
 
-def check_redrivable(job: dict[str, Any]) -> None:
+def check_redrivable(job: Mapping[str, Any]) -> None:
     status = job.get("status")
     if status not in FINAL_JOB_STATUSES:
         raise RedriveRefused(f"job {job['jobId']} is still {status}: re-drive it once it has ended")
@@ -148,7 +148,7 @@ def build_redrive_file(files: JobFiles, only: Iterable[str], out: Sink) -> Redri
     return result
 
 
-def redrive_key(job: dict[str, Any], only: Iterable[str], api_version: str) -> str:
+def redrive_key(job: Mapping[str, Any], only: Iterable[str], api_version: str) -> str:
     """incoming/<client>/redrive=<jobId>/api=<v>/mode=encoded/<source name>.redrive-<only>.csv."""
     name = posixpath.basename(str(job.get("sourceKey") or "file.csv"))
     for suffix in (".gz", ".csv", ".txt"):
