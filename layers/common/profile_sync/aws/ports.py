@@ -172,7 +172,7 @@ def _single_quota() -> RollingQuota:
     quota: RollingQuota = DynamoRollingQuota(_table(), settings().single_update_quota)
     profiles = _profiles()
     if profiles is not None:  # single updates: the stack's limit, counted per account
-        quota = AccountQuota(profiles, quota, lambda limit: None, "")
+        quota = AccountQuota(profiles, quota, lambda limit: DynamoRollingQuota(_table(), limit), "")
     return quota
 
 
