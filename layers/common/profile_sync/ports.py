@@ -90,6 +90,7 @@ class Target(Protocol):
     def single_update(
         self, id_type: str, visitor_id: str, params: Mapping[str, str], *, encoded: bool = False
     ) -> SingleUpdateResult: ...
+    def fetch_profile(self, id_type: str, visitor_id: str) -> dict[str, Any] | None: ...
 
 
 TargetFor = Callable[[str], Target]  # the Target client of a client code
