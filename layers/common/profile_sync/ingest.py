@@ -4,8 +4,8 @@ The flow reads the object once through the streaming engine, stores each batch f
 it is closed, writes the rejects and the manifest, records the job and starts the workflow. The job
 is QUEUED only once its execution exists: a try whose start failed leaves it RECEIVED (validated),
 the next try starts it, and the last try (Settings.ingest_retry_attempts) ends it FAILED.
-Storage, job records and the workflow are ports (Protocols) so this module has no AWS in it;
-profile_sync.aws holds the implementations.
+Storage, job records and the workflow are ports (profile_sync.ports, IngestPorts) so this module
+has no AWS in it; profile_sync.aws holds the implementations.
 """
 
 from __future__ import annotations
@@ -20,11 +20,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Any, cast
 
 from profile_sync import clock
 from profile_sync.client_profiles import ClientProfile, ProfileInvalid, ProfileStore, validate_with_profile
-from profile_sync.model import JobKeys, JobStatus
+from profile_sync.model import (
+    ApiVersion,
+    BatchPointer,
+    JobKeys,
+    JobRecord,
+    JobStatus,
+    Manifest,
+    WorkflowInput,
+)
+from profile_sync.ports import JobStore, Notifier, ObjectStore, Workflow
 from profile_sync.settings import API_VERSIONS, INPUT_MODES, Settings
 from profile_sync.validate import BatchInfo, ValidationResult
 from profile_sync.validate.engine import ByteStream
@@ -33,6 +42,8 @@ INCOMING_PREFIX = "incoming/"
 # Target client codes are short lower-case names; allow what is safe in keys and execution names.
 # \Z, not $: "$" also matches before a final line break ("acme\n" passed, then broke a URL).
 CLIENT_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}\Z")
+# A job id in a `redrive=<jobId>/` folder (Drop.job_id's shape, a little wider).
+JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")
 
 
 class DropRejected(Exception):
@@ -61,17 +72,19 @@ class Drop:
 @dataclass(frozen=True)
 class DropOptions:
     client_code: str
-    api_version: str
+    api_version: ApiVersion
     input_mode: str
     file_name: str
     compressed: bool
+    parent_job_id: str = ""  # a re-drive (profile_sync.redrive) of this job
 
 
 def parse_drop_key(key: str, settings: Settings) -> DropOptions:
-    """`incoming/<clientCode>/[api=v1/][mode=raw/]<file>.csv[.gz]`.
+    """`incoming/<clientCode>/[redrive=<jobId>/][api=v1/][mode=raw/]<file>.csv[.gz]`.
 
     The optional `api=` and `mode=` folders choose the Target API and the input mode for this
-    drop; without them the stack's defaults apply.
+    drop; without them the stack's defaults apply. `redrive=<jobId>` marks a re-drive file of that
+    job (profile_sync.redrive): rows already in Target's format, linked to the job.
     """
     if not key.startswith(INCOMING_PREFIX):
         raise DropRejected(f"{key}: not under {INCOMING_PREFIX}")
@@ -85,8 +98,14 @@ def parse_drop_key(key: str, settings: Settings) -> DropOptions:
         )
     chosen = {"api": settings.api_version, "mode": settings.input_mode}
     allowed = {"api": API_VERSIONS, "mode": INPUT_MODES}
+    parent = ""
     for option in options:
         name, sep, value = option.partition("=")
+        if name == "redrive" and sep:
+            if not JOB_ID.fullmatch(value):
+                raise DropRejected(f"{key}: {option!r}: not a job id")
+            parent = value
+            continue
         if not sep or name not in allowed:
             raise DropRejected(f"{key}: unknown folder {option!r}; use api=v2|v1|single or mode=encoded|raw")
         if value not in allowed[name]:
@@ -94,39 +113,26 @@ def parse_drop_key(key: str, settings: Settings) -> DropOptions:
         chosen[name] = value
     return DropOptions(
         client_code=client_code,
-        api_version=chosen["api"],
+        api_version=cast(ApiVersion, chosen["api"]),  # one of API_VERSIONS, checked above
         input_mode=chosen["mode"],
         file_name=file_name,
         compressed=file_name.lower().endswith(".gz"),
+        parent_job_id=parent,
     )
 
 
 # ------------------------------------------------------------------------------------- ports
-class ObjectStore(Protocol):
-    def open(self, key: str) -> BinaryIO: ...
-    def upload_file(self, path: Path, key: str, content_type: str) -> None: ...
-    def put_json(self, key: str, document: object) -> None: ...
+@dataclass(frozen=True)
+class IngestPorts:
+    """What ingest takes: the drop's bucket, the job records, the workflow it starts, a person to
+    tell, and the client profiles (None: there are none, the stack's settings apply)."""
 
-
-class JobStore(Protocol):
-    def create_job(self, job: dict) -> bool:
-        """Create the job record; False if a record with its id exists already."""
-
-    def get_job(self, job_id: str) -> dict | None: ...
-    def update_job(self, job_id: str, changes: dict, *, expect: dict | None = None) -> bool:
-        """Set fields; with `expect`, only if those fields hold those values (False if not)."""
-
-    def put_batches(self, job_id: str, batches: list[dict]) -> None: ...
-
-
-class Workflow(Protocol):
-    def start(self, name: str, payload: dict) -> str:
-        """Start (or find, when the name was used already) the execution; return its id."""
-
-
-class Notifier(Protocol):
-    def notify(self, subject: str, message: str) -> bool:
-        """Best-effort: True once published; a failure is logged and counted, never raised."""
+    settings: Settings
+    objects: ObjectStore
+    jobs: JobStore
+    workflow: Workflow
+    notifier: Notifier | None = None
+    profiles: ProfileStore | None = None
 
 
 class FileTooLarge(Exception):
@@ -158,16 +164,11 @@ class CappedReader:
 # ------------------------------------------------------------------------------------- flow
 def ingest_drop(
     drop: Drop,
+    ports: IngestPorts,
     *,
-    objects: ObjectStore,
-    jobs: JobStore,
-    workflow: Workflow,
-    settings: Settings,
-    notifier: Notifier | None = None,
     now: Callable[[], datetime] = lambda: datetime.fromtimestamp(clock.now(), UTC),
     workdir: Path | None = None,
-    profiles: ProfileStore | None = None,
-) -> dict:
+) -> JobRecord:
     """Validate and split one drop into a job; returns the job record as stored.
 
     ``profiles``: the client's profile (if any) maps the file and sets the drop's defaults; the
@@ -176,9 +177,11 @@ def ingest_drop(
     Safe to repeat: a job that got past validation is returned as it is; one that stopped midway
     is done again with the same keys, and the workflow start is idempotent by name.
     """
+    objects, jobs, workflow, notifier = ports.objects, ports.jobs, ports.workflow, ports.notifier
+    settings, profiles = ports.settings, ports.profiles
     job_id = drop.job_id()
     stamp = now().isoformat(timespec="seconds")
-    job = {
+    job: JobRecord = {
         "jobId": job_id,
         "status": JobStatus.RECEIVED,
         "sourceBucket": drop.bucket,
@@ -202,13 +205,23 @@ def ingest_drop(
         options = parse_drop_key(drop.key, settings)
         profile = _profile(profiles, options.client_code, drop.key)
         if profile is not None:
-            job.update(profileVersion=profile.version)
+            job["profileVersion"] = profile.version
             # The key's api= and mode= folders still win over the profile.
             settings = profile.settings(settings)
             options = parse_drop_key(drop.key, settings)
         job.update(
-            clientCode=options.client_code, apiVersion=options.api_version, inputMode=options.input_mode
+            {
+                "clientCode": options.client_code,
+                "apiVersion": options.api_version,
+                "inputMode": options.input_mode,
+            }
         )
+        if options.parent_job_id:
+            job["parentJobId"] = options.parent_job_id
+            _link_parent(jobs, options.parent_job_id, job_id)
+            # A re-drive file holds rows as they were sent: the profile's settings apply, its
+            # column mapping (done for the first job) must not run again.
+            profile = None
         if settings.file_max_bytes and drop.size and drop.size > settings.file_max_bytes:
             raise DropRejected(
                 f"{drop.key}: {drop.size:,} bytes is over the configured maximum of "
@@ -226,12 +239,13 @@ def ingest_drop(
     except DropRejected as exc:
         return _reject(jobs, job, str(exc), now, notifier)
     if result.file_error:
-        job.update(_counts(result), rejectsKey=JobKeys(job_id).rejects)
+        job.update(_counts(result))
+        job["rejectsKey"] = JobKeys(job_id).rejects
         return _reject(jobs, job, result.file_error, now, notifier)
 
     keys = JobKeys(job_id)
     batches = [_batch_entry(job_id, b) for b in result.batches]
-    manifest = {
+    manifest: Manifest = {
         "jobId": job_id,
         "clientCode": options.client_code,
         "apiVersion": options.api_version,
@@ -239,41 +253,61 @@ def ingest_drop(
         "source": {"bucket": drop.bucket, "key": drop.key},
         "idColumn": result.id_column,
         "columns": result.columns,
-        **({"clientProfile": {"version": profile.version}} if profile is not None else {}),
-        "counts": _counts(result),
+        "counts": dict(_counts(result)),
         "warnings": result.warnings,
         "batches": [
-            {**entry, "lineRuns": b.line_runs} for entry, b in zip(batches, result.batches, strict=True)
+            {**entry, "lineRuns": [list(run) for run in b.line_runs]}
+            for entry, b in zip(batches, result.batches, strict=True)
         ],
     }
+    if profile is not None:
+        manifest["clientProfile"] = {"version": profile.version}
     objects.put_json(keys.manifest, manifest)
     # The workflow's map reads this list: pointers only, never rows.
     objects.put_json(keys.batch_list, batches)
     jobs.put_batches(job_id, batches)
     # Still RECEIVED: with batchesKey set, a later try skips straight to the start.
+    job.update(_counts(result))
     job.update(
-        _counts(result),
-        idColumn=result.id_column,
-        batchCount=len(batches),
-        manifestKey=keys.manifest,
-        batchesKey=keys.batch_list,
-        rejectsKey=keys.rejects,
-        warnings=result.warnings,
-        updatedAt=now().isoformat(timespec="seconds"),
+        {
+            "idColumn": result.id_column,
+            "batchCount": len(batches),
+            "manifestKey": keys.manifest,
+            "batchesKey": keys.batch_list,
+            "rejectsKey": keys.rejects,
+            "warnings": result.warnings,
+            "updatedAt": now().isoformat(timespec="seconds"),
+        }
     )
-    jobs.update_job(job_id, {k: v for k, v in job.items() if k not in ("jobId", "createdAt")})
+    jobs.update_job(job_id, _changes(job))
     return _start(job, workflow=workflow, jobs=jobs, settings=settings, now=now, notifier=notifier)
 
 
+def _link_parent(jobs: JobStore, parent_id: str, job_id: str) -> None:
+    """The re-driven job lists its re-drives (redrivenBy, oldest first): a conditional write on a
+    counter, so two re-drives of one job ingested at once both land in the list."""
+    for _ in range(5):
+        parent = jobs.get_job(parent_id)
+        if parent is None:
+            return  # expired or unknown: the new job still names it
+        linked = list(parent.get("redrivenBy") or [])
+        if job_id in linked:
+            return
+        count = int(parent.get("redriveCount") or 0)
+        changes = {"redrivenBy": [*linked, job_id], "redriveCount": count + 1}
+        if jobs.update_job(parent_id, changes, expect={"redriveCount": count}):
+            return
+
+
 def _start(
-    job: dict,
+    job: JobRecord,
     *,
     workflow: Workflow,
     jobs: JobStore,
     settings: Settings,
     now: Callable[[], datetime],
     notifier: Notifier | None,
-) -> dict:
+) -> JobRecord:
     """Start the job's execution (idempotent by name), then mark it QUEUED.
 
     A failed start is raised for the invocation to be retried, except on the last try, which ends
@@ -284,23 +318,21 @@ def _start(
     jobs.update_job(job_id, {"startAttempts": attempts})
     job["startAttempts"] = attempts
     try:
-        execution = workflow.start(
-            job_id,
-            {
-                "jobId": job_id,
-                "bucket": job["sourceBucket"],
-                "clientCode": job["clientCode"],
-                "apiVersion": job["apiVersion"],
-                "batchesKey": job["batchesKey"],
-                "manifestKey": job["manifestKey"],
-                "batchCount": job["batchCount"],
-            },
-        )
+        payload: WorkflowInput = {
+            "jobId": job_id,
+            "bucket": job["sourceBucket"],
+            "clientCode": job["clientCode"],
+            "apiVersion": job["apiVersion"],
+            "batchesKey": job["batchesKey"],
+            "manifestKey": job["manifestKey"],
+            "batchCount": job["batchCount"],
+        }
+        execution = workflow.start(job_id, payload)
     except Exception as exc:
         if attempts <= settings.ingest_retry_attempts:
             raise  # Lambda tries the event again; the job stays RECEIVED, validated
         return _start_failed(jobs, job, f"{type(exc).__name__}: {_short(str(exc))}", now, notifier)
-    changes = {
+    changes: JobRecord = {
         "status": JobStatus.QUEUED,
         "executionId": execution,
         "updatedAt": now().isoformat(timespec="seconds"),
@@ -313,8 +345,8 @@ def _start(
 
 
 def _start_failed(
-    jobs: JobStore, job: dict, error: str, now: Callable[[], datetime], notifier: Notifier | None
-) -> dict:
+    jobs: JobStore, job: JobRecord, error: str, now: Callable[[], datetime], notifier: Notifier | None
+) -> JobRecord:
     """No workflow could be started: nothing was sent, every accepted row failed, a person is told."""
     attempts = job["startAttempts"]
     reason = (
@@ -323,16 +355,18 @@ def _start_failed(
     )
     stamp = now().isoformat(timespec="seconds")
     job.update(
-        status=JobStatus.FAILED,
-        reason=reason,
-        succeeded=0,
-        failed=job.get("accepted", 0),
-        not_found=0,
-        pending=0,
-        updatedAt=stamp,
-        finishedAt=stamp,
+        {
+            "status": JobStatus.FAILED,
+            "reason": reason,
+            "succeeded": 0,
+            "failed": job.get("accepted", 0),
+            "not_found": 0,
+            "pending": 0,
+            "updatedAt": stamp,
+            "finishedAt": stamp,
+        }
     )
-    jobs.update_job(job["jobId"], {k: v for k, v in job.items() if k not in ("jobId", "createdAt")})
+    jobs.update_job(job["jobId"], _changes(job))
     if notifier is not None:
         notifier.notify(
             f"target-profile-sync: job {job['jobId']} FAILED",
@@ -409,7 +443,7 @@ def _split_settings(settings: Settings, options: DropOptions) -> Settings:
     return settings.with_overrides(input_mode=options.input_mode, batch_max_rows=rows)
 
 
-def _batch_entry(job_id: str, batch: BatchInfo) -> dict:
+def _batch_entry(job_id: str, batch: BatchInfo) -> BatchPointer:
     name = Path(batch.path).name
     return {
         "jobId": job_id,
@@ -420,7 +454,7 @@ def _batch_entry(job_id: str, batch: BatchInfo) -> dict:
     }
 
 
-def _counts(result: ValidationResult) -> dict:
+def _counts(result: ValidationResult) -> JobRecord:
     return {
         "received": result.received,
         "accepted": result.accepted,
@@ -433,10 +467,12 @@ def _counts(result: ValidationResult) -> dict:
 
 
 def _reject(
-    jobs: JobStore, job: dict, reason: str, now: Callable[[], datetime], notifier: Notifier | None
-) -> dict:
-    job.update(status=JobStatus.REJECTED, reason=reason, updatedAt=now().isoformat(timespec="seconds"))
-    jobs.update_job(job["jobId"], {k: v for k, v in job.items() if k not in ("jobId", "createdAt")})
+    jobs: JobStore, job: JobRecord, reason: str, now: Callable[[], datetime], notifier: Notifier | None
+) -> JobRecord:
+    job.update(
+        {"status": JobStatus.REJECTED, "reason": reason, "updatedAt": now().isoformat(timespec="seconds")}
+    )
+    jobs.update_job(job["jobId"], _changes(job))
     if notifier is not None:
         notifier.notify(
             f"target-profile-sync: file rejected ({job['jobId']})",
@@ -444,6 +480,11 @@ def _reject(
             f"sent to Target.\nJob: {job['jobId']}\nReason: {reason}",
         )
     return job
+
+
+def _changes(job: JobRecord) -> dict[str, Any]:
+    """The job record's fields to write over the created record (its id and creation time stay)."""
+    return {k: v for k, v in job.items() if k not in ("jobId", "createdAt")}
 
 
 def _parse_time(value: str) -> datetime:

@@ -131,6 +131,11 @@ ApiVersion = Literal["v2", "v1", "single"]
 RowCounts = dict[str, int]  # RowOutcome value -> rows (dynamic keys: a TypedDict can't be indexed by one)
 
 
+def zero_counts() -> RowCounts:
+    """Every outcome a batch row can end in, at 0."""
+    return {outcome: 0 for outcome in BATCH_ROW_OUTCOMES}
+
+
 # ------------------------------------------------------------------------------------- S3 layout
 JOBS_PREFIX = "jobs/"
 
@@ -207,8 +212,8 @@ class JobRecord(TypedDict, total=False):
     clientCode: str
     apiVersion: ApiVersion
     inputMode: str
-    profileVersion: int
-    idColumn: str
+    profileVersion: int | None
+    idColumn: str | None
     # Validation's counts
     received: int
     accepted: int
@@ -233,6 +238,14 @@ class JobRecord(TypedDict, total=False):
     pending: int
     reportKey: str
     reportRowsKey: str
+    # Re-drives (profile_sync.redrive): the job this one re-drives, the jobs that re-drive this one
+    # (redriveCount: their number, for conditional appends), the automatic re-drive's drop key.
+    parentJobId: str
+    redrivenBy: list[str]
+    redriveCount: int
+    autoRedriveKey: str
+    # The landing check (profile_sync.landing_step): status, figures and reason.
+    landingCheck: dict[str, Any]
 
 
 class BatchPointer(TypedDict):
@@ -245,9 +258,15 @@ class BatchPointer(TypedDict):
     bytes: int
 
 
-class BatchRecord(BatchPointer, total=False):
-    """A batch's record in the jobs table: the pointer, then what the workflow's steps recorded."""
+class BatchRecord(TypedDict, total=False):
+    """A batch's record in the jobs table: the pointer (BatchPointer's fields, as ingest wrote them),
+    then what the workflow's steps recorded."""
 
+    jobId: str
+    batchIndex: int
+    key: str
+    rows: int
+    bytes: int
     status: BatchStatus
     reason: str | None
     quotaReservedOn: str
@@ -374,3 +393,14 @@ class JobResult(TypedDict, total=False):
     not_found: int
     pending: int
     durationSeconds: int | None
+
+
+def pointer_of(record: BatchRecord) -> BatchPointer:
+    """The batch pointer a batch record holds (the Map's `batch`): the fields ingest wrote."""
+    return {
+        "jobId": record["jobId"],
+        "batchIndex": record["batchIndex"],
+        "key": record["key"],
+        "rows": record["rows"],
+        "bytes": record.get("bytes", 0),
+    }
