@@ -13,6 +13,7 @@ import sys
 from profile_sync_local import clients, deployed, emulator
 from profile_sync_local.cli.local_run import RUN
 from profile_sync_local.cli.validate import VALIDATE
+from profile_sync_local.redrive_cli import REDRIVE
 from profile_sync_local.subcommands import Command, add_commands
 
 EMULATOR = Command(
@@ -25,7 +26,7 @@ EMULATOR = Command(
     "throttling, failures, stuck and vanished batches. Point TARGET_BASE_URL at the URL it prints.",
 )
 
-COMMANDS = (VALIDATE, RUN, EMULATOR, *deployed.COMMANDS, clients.CLIENTS)
+COMMANDS = (VALIDATE, RUN, EMULATOR, *deployed.COMMANDS, REDRIVE, clients.CLIENTS)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from botocore.exceptions import ClientError
 
 from profile_sync.aws.jobs import DynamoJobStore
 from profile_sync.ingest import CLIENT_CODE, INCOMING_PREFIX
-from profile_sync.model import JobKeys
+from profile_sync.model import BatchRecord, JobKeys, JobRecord
 from profile_sync.settings import API_VERSIONS, INPUT_MODES
 from profile_sync_local.deployed.output import (
     COUNTS,
@@ -77,7 +79,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _batches_if_needed(store: DynamoJobStore, job: dict) -> list[dict] | None:
+def _batches_if_needed(store: DynamoJobStore, job: Mapping[str, Any]) -> list[BatchRecord] | None:
     if "succeeded" in job or "accepted" not in job:
         return None
     return sorted(store.list_batches(job["jobId"]), key=lambda b: b["batchIndex"])
@@ -96,7 +98,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _get_job(store: DynamoJobStore, job_id: str) -> dict:
+def get_job(store: DynamoJobStore, job_id: str) -> JobRecord:
     job = store.get_job(job_id)
     if job is None:
         raise CliError(
@@ -109,7 +111,7 @@ def _get_job(store: DynamoJobStore, job_id: str) -> dict:
 @guarded
 def cmd_status(args: argparse.Namespace) -> int:
     store = connect(args).jobs()
-    job = _get_job(store, args.job)
+    job = get_job(store, args.job)
     batches = sorted(store.list_batches(args.job), key=lambda b: b["batchIndex"])
     if args.json:
         summary = job_summary(job, batches) | {
@@ -133,7 +135,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     deployed = connect(args)
     store = deployed.jobs()
-    job = _get_job(store, args.job)
+    job = get_job(store, args.job)
     bucket = job.get("sourceBucket") or deployed.bucket  # the job's files sit beside its drop
     s3 = deployed.s3()
     present = []

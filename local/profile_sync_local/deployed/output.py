@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 from profile_sync.model import ACCOUNT_FIELDS, BATCH_ROW_OUTCOMES, JobStatus, RowOutcome
 
 # The row account, in the order the README writes it: received = rejected + skipped + the rest.
 COUNTS = ACCOUNT_FIELDS
 
 
-def job_counts(job: dict, batches: list[dict] | None) -> dict:
+def job_counts(job: Mapping[str, Any], batches: Sequence[Mapping[str, Any]] | None) -> dict:
     """The row account: the job's own once it is final, else added up from its batches so far.
 
     A batch that has not ended holds its rows as pending. None where nothing is known yet
@@ -31,7 +34,7 @@ def job_counts(job: dict, batches: list[dict] | None) -> dict:
     return counts | sent
 
 
-def job_summary(job: dict, batches: list[dict] | None) -> dict:
+def job_summary(job: Mapping[str, Any], batches: Sequence[Mapping[str, Any]] | None) -> dict:
     return {
         "jobId": job["jobId"],
         "status": job.get("status"),
@@ -51,7 +54,7 @@ def _cell(value) -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
-def format_jobs(jobs: list[dict]) -> str:
+def format_jobs(jobs: Sequence[Mapping[str, Any]]) -> str:
     header = (
         "JOB",
         "STATUS",
@@ -91,7 +94,7 @@ def format_jobs(jobs: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def batch_progress(batch: dict) -> dict:
+def batch_progress(batch: Mapping[str, Any]) -> dict:
     return {
         "batchIndex": batch["batchIndex"],
         "status": batch.get("status"),
@@ -109,7 +112,7 @@ def account_line(counts: dict) -> str:
     return f"received {_cell(counts['received'])} = {rest}"
 
 
-def format_status(job: dict, batches: list[dict]) -> str:
+def format_status(job: Mapping[str, Any], batches: Sequence[Mapping[str, Any]]) -> str:
     counts = job_counts(job, batches)
     lines = [
         f"job {job['jobId']}  {job.get('status')}",
