@@ -28,6 +28,7 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
         m.count(metrics, m.JOBS_FAILED)
     else:
         m.count(metrics, m.JOBS_WITH_ERRORS)
+    m.add_delta_update(metrics, result.get("delta"))
     if result.get("durationSeconds") is not None:
         metrics.add_metric(name=m.JOB_DURATION, unit=MetricUnit.Seconds, value=result["durationSeconds"])
     logger.info("job finished", extra=result)

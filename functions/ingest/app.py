@@ -19,6 +19,7 @@ from aws_lambda_powertools.utilities.idempotency import (
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from profile_sync import telemetry as m
+from profile_sync.aws.delta import DynamoSnapshotPointers
 from profile_sync.aws.jobs import DynamoJobStore
 from profile_sync.aws.notify import SnsNotifier
 from profile_sync.aws.profiles import profile_store_from_settings
@@ -37,6 +38,7 @@ jobs = DynamoJobStore(os.environ["JOBS_TABLE"], retention_days=settings.job_rete
 workflow = StepFunctionsWorkflow(os.environ["STATE_MACHINE_ARN"])
 notifier = SnsNotifier(os.environ.get("ALERT_TOPIC_ARN", ""))
 profiles = profile_store_from_settings(settings)  # None: no client profiles, the stack's defaults
+snapshots = DynamoSnapshotPointers(os.environ["JOBS_TABLE"])  # delta sync's snapshot pointers
 idempotency = IdempotencyConfig(
     # One S3 event (bucket, key, sequencer) is one job, however often EventBridge delivers it.
     event_key_jmespath="[bucket, key, sequencer, etag]",
@@ -56,6 +58,7 @@ def process_drop(drop: dict) -> dict:
         settings=settings,
         notifier=notifier,
         profiles=profiles,
+        snapshots=snapshots,
     )
     _record_metrics(job)
     logger.info(
@@ -66,6 +69,7 @@ def process_drop(drop: dict) -> dict:
             "accepted": job.get("accepted"),
             "rejected": job.get("rejected"),
             "skipped": job.get("skipped"),
+            "unchanged": job.get("unchanged"),
             "batches": job.get("batchCount"),
             "reason": job.get("reason"),
         },
@@ -83,6 +87,7 @@ def _record_metrics(job: dict) -> None:
         (m.ROWS_RECEIVED, "received"),
         (m.ROWS_REJECTED, "rejected"),
         (m.ROWS_SKIPPED, "skipped"),
+        (m.ROWS_UNCHANGED, "unchanged"),
         (m.DUPLICATE_IDS, "duplicateIds"),
         (m.BATCHES_CREATED, "batchCount"),
     ):

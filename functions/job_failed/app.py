@@ -22,5 +22,6 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
     with workflow_step(context):
         result = steps.job_failed(ports_from_env(), event["jobId"], event.get("error") or {})
     m.count(metrics, m.JOBS_FAILED)
+    m.add_delta_update(metrics, result.get("delta"))
     logger.error("job failed", extra={"reason": result["reason"]})
     return result

@@ -32,7 +32,7 @@ EXIT_OK = 0
 EXIT_NOT_FOUND = 1
 EXIT_ERROR = 2
 
-# The row account, in the order the README writes it: received = rejected + skipped + the rest.
+# The row account, in the order the README writes it: received = rejected + skipped + unchanged + the rest.
 COUNTS = ACCOUNT_FIELDS
 # Under jobs/<jobId>/, what `report` downloads (into --out, flat).
 REPORT_FILES = JobKeys.REPORT_FILES
@@ -190,6 +190,7 @@ def job_counts(job: dict, batches: list[dict] | None) -> dict:
     if "succeeded" in job:  # finalize wrote the account
         return {name: job.get(name, 0) for name in COUNTS}
     counts = {name: job.get(name) for name in ("received", "rejected", "skipped")}
+    counts["unchanged"] = job.get("unchanged", 0) if job.get("received") is not None else None
     if job.get("status") == JobStatus.REJECTED:
         return counts | dict.fromkeys(BATCH_ROW_OUTCOMES, 0)  # nothing was sent
     if batches is None:
@@ -389,7 +390,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     if "report/summary.json" in downloaded:
         summary = json.loads(downloaded["report/summary.json"].read_text())
-        status, counts = summary.get("status"), summary.get("account", {})
+        # A summary written before delta sync has no unchanged rows.
+        status, counts = summary.get("status"), {"unchanged": 0, **summary.get("account", {})}
     else:
         status, counts = job.get("status"), job_counts(job, _batches_if_needed(store, job))
     print(

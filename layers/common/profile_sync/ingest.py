@@ -24,8 +24,10 @@ from typing import BinaryIO, Protocol
 
 from profile_sync import clock
 from profile_sync.client_profiles import ClientProfile, ProfileInvalid, ProfileStore, validate_with_profile
+from profile_sync.delta.job import delta_prefix, diff_job
+from profile_sync.delta.snapshot import PointerStore
 from profile_sync.model import JobKeys, JobStatus
-from profile_sync.settings import API_VERSIONS, INPUT_MODES, Settings
+from profile_sync.settings import API_VERSIONS, DELTA_MODES, INPUT_MODES, Settings
 from profile_sync.validate import BatchInfo, ValidationResult
 
 INCOMING_PREFIX = "incoming/"
@@ -64,13 +66,14 @@ class DropOptions:
     input_mode: str
     file_name: str
     compressed: bool
+    delta: str = "off"  # "on": rows whose values Target already confirmed are not sent (profile_sync.delta)
 
 
 def parse_drop_key(key: str, settings: Settings) -> DropOptions:
-    """`incoming/<clientCode>/[api=v1/][mode=raw/]<file>.csv[.gz]`.
+    """`incoming/<clientCode>/[api=v1/][mode=raw/][delta=on/]<file>.csv[.gz]`.
 
-    The optional `api=` and `mode=` folders choose the Target API and the input mode for this
-    drop; without them the stack's defaults apply.
+    The optional `api=`, `mode=` and `delta=` folders choose the Target API, the input mode and
+    delta sync for this drop; without them the stack's defaults (or the client profile's) apply.
     """
     if not key.startswith(INCOMING_PREFIX):
         raise DropRejected(f"{key}: not under {INCOMING_PREFIX}")
@@ -82,12 +85,14 @@ def parse_drop_key(key: str, settings: Settings) -> DropOptions:
         raise DropRejected(
             f"{key}: {client_code!r} is not a valid Target client code (letters, digits, - and _)"
         )
-    chosen = {"api": settings.api_version, "mode": settings.input_mode}
-    allowed = {"api": API_VERSIONS, "mode": INPUT_MODES}
+    chosen = {"api": settings.api_version, "mode": settings.input_mode, "delta": settings.delta}
+    allowed = {"api": API_VERSIONS, "mode": INPUT_MODES, "delta": DELTA_MODES}
     for option in options:
         name, sep, value = option.partition("=")
         if not sep or name not in allowed:
-            raise DropRejected(f"{key}: unknown folder {option!r}; use api=v2|v1|single or mode=encoded|raw")
+            raise DropRejected(
+                f"{key}: unknown folder {option!r}; use api=v2|v1|single, mode=encoded|raw or delta=on|off"
+            )
         if value not in allowed[name]:
             raise DropRejected(f"{key}: {option!r}: {name} must be one of {', '.join(allowed[name])}")
         chosen[name] = value
@@ -97,6 +102,7 @@ def parse_drop_key(key: str, settings: Settings) -> DropOptions:
         input_mode=chosen["mode"],
         file_name=file_name,
         compressed=file_name.lower().endswith(".gz"),
+        delta=chosen["delta"],
     )
 
 
@@ -166,11 +172,13 @@ def ingest_drop(
     now: Callable[[], datetime] = lambda: datetime.fromtimestamp(clock.now(), UTC),
     workdir: Path | None = None,
     profiles: ProfileStore | None = None,
+    snapshots: PointerStore | None = None,
 ) -> dict:
     """Validate and split one drop into a job; returns the job record as stored.
 
     ``profiles``: the client's profile (if any) maps the file and sets the drop's defaults; the
-    job records the profile version it used.
+    job records the profile version it used. ``snapshots``: the delta snapshots' pointers, for a
+    drop with delta sync on (its rows whose values Target already confirmed are not sent).
 
     Safe to repeat: a job that got past validation is returned as it is; one that stopped midway
     is done again with the same keys, and the workflow start is idempotent by name.
@@ -208,12 +216,14 @@ def ingest_drop(
         job.update(
             clientCode=options.client_code, apiVersion=options.api_version, inputMode=options.input_mode
         )
+        if options.delta == "on":
+            job.update(delta="on")
         if settings.file_max_bytes and drop.size and drop.size > settings.file_max_bytes:
             raise DropRejected(
                 f"{drop.key}: {drop.size:,} bytes is over the configured maximum of "
                 f"{settings.file_max_bytes:,} bytes (FILE_MAX_BYTES)"
             )
-        result = _split(
+        result, delta = _split(
             drop=drop,
             options=options,
             job_id=job_id,
@@ -221,6 +231,7 @@ def ingest_drop(
             settings=_split_settings(settings, options),
             workdir=workdir,
             profile=profile,
+            snapshots=snapshots,
         )
     except DropRejected as exc:
         return _reject(jobs, job, str(exc), now, notifier)
@@ -239,7 +250,8 @@ def ingest_drop(
         "idColumn": result.id_column,
         "columns": result.columns,
         **({"clientProfile": {"version": profile.version}} if profile is not None else {}),
-        "counts": _counts(result),
+        "counts": _counts(result, delta),
+        **({"delta": _delta_summary(delta)} if delta is not None else {}),
         "warnings": result.warnings,
         "batches": [
             {**entry, "lineRuns": b.line_runs} for entry, b in zip(batches, result.batches, strict=True)
@@ -251,7 +263,8 @@ def ingest_drop(
     jobs.put_batches(job_id, batches)
     # Still RECEIVED: with batchesKey set, a later try skips straight to the start.
     job.update(
-        _counts(result),
+        _counts(result, delta),
+        **({"deltaKey": f"{delta_prefix(keys.prefix)}manifest.json"} if delta is not None else {}),
         idColumn=result.id_column,
         batchCount=len(batches),
         manifestKey=keys.manifest,
@@ -356,8 +369,14 @@ def _split(
     settings: Settings,
     workdir: Path | None,
     profile: ClientProfile | None = None,
-) -> ValidationResult:
+    snapshots: PointerStore | None = None,
+) -> tuple[ValidationResult, dict | None]:
+    """Validate and store the batches; with delta sync on, only the rows that changed (and the
+    delta manifest, else None)."""
     keys = JobKeys(job_id)
+    delta_on = options.delta == "on"
+    if delta_on and snapshots is None:
+        raise DropRejected(f"{drop.key}: delta sync is on but this stack keeps no delta snapshots")
     out_dir = Path(tempfile.mkdtemp(prefix=f"{job_id}-", dir=workdir))
 
     def store_batch(batch: BatchInfo) -> None:
@@ -375,15 +394,36 @@ def _split(
         raw = gzip.GzipFile(fileobj=body, mode="rb") if options.compressed else body
         stream = CappedReader(raw, settings.file_max_bytes)
         try:
+            # With delta sync the engine's batches stay on disk until they are diffed.
             result = validate_with_profile(
-                stream, out_dir, settings, profile, source_name=drop.key, on_batch=store_batch
+                stream,
+                out_dir,
+                settings,
+                profile,
+                source_name=drop.key,
+                on_batch=None if delta_on else store_batch,
             )
         except FileTooLarge as exc:
             raise DropRejected(f"{drop.key}: {exc} (FILE_MAX_BYTES)") from exc
         except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
             raise DropRejected(f"{drop.key}: not a readable gzip file ({exc})") from exc
         objects.upload_file(out_dir / "rejects.csv", keys.rejects, "text/csv; charset=utf-8")
-        return result
+        delta = None
+        if delta_on and result.file_error is None and result.batches and snapshots is not None:
+            result.batches, delta = diff_job(
+                job_prefix=keys.prefix,
+                client_code=options.client_code,
+                id_type=result.id_column or "",
+                batches=result.batches,
+                objects=objects,
+                pointers=snapshots,
+                workdir=out_dir,
+                partitions=settings.delta_partitions,
+                max_rows=settings.batch_max_rows,
+                max_bytes=settings.batch_max_bytes,
+                on_batch=store_batch,
+            )
+        return result, delta
     finally:
         shutil.rmtree(out_dir, ignore_errors=True)
 
@@ -419,16 +459,23 @@ def _batch_entry(job_id: str, batch: BatchInfo) -> dict:
     }
 
 
-def _counts(result: ValidationResult) -> dict:
+def _counts(result: ValidationResult, delta: dict | None = None) -> dict:
     return {
         "received": result.received,
         "accepted": result.accepted,
         "rejected": result.rejected,
         "skipped": result.skipped,
+        # Accepted rows whose values Target already confirmed (delta sync): not in any batch.
+        "unchanged": delta["unchanged"] if delta is not None else 0,
         "duplicateIds": result.duplicate_ids,
         "reasons": dict(result.reasons),
         "rejectedNotListed": result.rejected_unlisted,
     }
+
+
+def _delta_summary(delta: dict) -> dict:
+    keys = ("baseVersion", "partitions", "rows", "unchanged", "sent")
+    return {"snapshotVersion" if k == "baseVersion" else k: delta[k] for k in keys}
 
 
 def _reject(

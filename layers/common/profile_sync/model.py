@@ -94,6 +94,7 @@ class RowOutcome(StrEnum):
 
     REJECTED = "rejected"  # by validation: never sent
     SKIPPED = "skipped"  # by validation (e.g. nothing to update): never sent
+    UNCHANGED = "unchanged"  # delta sync: Target already confirmed these values for the id: not sent
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     NOT_FOUND = "not_found"
@@ -108,8 +109,9 @@ BATCH_ROW_OUTCOMES: tuple[RowOutcome, ...] = (
     RowOutcome.NOT_FOUND,
     RowOutcome.PENDING,
 )
-# The job's row account, in the order the README writes it: received = rejected + skipped + the rest.
-ACCOUNT_FIELDS: tuple[str, ...] = ("received", "rejected", "skipped", *BATCH_ROW_OUTCOMES)
+# The job's row account, in the order the README writes it: received = rejected + skipped + unchanged
+# + the rest.
+ACCOUNT_FIELDS: tuple[str, ...] = ("received", "rejected", "skipped", "unchanged", *BATCH_ROW_OUTCOMES)
 
 
 class RejectReason(StrEnum):

@@ -34,6 +34,8 @@ from profile_sync.adobe_target.errors import (
     TargetRetryLater,
 )
 from profile_sync.adobe_target.responses import BatchStatus as TargetBatchStatus
+from profile_sync.delta.job import update_from_job
+from profile_sync.delta.snapshot import PointerStore
 from profile_sync.model import (
     BATCH_ROW_OUTCOMES,
     BatchEnd,
@@ -93,6 +95,7 @@ class Ports:
     single_quota: RollingQuota
     notifier: Notifier
     now: Callable[[], float]
+    snapshots: PointerStore | None = None  # delta sync's snapshot pointers
 
 
 def _iso(moment: float) -> str:
@@ -647,6 +650,7 @@ def finalize_job(ports: Ports, job_id: str, failure: str | None = None) -> dict:
     if failure:
         status = JobStatus.FAILED
     keys = JobKeys(job_id)
+    delta = _update_delta(ports, job, batches)
     report_rows_key = keys.report_rows
     _upload_lines(ports, report_rows_key, _report_rows(ports, job, batches), header=True)
     summary = {
@@ -661,6 +665,7 @@ def finalize_job(ports: Ports, job_id: str, failure: str | None = None) -> dict:
         # Rejected rows counted (in account and reasons) but not listed in rows.csv: REJECTS_MAX_ROWS.
         "rejectedNotListed": job.get("rejectedNotListed", 0),
         "warnings": job.get("warnings", []),
+        **({"delta": delta} if delta is not None else {}),
         "batches": [
             {
                 "batchIndex": b["batchIndex"],
@@ -690,6 +695,7 @@ def finalize_job(ports: Ports, job_id: str, failure: str | None = None) -> dict:
             "reportRowsKey": report_rows_key,
             "finishedAt": summary["finishedAt"],
             "reason": failure,
+            **({"deltaUpdate": delta} if delta is not None else {}),
         },
     )
     if status != JobStatus.COMPLETE:
@@ -702,8 +708,32 @@ def finalize_job(ports: Ports, job_id: str, failure: str | None = None) -> dict:
         "status": status,
         **({"reason": failure} if failure else {}),
         **rows_account.to_dict(),
+        **({"delta": delta} if delta is not None else {}),
         "durationSeconds": _seconds_since(job.get("createdAt"), ports.now()),
     }
+
+
+def _update_delta(ports: Ports, job: dict, batches: list[dict]) -> dict | None:
+    """Delta sync: the rows Target confirmed go into the client's snapshot (profile_sync.delta).
+
+    Never fails the job: a snapshot not updated only means these rows are sent again next time.
+    """
+    if not job.get("deltaKey") or ports.snapshots is None:
+        return None
+    try:
+        return update_from_job(
+            job=job,
+            batches=batches,
+            objects=ports.objects,
+            pointers=ports.snapshots,
+            now=_iso(ports.now()),
+            max_attempts=ports.settings.delta_merge_attempts,
+        )
+    except Exception as exc:
+        return {
+            "error": f"{type(exc).__name__}: {_short(str(exc), 200)}",
+            "skipped": "the snapshot was not updated: this job's rows are sent again next time",
+        }
 
 
 def settle_unfinished(ports: Ports, job: dict) -> list[dict]:

@@ -8,6 +8,7 @@ from functools import cache
 
 from profile_sync import clock
 from profile_sync.adobe_target.client import CallStats, TargetClient
+from profile_sync.aws.delta import DynamoSnapshotPointers
 from profile_sync.aws.jobs import DynamoJobStore
 from profile_sync.aws.notify import SnsNotifier
 from profile_sync.aws.profiles import profile_store_from_settings
@@ -94,4 +95,5 @@ def ports_from_env() -> Ports:
         single_quota=single_quota,
         notifier=SnsNotifier(os.environ.get("ALERT_TOPIC_ARN", "")),
         now=clock.now,
+        snapshots=DynamoSnapshotPointers(table),
     )
