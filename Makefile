@@ -18,7 +18,7 @@ TEMPLATES := template.yaml observability.yaml
 
 help:
 	@echo "make demo   set up and run the job locally on the bundled sample"
-	@echo "make test   ruff, pytest, asl-validator, sam validate --lint, sam build, checkov"
+	@echo "make test   ruff, mypy, pytest, asl-validator, sam validate --lint, sam build, checkov"
 	@echo "make bench  engine, poll-lag, pipeline, cost and delta-sync tables against their goals (takes minutes)"
 	@echo "make sam-local  every function in SAM's container against the local stack (needs Docker)"
 	@echo "make smoke STACK=name CLIENT=code  the sample through a deployed stack"
@@ -40,6 +40,7 @@ test: setup lint unit asl-validate sam-validate sam-build security-scan
 lint: setup
 	ruff check .
 	ruff format --check .
+	mypy
 
 format: setup
 	ruff format .
@@ -92,7 +93,7 @@ bench: setup
 	  test $$v -eq 0 -a $$t -eq 0 -a $$p -eq 0 -a $$d -eq 0
 
 clean:
-	rm -rf .aws-sam out .pytest_cache .ruff_cache node_modules
+	rm -rf .aws-sam out .pytest_cache .ruff_cache .mypy_cache node_modules
 
 # Optional, not part of `make test`: needs Docker and the Lambda base image (README: sam local invoke).
 # Every events/ file through `sam local invoke` in a container, against a moto server and the Target

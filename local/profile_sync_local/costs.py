@@ -15,8 +15,7 @@ import contextvars
 import math
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 from unittest import mock
 
@@ -60,18 +59,29 @@ _DYNAMO_WRITES = {"PutItem", "UpdateItem", "DeleteItem"}
 _DYNAMO_READS = {"GetItem", "Query", "Scan"}
 
 
+class Tally(dict[str, float]):
+    """A Counter whose counts may be fractional (half read units, seconds): 0 for a missing key."""
+
+    def __missing__(self, key: str) -> float:
+        return 0
+
+    def add(self, counts: Mapping[str, float]) -> None:
+        for key, value in counts.items():
+            self[key] += value
+
+
 class AwsRequests:
     """S3, DynamoDB and SNS requests of every boto3 client in this process, by request class."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.counts: Counter[str] = Counter()
+        self.counts = Tally()
         self.on = True
 
     def note(self, service: str, operation: str, params: dict, response: Any) -> None:
         if not self.on:
             return
-        kinds: Counter[str] = Counter()
+        kinds = Tally()
         if service == "s3" and operation not in _S3_FREE:
             kinds["s3_put" if operation in _S3_PUT_CLASS else "s3_get"] += 1
         elif service == "dynamodb":
@@ -88,11 +98,12 @@ class AwsRequests:
             kinds["sns_publish"] += 1
         if kinds:
             with self._lock:
-                self.counts.update(kinds)
+                self.counts.add(kinds)
 
     @contextlib.contextmanager
     def observing(self) -> Iterator[AwsRequests]:
-        original = botocore.client.BaseClient._make_api_call
+        # Every client's calls pass through this private method; the stubs leave it out.
+        original = botocore.client.BaseClient._make_api_call  # type: ignore[attr-defined]
         requests = self
 
         def counted(client: Any, operation: str, params: dict) -> Any:
@@ -102,11 +113,11 @@ class AwsRequests:
                 requests.note(service, operation, params, response)
             return response
 
-        botocore.client.BaseClient._make_api_call = counted
+        botocore.client.BaseClient._make_api_call = counted  # type: ignore[attr-defined]
         try:
             yield self
         finally:
-            botocore.client.BaseClient._make_api_call = original
+            botocore.client.BaseClient._make_api_call = original  # type: ignore[attr-defined]
 
 
 _WAITING: contextvars.ContextVar[list[float] | None] = contextvars.ContextVar("target_wait", default=None)
@@ -119,7 +130,7 @@ class LambdaDurations:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.seconds: dict[str, list[float]] = {}
-        self.target_seconds: Counter[str] = Counter()
+        self.target_seconds = Tally()
 
     def add(self, name: str, seconds: float, target_seconds: float = 0.0) -> None:
         with self._lock:

@@ -41,12 +41,14 @@ import operator
 import re
 import tempfile
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
+from profile_sync.adobe_target.ratelimit import RateLimiter
+from profile_sync.quota import DailyRowQuota, QuotaDecision
 from profile_sync.settings import Settings
 from profile_sync.validate import (
     REJECTS_HEADER,
@@ -58,6 +60,11 @@ from profile_sync.validate import (
     unlisted_warning,
     validate_and_split,
 )
+from profile_sync.validate.engine import ByteStream
+
+if TYPE_CHECKING:
+    from _csv import Reader as CsvReader
+    from collections.abc import Buffer
 
 SCHEMA_PATH = Path(__file__).with_name("client_profile.schema.json")
 SEPARATORS = {",": ",", ";": ";", "\t": "\t", "tab": "\t", "|": "|"}
@@ -89,7 +96,9 @@ _MARK_ERRORS = "profile_sync_mark"
 _MARKED = re.compile("[\udc00-\udcff]")
 
 
-def _mark(error: UnicodeDecodeError) -> tuple[str, int]:
+def _mark(error: UnicodeError) -> tuple[str, int]:
+    if not isinstance(error, UnicodeDecodeError):  # registered for decoding only
+        raise error
     bad = error.object[error.start : error.end]
     return "".join(chr(0xDC00 + b) for b in bad), error.end
 
@@ -108,7 +117,7 @@ class ProfileInvalid(ValueError):
 @dataclass(frozen=True)
 class ClientProfile:
     client_code: str
-    document: dict = field(default_factory=dict, compare=False)
+    document: dict[str, Any] = field(default_factory=dict, compare=False)
     version: int | None = None  # SSM's parameter version, None for a local file
 
     @property
@@ -117,7 +126,8 @@ class ClientProfile:
 
     @property
     def id_type(self) -> str:
-        return (self.document.get("id_column") or {}).get("type", "pcId")
+        kind: str = (self.document.get("id_column") or {}).get("type", "pcId")
+        return kind
 
     @property
     def rename(self) -> dict[str, str]:
@@ -137,12 +147,14 @@ class ClientProfile:
 
     @property
     def encoding(self) -> str:
-        return self.document.get("encoding", "utf-8")
+        encoding: str = self.document.get("encoding", "utf-8")
+        return encoding
 
     @property
     def account(self) -> str:
         """The budget key: daily rows and calls per minute are counted per account."""
-        return self.document.get("account") or self.client_code
+        account: str = self.document.get("account") or self.client_code
+        return account
 
     @property
     def maps_columns(self) -> bool:
@@ -178,12 +190,13 @@ class StaticProfiles:
 
 # ------------------------------------------------------------------------------------- validation
 @cache
-def _schema() -> dict:
-    return json.loads(SCHEMA_PATH.read_text())
+def _schema() -> dict[str, Any]:
+    schema: dict[str, Any] = json.loads(SCHEMA_PATH.read_text())
+    return schema
 
 
 def parse_profile(
-    text: str | bytes | dict,
+    text: str | bytes | dict[str, Any],
     client_code: str,
     *,
     version: int | None = None,
@@ -252,20 +265,21 @@ def _engine_problems(profile: ClientProfile, settings: Settings) -> list[str]:
 class _Head(io.RawIOBase):
     """A raw stream with bytes already read put back in front of it."""
 
-    def __init__(self, head: bytes, stream: BinaryIO) -> None:
+    def __init__(self, head: bytes, stream: ByteStream) -> None:
         self._head, self._stream = head, stream
 
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:
+    def readinto(self, buffer: Buffer) -> int:
+        view = memoryview(buffer).cast("B")
         if self._head:
-            n = min(len(buffer), len(self._head))
-            buffer[:n] = self._head[:n]
+            n = min(len(view), len(self._head))
+            view[:n] = self._head[:n]
             self._head = self._head[n:]
             return n
-        data = self._stream.read(len(buffer))
-        buffer[: len(data)] = data
+        data = self._stream.read(len(view))
+        view[: len(data)] = data
         return len(data)
 
 
@@ -295,7 +309,7 @@ class ReaderRejects:
         kept = cut_original(data, len(data), self.original_max or len(data))
         self._writer.writerow([line, reason, spreadsheet_safe(detail), spreadsheet_safe(kept)])
 
-    def listed(self):
+    def listed(self) -> Iterator[list[str]]:
         """The listed rows, as rejects.csv rows, in the order they came."""
         self._spool.seek(0)
         yield from csv.reader(self._spool)
@@ -330,11 +344,12 @@ class ProfileReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def read(self, size: int = -1) -> bytes:
+    def read(self, size: int | None = -1) -> bytes:
         """Up to ``size`` bytes (fewer only at the end); slices of the produced chunks, one copy."""
         if size is None or size < 0:
             return b"".join([self._out, *self._gen])
-        parts, wanted = [], size
+        parts: list[memoryview] = []
+        wanted = size
         while wanted > 0:
             if not self._out:
                 chunk = next(self._gen, None)
@@ -346,13 +361,14 @@ class ProfileReader(io.RawIOBase):
             wanted -= len(part)
         return b"".join(parts)
 
-    def readinto(self, buffer) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
+    def readinto(self, buffer: Buffer) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self.read(len(view))
+        view[: len(data)] = data
         return len(data)
 
     # ---- the work ------------------------------------------------------------------------------
-    def _text(self, stream: BinaryIO) -> io.TextIOWrapper:
+    def _text(self, stream: ByteStream) -> io.TextIOWrapper:
         encoding = self.profile.encoding
         head = stream.read(4)
         if encoding == "utf-16" and head[:2] not in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
@@ -364,7 +380,7 @@ class ProfileReader(io.RawIOBase):
         # newline="\n": lines end at LF only (CRLF keeps its CR for csv), as the engine counts lines.
         return io.TextIOWrapper(raw, encoding=ENCODINGS[encoding], errors=_MARK_ERRORS, newline="\n")
 
-    def _generate(self, stream: BinaryIO):
+    def _generate(self, stream: ByteStream) -> Iterator[bytes]:
         p = self.profile
         if (p.encoding, p.separator) == ("utf-8", ",") and not p.constants and not p.drop:
             head = b""
@@ -406,7 +422,7 @@ class ProfileReader(io.RawIOBase):
         csv.writer(out, lineterminator="\n").writerow(names)
         return body[:blank] + out.getvalue().encode() + body[nl + 1 :]
 
-    def _transcode(self, stream: BinaryIO):
+    def _transcode(self, stream: ByteStream) -> Iterator[bytes]:
         profile = self.profile
         text = self._text(stream)
         # The csv reader takes its lines from a queue that _rows can bypass: a block of lines
@@ -446,7 +462,7 @@ class ProfileReader(io.RawIOBase):
         chunk, self._back = self._back, None
         return chunk if chunk is not None else next(self._chunks, None)
 
-    def _feed(self):
+    def _feed(self) -> Iterator[str]:
         pending = self._pending
         while True:
             while pending:
@@ -487,7 +503,7 @@ class ProfileReader(io.RawIOBase):
             names.append(rename.get(name, name))
         return order, [*names, *profile.constants]
 
-    def _rows(self, reader, order: list[int], width: int, line: int):
+    def _rows(self, reader: CsvReader, order: list[int], width: int, line: int) -> Iterator[bytes]:
         profile = self.profile
         pick = operator.itemgetter(*order)
         constants = tuple(profile.constants.values())
@@ -622,7 +638,7 @@ class ProfileReader(io.RawIOBase):
         self.rejects.add(line, reason, detail, original)
 
 
-def _line_chunks(text: io.TextIOWrapper):
+def _line_chunks(text: io.TextIOWrapper) -> Iterator[str]:
     """The decoded text in pieces of whole lines (the last one may lack its newline)."""
     carry = ""
     while data := text.read(_READ_SIZE):
@@ -708,7 +724,7 @@ assert REJECTS_HEADER == ("line", "reason", "detail", "original")  # the columns
 class AccountLimiter:
     """A rate limiter that counts every call of a client against its profile's account."""
 
-    def __init__(self, inner: Any, account: str) -> None:
+    def __init__(self, inner: RateLimiter, account: str) -> None:
         self.inner, self.account = inner, account
 
     def try_acquire(self, key: str, *, share: float = 1.0) -> float:
@@ -727,11 +743,17 @@ class AccountQuota:
 
     per_client = True  # the limit can be on for a client while the stack's is off
 
-    def __init__(self, profiles: ProfileStore, default: Any, make: Callable[[int], Any], field: str) -> None:
+    def __init__(
+        self,
+        profiles: ProfileStore,
+        default: DailyRowQuota,
+        make: Callable[[int], DailyRowQuota],
+        field: str,
+    ) -> None:
         self.profiles, self.default, self.make, self.field = profiles, default, make, field
-        self._by_limit: dict[int, Any] = {}
+        self._by_limit: dict[int, DailyRowQuota] = {}
 
-    def reserve(self, client_code: str, reservation_id: str, amount: int, now: float) -> Any:
+    def reserve(self, client_code: str, reservation_id: str, amount: int, now: float) -> QuotaDecision:
         profile = self.profiles.get(client_code)
         if profile is None:
             return self.default.reserve(client_code, reservation_id, amount, now)
@@ -739,7 +761,7 @@ class AccountQuota:
         quota = self.default if limit is None else self._quota(limit)
         return quota.reserve(profile.account, reservation_id, amount, now)
 
-    def _quota(self, limit: int) -> Any:
+    def _quota(self, limit: int) -> DailyRowQuota:
         if limit not in self._by_limit:
             self._by_limit[limit] = self.make(limit)
         return self._by_limit[limit]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 DAY = 24 * 3600
 HOUR = 3600
@@ -26,7 +26,7 @@ class QuotaDecision:
     limit: int  # 0 = quota off
     window: str  # the UTC day ("2026-11-28") or "rolling-24h"
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "granted": self.granted,
             "waitSeconds": self.wait_seconds,

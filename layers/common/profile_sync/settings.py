@@ -125,6 +125,8 @@ class Settings:
             raw = environ.get(field.name.upper())
             if raw is None or raw == "":
                 continue
+            if not isinstance(field.default, int | float | str):  # parsed by their default's type
+                raise TypeError(f"setting {field.name} needs an int, float or str default")
             kind = type(field.default)
             try:
                 values[field.name] = kind(raw)

@@ -7,6 +7,9 @@ or a profile value.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
@@ -114,22 +117,23 @@ def count(metrics: Metrics, name: str, value: float = 1) -> None:
     metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
 
 
-def add_row_counts(metrics: Metrics, counts: dict) -> None:
+def add_row_counts(metrics: Metrics, counts: Mapping[str, int]) -> None:
     """A batch's row outcomes as metrics."""
     for outcome, name in ROW_METRICS.items():
         count(metrics, name, counts.get(outcome, 0))
 
 
-def add_delta_update(metrics: Metrics, delta: dict | None) -> None:
+def add_delta_update(metrics: Metrics, delta: Mapping[str, object] | None) -> None:
     """A job's delta snapshot update (profile_sync.delta), when it had one."""
     if delta is None:
         return
-    count(metrics, DELTA_ROWS_CONFIRMED, delta.get("confirmed", 0))
+    confirmed = delta.get("confirmed", 0)
+    count(metrics, DELTA_ROWS_CONFIRMED, confirmed if isinstance(confirmed, int) else 0)
     if delta.get("error"):
         count(metrics, DELTA_UPDATES_FAILED)
 
 
-def add_batch_end(metrics: Metrics, end: str, counts: dict) -> None:
+def add_batch_end(metrics: Metrics, end: BatchEnd, counts: Mapping[str, int]) -> None:
     count(metrics, BATCH_END_METRICS[end])
     add_row_counts(metrics, counts)
 
@@ -149,7 +153,7 @@ def count_failed_notification() -> None:
         pass
 
 
-def add_target_calls(metrics: Metrics, stats: dict) -> None:
+def add_target_calls(metrics: Metrics, stats: Mapping[str, Any]) -> None:
     """What the Target client saw during this invocation (CallStats.take())."""
     if not stats.get("calls"):
         return

@@ -194,7 +194,7 @@ class CallStats:
             if len(self._latencies) < self.MAX_LATENCIES:
                 self._latencies.append(round(milliseconds, 1))
 
-    def take(self) -> dict:
+    def take(self) -> dict[str, Any]:
         """The figures so far, and start again from zero."""
         with self._lock:
             taken = {**self._counts, "latencies_ms": self._latencies}

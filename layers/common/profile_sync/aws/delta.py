@@ -6,12 +6,16 @@ one the merge started from, so two jobs of a client never overwrite each other's
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.exceptions import ClientError
 
 from profile_sync.delta.snapshot import Pointer
+
+if TYPE_CHECKING:  # the stubs are a development dependency, not in the layer
+    from mypy_boto3_dynamodb import DynamoDBServiceResource
+    from mypy_boto3_dynamodb.type_defs import PutItemInputTablePutItemTypeDef
 
 POINTER_SK = "POINTER"
 
@@ -21,7 +25,7 @@ def pointer_key(client_code: str, id_type: str) -> dict[str, str]:
 
 
 class DynamoSnapshotPointers:
-    def __init__(self, table_name: str, resource: Any = None) -> None:
+    def __init__(self, table_name: str, resource: DynamoDBServiceResource | None = None) -> None:
         self.table = (resource or boto3.resource("dynamodb")).Table(table_name)
 
     def get(self, client_code: str, id_type: str) -> Pointer | None:
@@ -29,15 +33,17 @@ class DynamoSnapshotPointers:
         return Pointer.from_dict(item) if item else None  # from_dict reads DynamoDB's Decimals
 
     def put(self, client_code: str, id_type: str, pointer: Pointer, *, expect_version: int) -> bool:
-        condition = "attribute_not_exists(pk)" if expect_version == 0 else "#version = :expected"
-        values = {} if expect_version == 0 else {":expected": expect_version}
+        item: dict[str, Any] = {**pointer_key(client_code, id_type), **pointer.to_dict()}
+        kwargs: PutItemInputTablePutItemTypeDef = {
+            "Item": item,
+            "ConditionExpression": "attribute_not_exists(pk)",
+        }
+        if expect_version:
+            kwargs["ConditionExpression"] = "#version = :expected"
+            kwargs["ExpressionAttributeNames"] = {"#version": "version"}
+            kwargs["ExpressionAttributeValues"] = {":expected": expect_version}
         try:
-            self.table.put_item(
-                Item={**pointer_key(client_code, id_type), **pointer.to_dict()},
-                ConditionExpression=condition,
-                **({"ExpressionAttributeNames": {"#version": "version"}} if values else {}),
-                **({"ExpressionAttributeValues": values} if values else {}),
-            )
+            self.table.put_item(**kwargs)
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 return False

@@ -8,7 +8,9 @@ many days after its last change, as S3's lifecycle rule deletes the job's files 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from boto3.dynamodb.conditions import Key
@@ -17,20 +19,27 @@ from botocore.exceptions import ClientError
 from profile_sync import clock
 from profile_sync.model import BatchStatus
 
+if TYPE_CHECKING:  # the stubs are a development dependency, not in the layer
+    from mypy_boto3_dynamodb import DynamoDBServiceResource
+    from mypy_boto3_dynamodb.type_defs import (
+        QueryInputTableQueryTypeDef,
+        UpdateItemInputTableUpdateItemTypeDef,
+    )
+
 JOB_SK = "JOB"
 TTL_ATTRIBUTE = "expiresAt"  # the JobsTable's TimeToLiveSpecification
 DAY_SECONDS = 24 * 3600
 
 
-def job_key(job_id: str) -> dict:
+def job_key(job_id: str) -> dict[str, str]:
     return {"pk": f"JOB#{job_id}", "sk": JOB_SK}
 
 
-def batch_key(job_id: str, index: int) -> dict:
+def batch_key(job_id: str, index: int) -> dict[str, str]:
     return {"pk": f"JOB#{job_id}", "sk": f"BATCH#{index:05d}"}
 
 
-def plain(value):
+def plain(value: Any) -> Any:
     """DynamoDB gives numbers back as Decimal: turn them into int/float for JSON and callers."""
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
@@ -41,22 +50,24 @@ def plain(value):
     return value
 
 
-def _strip_keys(item: dict) -> dict:
-    return {k: v for k, v in plain(item).items() if k not in ("pk", "sk", "gsi1pk", "gsi1sk", TTL_ATTRIBUTE)}
+def _strip_keys(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: plain(v) for k, v in item.items() if k not in ("pk", "sk", "gsi1pk", "gsi1sk", TTL_ATTRIBUTE)}
 
 
 class DynamoJobStore:
-    def __init__(self, table_name: str, resource=None, *, retention_days: int = 0) -> None:
+    def __init__(
+        self, table_name: str, resource: DynamoDBServiceResource | None = None, *, retention_days: int = 0
+    ) -> None:
         """retention_days: records expire that long after their last write (0: never, for readers)."""
         self.table = (resource or boto3.resource("dynamodb")).Table(table_name)
         self.retention_days = retention_days
 
-    def _expiry(self) -> dict:
+    def _expiry(self) -> dict[str, int]:
         if not self.retention_days:
             return {}
         return {TTL_ATTRIBUTE: int(clock.now()) + self.retention_days * DAY_SECONDS}
 
-    def create_job(self, job: dict) -> bool:
+    def create_job(self, job: dict[str, Any]) -> bool:
         item = {
             **job_key(job["jobId"]),
             "gsi1pk": "JOBS",
@@ -72,24 +83,30 @@ class DynamoJobStore:
             raise
         return True
 
-    def get_job(self, job_id: str) -> dict | None:
+    def get_job(self, job_id: str) -> dict[str, Any] | None:
         item = self.table.get_item(Key=job_key(job_id), ConsistentRead=True).get("Item")
         return _strip_keys(item) if item else None
 
-    def update_job(self, job_id: str, changes: dict, *, expect: dict | None = None) -> bool:
+    def update_job(
+        self, job_id: str, changes: dict[str, Any], *, expect: dict[str, Any] | None = None
+    ) -> bool:
         """Set fields on the job record; with `expect`, only if those fields hold those values."""
         return self._update(job_key(job_id), changes, expect)
 
-    def _update(self, key: dict, changes: dict, expect: dict | None = None) -> bool:
+    def _update(
+        self, key: dict[str, str], changes: dict[str, Any], expect: dict[str, Any] | None = None
+    ) -> bool:
         changes = {k: v for k, v in changes.items() if v is not None}
         if not changes:
             return True
         changes.update(self._expiry())
         names = {f"#f{i}": name for i, name in enumerate(changes)}
         values = {f":v{i}": value for i, value in enumerate(changes.values())}
-        kwargs = {
+        kwargs: UpdateItemInputTableUpdateItemTypeDef = {
             "Key": key,
             "UpdateExpression": "SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(changes))),
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
         }
         if expect:
             conditions = []
@@ -101,22 +118,24 @@ class DynamoJobStore:
                 )
             kwargs["ConditionExpression"] = " AND ".join(conditions)
         try:
-            self.table.update_item(**kwargs, ExpressionAttributeNames=names, ExpressionAttributeValues=values)
+            self.table.update_item(**kwargs)
         except ClientError as exc:
             if expect and exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 return False
             raise
         return True
 
-    def get_batch(self, job_id: str, index: int) -> dict | None:
+    def get_batch(self, job_id: str, index: int) -> dict[str, Any] | None:
         item = self.table.get_item(Key=batch_key(job_id, index), ConsistentRead=True).get("Item")
         return _strip_keys(item) if item else None
 
-    def update_batch(self, job_id: str, index: int, changes: dict, *, expect: dict | None = None) -> bool:
+    def update_batch(
+        self, job_id: str, index: int, changes: dict[str, Any], *, expect: dict[str, Any] | None = None
+    ) -> bool:
         """Set fields on a batch record; with `expect`, only if those fields hold those values."""
         return self._update(batch_key(job_id, index), changes, expect)
 
-    def put_batches(self, job_id: str, batches: list[dict]) -> None:
+    def put_batches(self, job_id: str, batches: list[dict[str, Any]]) -> None:
         with self.table.batch_writer() as writer:
             for batch in batches:
                 writer.put_item(
@@ -128,11 +147,11 @@ class DynamoJobStore:
                     }
                 )
 
-    def list_batches(self, job_id: str) -> list[dict]:
-        items, kwargs = (
-            [],
-            {"KeyConditionExpression": Key("pk").eq(f"JOB#{job_id}") & Key("sk").begins_with("BATCH#")},
-        )
+    def list_batches(self, job_id: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        kwargs: QueryInputTableQueryTypeDef = {
+            "KeyConditionExpression": Key("pk").eq(f"JOB#{job_id}") & Key("sk").begins_with("BATCH#")
+        }
         while True:
             page = self.table.query(**kwargs)
             items.extend(_strip_keys(i) for i in page["Items"])
@@ -140,7 +159,7 @@ class DynamoJobStore:
                 return items
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
-    def recent_jobs(self, limit: int = 20) -> list[dict]:
+    def recent_jobs(self, limit: int = 20) -> list[dict[str, Any]]:
         page = self.table.query(
             IndexName="gsi1",
             KeyConditionExpression=Key("gsi1pk").eq("JOBS"),

@@ -8,16 +8,20 @@ it can't change a job's status.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import boto3
 
 from profile_sync import telemetry
 
+if TYPE_CHECKING:  # the stubs are a development dependency, not in the layer
+    from mypy_boto3_sns import SNSClient
+
 logger = logging.getLogger(__name__)
 
 
 class SnsNotifier:
-    def __init__(self, topic_arn: str, client=None) -> None:
+    def __init__(self, topic_arn: str, client: SNSClient | None = None) -> None:
         self.topic_arn = topic_arn
         self._sns = client or boto3.client("sns")
 

@@ -15,6 +15,7 @@ profile" like a value (a client without a profile costs one call per max_age, no
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from aws_lambda_powertools.utilities.parameters import SSMProvider
@@ -22,9 +23,12 @@ from aws_lambda_powertools.utilities.parameters import SSMProvider
 from profile_sync.client_profiles import ClientProfile, parse_profile
 from profile_sync.settings import Settings
 
+if TYPE_CHECKING:  # the stubs are a development dependency, not in the layer
+    from mypy_boto3_ssm import SSMClient
+
 
 class _VersionedSSMProvider(SSMProvider):
-    def _get(self, name: str, decrypt: bool = False, **sdk_options) -> str:
+    def _get(self, name: str, decrypt: bool = False, **sdk_options: Any) -> str:
         try:
             parameter = self.client.get_parameter(Name=name, WithDecryption=decrypt)["Parameter"]
         except self.client.exceptions.ParameterNotFound:
@@ -40,7 +44,12 @@ class SsmProfileStore:
     """ProfileStore over SSM: `<path>/<clientCode>` holds the profile's JSON."""
 
     def __init__(
-        self, path: str, *, max_age: int = 60, settings: Settings | None = None, client=None
+        self,
+        path: str,
+        *,
+        max_age: int = 60,
+        settings: Settings | None = None,
+        client: SSMClient | None = None,
     ) -> None:
         self.path = path
         self.max_age = max_age
@@ -51,6 +60,10 @@ class SsmProfileStore:
         found = self._provider.get(
             parameter_name(self.path, client_code), max_age=self.max_age, transform="json"
         )
+        if not isinstance(found, dict):  # _get always answers a JSON object
+            raise TypeError(
+                f"client profile {client_code}: unexpected {type(found).__name__} from the provider"
+            )
         if found["value"] is None:
             return None
         # A profile stored by hand (console, CLI) is checked here too: a bad one fails the drop

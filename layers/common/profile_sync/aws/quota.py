@@ -8,6 +8,8 @@ item, updated with optimistic locking on a version number.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import boto3
 from botocore.exceptions import ClientError
 
@@ -22,6 +24,9 @@ from profile_sync.quota import (
     utc_day,
 )
 
+if TYPE_CHECKING:  # the stubs are a development dependency, not in the layer
+    from mypy_boto3_dynamodb import DynamoDBServiceResource
+
 OFF = "off"
 
 
@@ -33,7 +38,7 @@ def _conditional_failed(exc: ClientError) -> bool:
 
 
 class DynamoDailyRowQuota:
-    def __init__(self, table_name: str, limit: int, resource=None) -> None:
+    def __init__(self, table_name: str, limit: int, resource: DynamoDBServiceResource | None = None) -> None:
         self.table = (resource or boto3.resource("dynamodb")).Table(table_name)
         self.limit = limit
 
@@ -60,7 +65,7 @@ class DynamoDailyRowQuota:
                 },
                 ReturnValues="ALL_NEW",
             )["Attributes"]
-            return QuotaDecision(True, 0, int(item["used"]), self.limit, day)
+            return QuotaDecision(True, 0, plain(item["used"]), self.limit, day)
         except ClientError as exc:
             if not _conditional_failed(exc):
                 raise
@@ -74,7 +79,13 @@ class DynamoDailyRowQuota:
 class DynamoRollingQuota:
     """Single updates: at most `limit` calls in any 24 h, counted in hourly buckets."""
 
-    def __init__(self, table_name: str, limit: int, resource=None, max_tries: int = 20) -> None:
+    def __init__(
+        self,
+        table_name: str,
+        limit: int,
+        resource: DynamoDBServiceResource | None = None,
+        max_tries: int = 20,
+    ) -> None:
         self.table = (resource or boto3.resource("dynamodb")).Table(table_name)
         self.limit = limit
         self.max_tries = max_tries

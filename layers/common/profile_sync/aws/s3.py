@@ -5,10 +5,16 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import boto3
 from botocore.exceptions import ClientError
+from botocore.response import StreamingBody
+
+if TYPE_CHECKING:  # the stubs are a development dependency, not in the layer
+    from collections.abc import Buffer
+
+    from mypy_boto3_s3 import S3Client
 
 READ_BUFFER_BYTES = 1 << 20
 
@@ -22,15 +28,16 @@ class _ObjectBody(io.RawIOBase):
     Reads go through StreamingBody.read, which also checks that every byte of the object arrived.
     """
 
-    def __init__(self, body) -> None:
+    def __init__(self, body: StreamingBody) -> None:
         self._body = body
 
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:
-        data = self._body.read(len(buffer))
-        buffer[: len(data)] = data
+    def readinto(self, buffer: Buffer) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self._body.read(len(view))
+        view[: len(data)] = data
         return len(data)
 
     def close(self) -> None:
@@ -40,7 +47,7 @@ class _ObjectBody(io.RawIOBase):
 
 
 class S3ObjectStore:
-    def __init__(self, bucket: str, client=None) -> None:
+    def __init__(self, bucket: str, client: S3Client | None = None) -> None:
         self.bucket = bucket
         self._s3 = client or boto3.client("s3")
 
@@ -66,7 +73,7 @@ class S3ObjectStore:
         return json.loads(self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())
 
     def list_keys(self, prefix: str) -> list[str]:
-        keys = []
+        keys: list[str] = []
         for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
             keys.extend(item["Key"] for item in page.get("Contents", []))
         return keys

@@ -51,12 +51,9 @@ def token_provider_from_secret(
     loader = SecretLoader(secret_id, max_age=max_age)
     first = loader()
     # Later reads go through the same loader; the first one is reused, not fetched again.
-    cached = {"value": first, "used": False}
+    unused = [first]
 
     def load() -> str | Mapping[str, Any]:
-        if not cached["used"]:
-            cached["used"] = True
-            return cached["value"]
-        return loader()
+        return unused.pop() if unused else loader()
 
     return provider_from_secret_value(first, load, **oauth_options)

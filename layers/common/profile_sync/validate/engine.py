@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, Protocol
 
 from profile_sync.settings import Settings
 from profile_sync.validate import tuning
@@ -21,8 +21,14 @@ from profile_sync.validate.results import BatchInfo, FileRejected, ValidationRes
 _BOM = b"\xef\xbb\xbf"
 
 
+class ByteStream(Protocol):
+    """What the engine reads: a binary file, an S3 body, a client profile's ProfileReader."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
 def validate_and_split(
-    stream: BinaryIO,
+    stream: ByteStream,
     out_dir: Path,
     settings: Settings,
     *,
@@ -73,10 +79,10 @@ class _Engine:
 
     # ---- reading -------------------------------------------------------------------------------
 
-    def run(self, stream: BinaryIO) -> None:
+    def run(self, stream: ByteStream) -> None:
         pending = b""
         started = False
-        discarding: list | None = None  # [line, kept prefix, length so far] of an over-long line
+        discarding: list[Any] | None = None  # [line, kept prefix, length so far] of an over-long line
         while True:
             data = stream.read(tuning.CHUNK_SIZE)
             eof = not data
