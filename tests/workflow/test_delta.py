@@ -73,3 +73,19 @@ def test_a_stuck_batch_confirms_nothing(pipeline):
     pipeline.emulator.configure(stuck_share=0.0)
     again = pipeline.run(body(rows(10)), folders="delta=on/")
     assert again.job["unchanged"] == 0 and again.job["succeeded"] == 10
+
+
+def test_a_snapshot_update_that_fails_leaves_the_job_as_it_is_and_its_rows_are_sent_again(
+    pipeline, monkeypatch
+):
+    def refused(self, *args, **kwargs):
+        raise RuntimeError("AccessDenied on the pointer")
+
+    monkeypatch.setattr(DynamoSnapshotPointers, "put", refused)
+    first = pipeline.run(body(rows(10)), folders="delta=on/")
+    assert first.job["status"] == "COMPLETE" and first.job["succeeded"] == 10
+    assert first.job["deltaUpdate"]["error"] == "RuntimeError: AccessDenied on the pointer"
+    assert "sent again next time" in first.job["deltaUpdate"]["skipped"]
+    monkeypatch.undo()
+    again = pipeline.run(body(rows(10)), folders="delta=on/")
+    assert again.job["unchanged"] == 0 and again.job["succeeded"] == 10

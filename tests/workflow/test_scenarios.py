@@ -17,11 +17,12 @@ from moto.stepfunctions.parser.asl.component.state import state as moto_state
 from profile_sync import steps
 from profile_sync.aws.jobs import plain
 from profile_sync.aws.ports import ports_from_env
+from profile_sync.model import ACCOUNT_FIELDS
 from profile_sync.settings import Settings
 from profile_sync_local.stack import REGION, run_workflow
 from tests.workflow.conftest import CLIENT, START, Run
 
-ACCOUNT = ("received", "rejected", "skipped", "succeeded", "failed", "not_found", "pending")
+ACCOUNT = ACCOUNT_FIELDS  # received, rejected, skipped, unchanged, succeeded, failed, not_found, pending
 HEADER = "thirdPartyId,tier,value,city\n"
 
 
