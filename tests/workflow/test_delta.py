@@ -81,11 +81,11 @@ def test_a_snapshot_update_that_fails_leaves_the_job_as_it_is_and_its_rows_are_s
     def refused(self, *args, **kwargs):
         raise RuntimeError("AccessDenied on the pointer")
 
-    monkeypatch.setattr(DynamoSnapshotPointers, "put", refused)
-    first = pipeline.run(body(rows(10)), folders="delta=on/")
+    with monkeypatch.context() as patch:
+        patch.setattr(DynamoSnapshotPointers, "put", refused)
+        first = pipeline.run(body(rows(10)), folders="delta=on/")
     assert first.job["status"] == "COMPLETE" and first.job["succeeded"] == 10
     assert first.job["deltaUpdate"]["error"] == "RuntimeError: AccessDenied on the pointer"
     assert "sent again next time" in first.job["deltaUpdate"]["skipped"]
-    monkeypatch.undo()
     again = pipeline.run(body(rows(10)), folders="delta=on/")
     assert again.job["unchanged"] == 0 and again.job["succeeded"] == 10
