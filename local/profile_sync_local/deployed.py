@@ -24,7 +24,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, 
 
 from profile_sync.aws.jobs import DynamoJobStore
 from profile_sync.ingest import CLIENT_CODE, INCOMING_PREFIX
-from profile_sync.model import ACCOUNT_FIELDS, BATCH_ROW_OUTCOMES, JobKeys, JobStatus
+from profile_sync.model import ACCOUNT_FIELDS, BATCH_ROW_OUTCOMES, JobKeys, JobStatus, RowOutcome
 from profile_sync.settings import API_VERSIONS, INPUT_MODES
 
 DEFAULT_STACK = "target-profile-sync"
@@ -198,7 +198,7 @@ def job_counts(job: dict, batches: list[dict] | None) -> dict:
     sent = dict.fromkeys(BATCH_ROW_OUTCOMES, 0)
     for batch in batches:
         if batch.get("counts") is None:
-            sent["pending"] += batch.get("rows", 0)
+            sent[RowOutcome.PENDING] += batch.get("rows", 0)
         else:
             for name in BATCH_ROW_OUTCOMES:
                 sent[name] += batch["counts"].get(name, 0)
@@ -331,12 +331,12 @@ def format_status(job: dict, batches: list[dict]) -> str:
                 )
             )
         widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-        for row, batch in zip(table, [None, *batches], strict=True):
+        for row, listed in zip(table, [None, *batches], strict=True):
             cells = [
                 cell.ljust(width) if i == 1 else cell.rjust(width)
                 for i, (cell, width) in enumerate(zip(row, widths, strict=True))
             ]
-            reason = "REASON" if batch is None else (batch.get("reason") or "")
+            reason = "REASON" if listed is None else (listed.get("reason") or "")
             lines.append(("    " + "  ".join(cells) + "  " + reason).rstrip())
     return "\n".join(lines)
 

@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 from unittest import mock
 from urllib.parse import urlsplit
 
@@ -149,7 +149,7 @@ def run_local(
                 )
             requests.counts["s3_put"] -= 1  # the drop itself (one PutObject) is the user's upload
             store = DynamoJobStore(local.jobs_table)
-            progress.validated(store.get_job(job["jobId"]))
+            progress.validated(_stored(store, job["jobId"]))
             execution = None
             if job.get("executionId"):
                 sfn = boto3.client("stepfunctions", region_name=REGION)
@@ -165,7 +165,7 @@ def run_local(
             requests.on = False  # what follows is this command's reading, not the job's
             if state_dir is not None:
                 save_state(state_dir, bucket=local.bucket, table=local.jobs_table, region=REGION)
-            job = store.get_job(job["jobId"])
+            job = _stored(store, job["jobId"])
             progress.finished(job)
             batches = store.list_batches(job["jobId"])
             files = _download(local, job, out_dir)
@@ -318,6 +318,14 @@ def endpoint_of(url: str) -> str:
     """Target's endpoint a URL calls (from its path only: the query may hold visitor ids)."""
     path = urlsplit(url).path.rstrip("/")
     return next(name for pattern, name in _ENDPOINTS if pattern.search(path))
+
+
+def _stored(store: DynamoJobStore, job_id: str) -> dict[str, Any]:
+    """The job's record, which the ingest has written."""
+    job = store.get_job(job_id)
+    if job is None:
+        raise RuntimeError(f"job {job_id}: no record in the local jobs table")
+    return job
 
 
 def _ingest(

@@ -71,6 +71,7 @@ def _tag(loader: yaml.Loader, suffix: str, node: yaml.Node) -> dict:
         return {suffix: loader.construct_scalar(node)}
     if isinstance(node, yaml.SequenceNode):
         return {suffix: loader.construct_sequence(node, deep=True)}
+    assert isinstance(node, yaml.MappingNode), node  # YAML has no other kind of node
     return {suffix: loader.construct_mapping(node, deep=True)}
 
 
@@ -283,6 +284,8 @@ def load_function(folder: str) -> ModuleType:
     parameters.clear_caches()
     module_name = f"handler_{folder}"
     spec = importlib.util.spec_from_file_location(module_name, ROOT / "functions" / folder / "app.py")
+    if spec is None or spec.loader is None:
+        raise ImportError(f"functions/{folder}/app.py cannot be loaded")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     spec.loader.exec_module(module)

@@ -41,6 +41,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote_plus
 
 import boto3
@@ -259,7 +260,7 @@ class World:
     env: dict  # the env file's document
     ca_file: Path
     stack: LocalResources = field(default_factory=LocalResources)
-    done: dict[str, object] = field(default_factory=dict)
+    done: dict[str, Any] = field(default_factory=dict)
 
     def fresh(self) -> None:
         self.server.reset()
@@ -270,7 +271,7 @@ class World:
     def jobs(self) -> DynamoJobStore:
         return DynamoJobStore(self.stack.jobs_table)
 
-    def run_here(self, folder: str, event: dict) -> object:
+    def run_here(self, folder: str, event: dict) -> Any:
         """A step the event under test needs first, by the real handler in this process."""
         logical_id = functions()[folder]
         saved = dict(os.environ)
@@ -328,7 +329,8 @@ def _expect(answer: object, **wanted: object) -> list[str]:
 
 
 def _job(world: World, answer: object) -> dict:
-    return world.jobs.get_job(answer["jobId"]) if isinstance(answer, dict) and "jobId" in answer else {}
+    found = world.jobs.get_job(answer["jobId"]) if isinstance(answer, dict) and "jobId" in answer else None
+    return found or {}
 
 
 def check_ingest(accepted: int, api: str) -> Check:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import tomllib
 
 from profile_sync_local.stack import ROOT
 from tests.template import sam
@@ -29,3 +30,11 @@ def test_the_nested_template_resolves_with_what_the_stack_passes() -> None:
     assert queue == [{"Name": "QueueName", "Value": "<IngestFailedEventsQueue.QueueName>"}]
     threshold = sam.nested("Observability", {"TargetErrorRateThreshold": "35"})["TargetErrorRateAlarm"]
     assert threshold["Properties"]["Threshold"] == "35"
+
+
+def test_sam_deploy_acknowledges_the_nested_application() -> None:
+    """CloudFormation refuses a stack that nests an application without CAPABILITY_AUTO_EXPAND."""
+    assert sam.nested_locations()
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    capabilities = config["default"]["deploy"]["parameters"]["capabilities"].split()
+    assert {"CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"} <= set(capabilities)

@@ -45,7 +45,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from profile_sync.adobe_target.ratelimit import RateLimiter
 from profile_sync.quota import DailyRowQuota, QuotaDecision
@@ -328,7 +328,7 @@ class ProfileReader(io.RawIOBase):
 
     def __init__(
         self,
-        stream: BinaryIO,
+        stream: ByteStream,
         profile: ClientProfile,
         *,
         source_name: str = "<stream>",
@@ -667,7 +667,7 @@ _FAST_REDELIMIT = True
 
 
 def validate_with_profile(
-    stream: BinaryIO,
+    stream: ByteStream,
     out_dir: Path,
     settings: Settings,
     profile: ClientProfile | None,

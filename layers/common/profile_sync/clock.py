@@ -11,8 +11,9 @@ import time as _time
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 
-time = _time.time
-sleep = _time.sleep
+# Replaceable (a virtual clock's time and sleep): typed as what callers may rely on.
+time: Callable[[], float] = _time.time
+sleep: Callable[[float], None] = _time.sleep
 
 
 def now() -> float:

@@ -29,6 +29,7 @@ from profile_sync.delta.snapshot import PointerStore
 from profile_sync.model import JobKeys, JobStatus
 from profile_sync.settings import API_VERSIONS, DELTA_MODES, INPUT_MODES, Settings
 from profile_sync.validate import BatchInfo, ValidationResult
+from profile_sync.validate.engine import ByteStream
 
 INCOMING_PREFIX = "incoming/"
 # Target client codes are short lower-case names; allow what is safe in keys and execution names.
@@ -141,7 +142,7 @@ class FileTooLarge(Exception):
 class CappedReader:
     """Counts what the engine reads and stops past the configured maximum (gzip bombs too)."""
 
-    def __init__(self, raw: BinaryIO, limit: int) -> None:
+    def __init__(self, raw: ByteStream, limit: int) -> None:
         self._raw, self._limit, self.bytes_read = raw, limit, 0
 
     def read(self, size: int = -1) -> bytes:

@@ -1,0 +1,3 @@
+from profile_sync_local.emulator.cli import main
+
+raise SystemExit(main())
