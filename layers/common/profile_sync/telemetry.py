@@ -124,13 +124,11 @@ def add_row_counts(metrics: Metrics, counts: Mapping[str, int]) -> None:
 
 
 def add_delta_update(metrics: Metrics, delta: Mapping[str, object] | None) -> None:
-    """A job's delta snapshot update (profile_sync.delta), when it had one."""
-    if delta is None:
-        return
+    """A job's delta snapshot update (profile_sync.delta); zeros for a job without delta sync."""
+    delta = delta or {}
     confirmed = delta.get("confirmed", 0)
     count(metrics, DELTA_ROWS_CONFIRMED, confirmed if isinstance(confirmed, int) else 0)
-    if delta.get("error"):
-        count(metrics, DELTA_UPDATES_FAILED)
+    count(metrics, DELTA_UPDATES_FAILED, 1 if delta.get("error") else 0)
 
 
 def add_batch_end(metrics: Metrics, end: BatchEnd, counts: Mapping[str, int]) -> None:
