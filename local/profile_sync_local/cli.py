@@ -33,6 +33,8 @@ _SET_BY_OPTION = {"TARGET_BASE_URL": "--target-url", "TOKEN_SECRET_ID": "--token
 # The emulator switches and their defaults: given with --target-url they would do nothing.
 _SWITCH_DEFAULTS = {
     "fail_share": 0.0,
+    "lose_share": 0.0,
+    "visibility_seconds": 0.0,
     "stuck_share": 0.0,
     "polls_until_complete": 2,
     "processing_seconds": 0.0,
@@ -169,6 +171,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         config = emulator.EmulatorConfig(
             seed=args.seed,
             fail_share=args.fail_share,
+            lose_share=args.lose_share,
+            visibility_seconds=args.visibility_seconds,
             stuck_share=args.stuck_share,
             polls_until_complete=args.polls_until_complete,
             seconds_until_complete=args.processing_seconds,
@@ -444,6 +448,19 @@ def build_parser() -> argparse.ArgumentParser:
     switches = run_parser.add_argument_group("built-in emulator switches")
     switches.add_argument(
         "--fail-share", type=float, default=_SWITCH_DEFAULTS["fail_share"], help="share of rows Target fails"
+    )
+    switches.add_argument(
+        "--lose-share",
+        type=float,
+        default=_SWITCH_DEFAULTS["lose_share"],
+        help="share of rows Target reports successful and never applies (a landing check catches them)",
+    )
+    switches.add_argument(
+        "--visibility-seconds",
+        type=float,
+        default=_SWITCH_DEFAULTS["visibility_seconds"],
+        metavar="N",
+        help="applied values show in profile fetch N seconds after their batch completed",
     )
     switches.add_argument(
         "--stuck-share",

@@ -116,6 +116,7 @@ def test_validate_applies_the_file_maximum_to_the_decompressed_bytes(tmp_path, c
             "--auth: switches of the built-in",
         ),
         (["--target-url", "https://acme.tt.omtrdc.net", "--fail-share", "0.1"], "--fail-share: switches"),
+        (["--target-url", "https://acme.tt.omtrdc.net", "--lose-share", "0.1"], "--lose-share: switches"),
         (["--target-url", "http://acme.tt.omtrdc.net"], "--target-url: refusing a non-HTTPS URL"),
         (["--target-url", "https://acme.tt.omtrdc.net", "--token-file", "missing.token"], "no such file"),
         (["--oauth-file", "x.json"], "--oauth-file needs --target-url"),
@@ -235,6 +236,8 @@ def test_an_out_folder_that_cannot_be_made_is_a_bad_option(tmp_path, capsys, com
     [
         (["--fail-share", "2"], "fail_share must be between 0 and 1"),
         (["--stuck-share", "-0.5"], "stuck_share must be between 0 and 1"),
+        (["--lose-share", "1.5"], "lose_share must be between 0 and 1"),
+        (["--visibility-seconds", "-1"], "visibility_seconds must be 0 or more"),
         (["--polls-until-complete", "-3"], "polls_until_complete must be 0 or more"),
         (["--throttle-per-minute", "-1"], "calls_per_minute must be 0 or more"),
         (["--client", "bad/code"], "'bad/code' is not a valid Target client code"),

@@ -37,7 +37,9 @@ class _Batch:
     vanish_after_polls: int
     polls: int = 0
     evicted: bool = False
-    applied: bool = False
+    applied: bool = False  # complete: outcomes known (values written now or at visible_at)
+    lost: set[int] = field(default_factory=set)  # rows reported successful and never applied
+    visible_at: float | None = None  # when the values are to be written (None: written)
     outcomes: list[str] = field(default_factory=list)  # per row: success | failed | not_found
 
 

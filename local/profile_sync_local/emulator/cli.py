@@ -44,6 +44,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stuck-share", type=float, default=d.stuck_share)
     parser.add_argument("--fail-ids", default="", help="comma-separated visitor ids whose rows fail")
     parser.add_argument("--fail-share", type=float, default=d.fail_share)
+    parser.add_argument(
+        "--lose-share",
+        type=float,
+        default=d.lose_share,
+        help="share of rows reported successful and never applied (profile fetch does not show them)",
+    )
+    parser.add_argument(
+        "--visibility-seconds",
+        type=float,
+        default=d.visibility_seconds,
+        metavar="N",
+        help="applied values show in profile fetch N seconds after the batch completed",
+    )
     parser.add_argument("--vanish-share", type=float, default=d.vanish_share)
     parser.add_argument("--vanish-after-polls", type=int, default=d.vanish_after_polls)
     parser.add_argument("--vanish-style", choices=("404", "empty"), default=d.vanish_style)
@@ -91,6 +104,8 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         stuck_share=args.stuck_share,
         fail_ids=frozenset(i for i in args.fail_ids.split(",") if i),
         fail_share=args.fail_share,
+        lose_share=args.lose_share,
+        visibility_seconds=args.visibility_seconds,
         vanish_share=args.vanish_share,
         vanish_after_polls=args.vanish_after_polls,
         vanish_style=args.vanish_style,

@@ -9,7 +9,7 @@ import socket
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, unquote_plus, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from profile_sync_local.emulator.batches import batch_digest
 from profile_sync_local.emulator.render import JSON, XML, _iso, render_xml
@@ -280,9 +280,7 @@ class _Handler(BaseHTTPRequestHandler):
             )
             return
         attrs = {k[len("profile.") :]: v for k, v in params.items() if k.startswith("profile.") and v != ""}
-        if not emu.store.update(client, id_type, visitor_id, attrs, create=False):
-            with emu._lock:
-                emu.calls["update.not_found"] += 1
+        emu._single_update(client, id_type, visitor_id, attrs)
         self._send(
             200,
             render_xml(
@@ -292,7 +290,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _fetch(self, emu: TargetEmulator, raw_id: str, id_type: str, query: dict) -> None:
         client = query.get("client", "")
-        visitor_id = unquote_plus(raw_id)
+        visitor_id = unquote(raw_id)  # a path segment: "+" is a plus
         if not client:
             self._send(400, json.dumps({"status": 400, "message": "client is required"}), JSON)
             return
@@ -305,7 +303,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         answer = {
             "client": client,
-            "visitorId": {"tntId" if id_type == "pcId" else "thirdPartyId": visitor_id},
+            "visitorId": visitor_id,  # a string in Adobe's sample
             "modifiedAt": _iso(record["modifiedAt"]),
             "profileAttributes": {
                 name: {"value": value, "modifiedAt": _iso(at)}

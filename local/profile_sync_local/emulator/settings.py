@@ -60,6 +60,12 @@ class EmulatorConfig:
     stuck_share: float = 0.0  # share of batches that end `stuck`
     fail_ids: frozenset[str] = frozenset()  # visitor ids whose rows fail
     fail_share: float = 0.0  # share of other rows that fail
+    # Share of rows reported successful (batch status, single update) and never applied: Adobe
+    # warns that up to 0.1% of a large batch may be lost. A landing check must catch them.
+    lose_share: float = 0.0
+    # Applied values show in profile fetch only this many clock seconds after the batch completed
+    # (or the single update was accepted): Target applies "usually within an hour".
+    visibility_seconds: float = 0.0
     vanish_share: float = 0.0  # share of batches whose status disappears
     vanish_after_polls: int = 0  # ... after this many successful polls
     vanish_style: str = "404"  # "404": HTTP 404; "empty": 200 with a body without <status>
@@ -93,9 +99,16 @@ class EmulatorConfig:
             raise ValueError("profile_format must be 'failures' or 'all'")
         if self.vanish_style not in ("404", "empty"):
             raise ValueError("vanish_style must be '404' or 'empty'")
-        for name in ("stuck_share", "fail_share", "vanish_share", "error_500_share", "drop_share"):
+        for name in (
+            "stuck_share",
+            "fail_share",
+            "lose_share",
+            "vanish_share",
+            "error_500_share",
+            "drop_share",
+        ):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1")
-        for name in ("polls_until_complete", "calls_per_minute"):
+        for name in ("polls_until_complete", "calls_per_minute", "visibility_seconds"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be 0 or more")

@@ -61,6 +61,9 @@ class TargetEmulator:
         self.state = EmulatorState(self)
         self._ims_tokens: dict[str, float] = {}
         self._sequence = 0
+        self._lost: dict[str, list[tuple[str, str]]] = {}  # client -> (id type, visitor id) lost
+        # Single updates accepted and not yet visible: (visible at, client, id type, id, values).
+        self._pending_updates: list[tuple[float, str, str, str, dict[str, str]]] = []
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -174,6 +177,8 @@ class TargetEmulator:
             self._faults.clear()
             self._posted.clear()
             self._accepted.clear()
+            self._lost.clear()
+            self._pending_updates.clear()
 
     # Inspection -----------------------------------------------------------------------------
 
@@ -190,6 +195,7 @@ class TargetEmulator:
                 "stuck": b.stuck,
                 "vanish": b.vanish,
                 "applied": b.applied,
+                "lost": len(b.lost),
                 "outcomes": list(b.outcomes),
             }
 
@@ -218,6 +224,14 @@ class TargetEmulator:
     def _note_accepted(self, body: bytes) -> None:
         with self._lock:
             self._accepted[batch_digest(body)] += 1
+
+    def lost_updates(self, client: str | None = None) -> list[tuple[str, str]]:
+        """(id type, visitor id) of updates reported successful and never applied (lose_share),
+        in the order they were lost, once their batch completed."""
+        with self._lock:
+            if client is not None:
+                return list(self._lost.get(client, []))
+            return [entry for lost in self._lost.values() for entry in lost]
 
     def max_calls_per_window(self, client: str | None = None) -> int:
         with self._lock:
@@ -264,6 +278,11 @@ class TargetEmulator:
             ]
             stuck = cfg.stuck_share > 0 and rng.random() < cfg.stuck_share
             vanish = cfg.vanish_share > 0 and rng.random() < cfg.vanish_share
+            lost = (
+                {i for i, failed in enumerate(fails) if not failed and rng.random() < cfg.lose_share}
+                if cfg.lose_share > 0
+                else set()
+            )
             self._sequence += 1
             now = self.clock()
             batch_id = f"{client}-{int(now * 1000)}-{self._sequence}"
@@ -280,6 +299,7 @@ class TargetEmulator:
                 stuck=stuck,
                 vanish=vanish,
                 vanish_after_polls=cfg.vanish_after_polls,
+                lost=lost,
             )
             self._batches[batch_id] = batch
             if cfg.keep_statuses:
@@ -303,20 +323,55 @@ class TargetEmulator:
         )
 
     def _advance(self, batch: _Batch) -> None:
-        """Apply a batch once it is complete (caller holds the lock)."""
-        if batch.applied or not self._is_complete(batch):
+        """Settle a batch once it is complete, write its values once visible (caller holds the lock)."""
+        if not batch.applied:
+            if not self._is_complete(batch):
+                return
+            batch.applied = True
+            batch.outcomes = self.store.outcomes(
+                batch.client, batch.id_type, batch.rows, batch.row_fails, create=batch.version == "v2"
+            )
+            batch.visible_at = self.clock() + self._config.visibility_seconds
+        if batch.visible_at is None or self.clock() < batch.visible_at:
             return
-        batch.applied = True
-        batch.outcomes = self.store.apply(
-            batch.client, batch.id_type, batch.rows, batch.row_fails, create=batch.version == "v2"
-        )
+        batch.visible_at = None
+        write = [o == "success" for o in batch.outcomes]
+        for index in sorted(batch.lost):
+            if write[index] and batch.rows[index][1]:  # a success with values to apply
+                self._lost.setdefault(batch.client, []).append((batch.id_type, batch.rows[index][0]))
+            write[index] = False
+        self.store.apply(batch.client, batch.id_type, batch.rows, write)
         for _, attrs in batch.rows:
             attrs.clear()  # applied: the store has the values, the batch keeps its ids
 
     def _advance_all(self) -> None:
+        """Every batch and single update due (before a profile fetch answers)."""
         with self._lock:
             for batch in self._batches.values():
                 self._advance(batch)
+            now = self.clock()
+            due = [update for update in self._pending_updates if update[0] <= now]
+            self._pending_updates = [update for update in self._pending_updates if update[0] > now]
+        for _, client, id_type, visitor_id, attrs in due:
+            self.store.update(client, id_type, visitor_id, attrs, create=False)
+
+    def _single_update(self, client: str, id_type: str, visitor_id: str, attrs: dict[str, str]) -> bool:
+        """A single update accepted: False when there is no such profile (nothing is created)."""
+        if not self.store.exists(client, id_type, visitor_id):
+            with self._lock:
+                self.calls["update.not_found"] += 1
+            return False
+        cfg = self._config
+        with self._lock:
+            if cfg.lose_share > 0 and self._rng.random() < cfg.lose_share:
+                self._lost.setdefault(client, []).append((id_type, visitor_id))
+                return True
+            if cfg.visibility_seconds > 0:
+                at = self.clock() + cfg.visibility_seconds
+                self._pending_updates.append((at, client, id_type, visitor_id, attrs))
+                return True
+        self.store.update(client, id_type, visitor_id, attrs, create=False)
+        return True
 
     def _status(self, batch_id: str, details: bool, cfg: EmulatorConfig) -> tuple[int, str]:
         with self._lock:

@@ -37,7 +37,7 @@ class ProfileStore:
             profile["modifiedAt"] = now
             return True
 
-    def apply(
+    def outcomes(
         self,
         client: str,
         id_type: str,
@@ -46,35 +46,46 @@ class ProfileStore:
         *,
         create: bool,
     ) -> list[str]:
-        """update() for every row of a batch under one lock; each row's outcome."""
-        now = self._clock()
+        """Each row's outcome when its batch completes: failed, not_found (no profile and create
+        is False) or success."""
         outcomes: list[str] = []
         add = outcomes.append
+        with self._lock:
+            profiles = self._profiles.get(client, {})
+            for (visitor_id, attrs), failed in zip(rows, fails, strict=True):
+                if failed:
+                    add("failed")
+                elif create or not attrs or (id_type, visitor_id) in profiles:
+                    add("success")  # (only empty values: nothing to apply, a success)
+                else:
+                    add("not_found")
+        return outcomes
+
+    def apply(
+        self, client: str, id_type: str, rows: list[tuple[str, dict[str, str]]], write: list[bool]
+    ) -> None:
+        """Write the values of the rows marked in write, creating missing profiles, under one lock."""
+        now = self._clock()
         # One (value, time) pair per distinct value: a million profiles of repeated values share them.
         pairs: dict[str, tuple[str, float]] = {}
         with self._lock:
             profiles = self._profiles.setdefault(client, {})
-            for (visitor_id, attrs), failed in zip(rows, fails, strict=True):
-                if failed:
-                    add("failed")
-                    continue
-                if not attrs:
-                    add("success")  # only empty values: nothing to apply
+            for (visitor_id, attrs), wanted in zip(rows, write, strict=True):
+                if not wanted or not attrs:
                     continue
                 key = (id_type, visitor_id)
                 profile = profiles.get(key)
                 if profile is None:
-                    if not create:
-                        add("not_found")
-                        continue
                     profile = profiles[key] = {"modifiedAt": now, "attributes": {}}
                 stored = profile["attributes"]
                 for name, value in attrs.items():  # the batch's values are never empty
                     pair = pairs.get(value)
                     stored[name] = pair if pair is not None else pairs.setdefault(value, (value, now))
                 profile["modifiedAt"] = now
-                add("success")
-        return outcomes
+
+    def exists(self, client: str, id_type: str, visitor_id: str) -> bool:
+        with self._lock:
+            return (id_type, visitor_id) in self._profiles.get(client, {})
 
     def get(self, client: str, id_type: str, visitor_id: str) -> dict[str, str] | None:
         record = self.record(client, id_type, visitor_id)
