@@ -131,7 +131,7 @@ def test_happy_path_multi_batch_job_completes_and_matches_the_profile_store(pipe
     assert run.execution.status == "SUCCEEDED", run.execution.describe()
     assert run.job["status"] == "COMPLETE"
     counts = assert_accounted(pipeline, run)
-    assert counts == dict(zip(ACCOUNT, (10, 0, 0, 10, 0, 0, 0), strict=True))
+    assert counts == dict(zip(ACCOUNT, (10, 0, 0, 0, 10, 0, 0, 0), strict=True))
     assert [b["rows"] for b in run.batches] == [4, 4, 2]
     assert [b["status"] for b in run.batches] == ["COMPLETE"] * 3
     assert all(b["statusUrl"] and b["submitAttempts"] == 1 for b in run.batches)
