@@ -5,9 +5,14 @@
 
 Input files are generated once into bench/data/ (git-ignored) and reused. Each contender runs in a
 fresh subprocess that reports its own time and peak RSS, so peaks do not mix. Exits 1 when the
-engine is under 5x the plain csv version's speed (issue 13), its peak memory grows more than 20% from the
-smallest to the largest file or passes 64 MiB, or when gzip input takes over 1.5x the time.
-Above 1M rows only the engine runs (plain and gzip input): the memory check needs it alone.
+engine is under 5x the plain csv version's speed or 2x the engine as it was before (issue 13), its
+peak memory grows more than 20% from the smallest to the largest file or passes 64 MiB, or when gzip
+input takes over 1.5x the time. Above 1M rows only the engine runs (plain and gzip input): the memory
+check needs it alone.
+
+"before" is the engine of commit BEFORE_COMMIT (profile_sync/validate.py as issue 13 found it), read
+with `git show`, so today's engine and that one run side by side on the same machine. Times are wall
+clock; the CPU seconds beside them are steadier when the machine is shared.
 """
 
 from __future__ import annotations
@@ -30,7 +35,9 @@ from urllib.parse import unquote_to_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "bench" / "data"
-CONTENDERS = ("engine", "engine-gz", "plain", "csv", "pandas")
+CONTENDERS = ("engine", "engine-gz", "before", "plain", "csv", "pandas")
+BEFORE_COMMIT = "b56cb84"  # the engine as issue 13 found it (one module, profile_sync/validate.py)
+MIN_SPEEDUP_BEFORE = 2.0
 LARGE = 1_000_000  # above this many rows only the engine runs (its memory must stay flat)
 MAX_GZ_RATIO = 1.5
 MIN_SPEEDUP = 5.0
@@ -110,6 +117,37 @@ def run_engine(path: Path, out: Path) -> dict:
     opener = gzip.open if path.name.endswith(".gz") else Path.open
     with opener(path, "rb") as f:
         result = validate_and_split(
+            f, out, Settings(), source_name=path.name, on_batch=lambda b: Path(b.path).unlink()
+        )
+    return {
+        "accepted": result.accepted,
+        "rejected": result.rejected,
+        "skipped": result.skipped,
+        "duplicates": result.duplicate_ids,
+    }
+
+
+def run_before(path: Path, out: Path) -> dict:
+    """The engine of BEFORE_COMMIT, loaded from git as its own module."""
+    import importlib.util  # noqa: PLC0415 (imported in the child only)
+
+    sys.path.insert(0, str(ROOT / "layers" / "common"))
+    source = subprocess.run(
+        ["git", "-C", str(ROOT), "show", f"{BEFORE_COMMIT}:layers/common/profile_sync/validate.py"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    module_path = out / "validate_before.py"
+    module_path.write_bytes(source)
+    spec = importlib.util.spec_from_file_location("validate_before", module_path)
+    assert spec is not None and spec.loader is not None
+    before = importlib.util.module_from_spec(spec)
+    sys.modules["validate_before"] = before  # dataclasses look their module up
+    spec.loader.exec_module(before)
+    from profile_sync.settings import Settings  # noqa: PLC0415
+
+    with path.open("rb") as f:
+        result = before.validate_and_split(
             f, out, Settings(), source_name=path.name, on_batch=lambda b: Path(b.path).unlink()
         )
     return {
@@ -266,20 +304,24 @@ def run_pandas(path: Path, out: Path, max_rows: int = 500_000) -> dict:
 def child(contender: str, path: Path) -> None:
     out = Path(tempfile.mkdtemp(prefix=f"bench-{contender}-"))
     try:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         run = {
             "engine": run_engine,
             "engine-gz": run_engine_gz,
+            "before": run_before,
             "plain": run_plain,
             "csv": run_csv,
             "pandas": run_pandas,
         }[contender]
+        if contender == "engine-gz":
+            gz_file(path)  # compressed once, outside the timing
+            start, cpu = time.perf_counter(), time.process_time()
         counts = run(path, out)
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     finally:
         shutil.rmtree(out, ignore_errors=True)
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"seconds": seconds, "peak_mib": peak_kib / 1024, **counts}))
+    print(json.dumps({"seconds": seconds, "cpu": cpu, "peak_mib": peak_kib / 1024, **counts}))
 
 
 # ---- driver -----------------------------------------------------------------------------------
@@ -318,28 +360,38 @@ def main() -> int:
         print(
             f"\n{rows:,} rows, {size_mb:.0f} MB ({os.cpu_count()} cores, load average {one:.2f} {five:.2f})"
         )
-        print(f"  {'contender':<9} {'seconds':>8} {'MB/s':>8} {'peak MiB':>9}  counts")
+        print(f"  {'contender':<9} {'seconds':>8} {'cpu s':>7} {'MB/s':>8} {'peak MiB':>9}  counts")
         stats = {}
         contenders = CONTENDERS if rows <= LARGE else ("engine", "engine-gz")
         for contender in contenders:
             stats[contender] = s = measure(contender, path)
-            counts = {k: v for k, v in s.items() if k not in ("seconds", "peak_mib", "mb_s")}
+            counts = {k: v for k, v in s.items() if k not in ("seconds", "cpu", "peak_mib", "mb_s")}
             print(
-                f"  {contender:<9} {s['seconds']:8.2f} {s['mb_s']:8.1f} {s['peak_mib']:9.1f}  {counts}",
+                f"  {contender:<9} {s['seconds']:8.2f} {s['cpu']:7.2f} {s['mb_s']:8.1f} {s['peak_mib']:9.1f}"
+                f"  {counts}",
                 flush=True,
             )
-        engine = stats["engine"]["seconds"]
+        engine, engine_cpu = stats["engine"]["seconds"], stats["engine"]["cpu"]
         gz = stats["engine-gz"]["seconds"] / engine
-        print(f"  engine on gzip / uncompressed: {gz:.2f}x the time (need <= {MAX_GZ_RATIO})")
+        print(
+            f"  engine on gzip / uncompressed: {gz:.2f}x the time (need <= {MAX_GZ_RATIO}), "
+            f"{stats['engine-gz']['cpu'] / engine_cpu:.2f}x the CPU"
+        )
         ok &= gz <= MAX_GZ_RATIO
         if "plain" in stats:
             plain = stats["plain"]["seconds"] / engine
+            before = stats["before"]["seconds"] / engine
             fuller = stats["csv"]["seconds"] / engine
             print(
                 f"  engine speed: {plain:.1f}x the plain csv version (need >= {MIN_SPEEDUP}x), "
+                f"{before:.2f}x the engine before (need >= {MIN_SPEEDUP_BEFORE}x), "
                 f"{fuller:.1f}x the fuller one"
             )
-            ok &= plain >= MIN_SPEEDUP
+            print(
+                f"  by CPU seconds: {stats['plain']['cpu'] / engine_cpu:.1f}x the plain csv version, "
+                f"{stats['before']['cpu'] / engine_cpu:.2f}x the engine before"
+            )
+            ok &= plain >= MIN_SPEEDUP and before >= MIN_SPEEDUP_BEFORE
             if stats["engine"]["accepted"] != stats["csv"]["accepted"]:
                 print("  WARNING: engine and csv versions accept different row counts")
         peaks[rows] = stats["engine"]["peak_mib"]

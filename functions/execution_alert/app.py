@@ -6,36 +6,41 @@ an execution stopped by hand, timed out, or failing inside its last-resort step.
 
 from __future__ import annotations
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from typing import Any
+
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from profile_sync import steps
 from profile_sync import telemetry as m
-from profile_sync.aws.ports import ports_from_env
-from profile_sync.model import JobStatus
+from profile_sync.aws import ports
+from profile_sync.aws.invocation import LambdaFunction
+from profile_sync.model import JobStatus, StepError
+from profile_sync.workflow import failure
 
-logger = Logger()
-tracer = Tracer()
-metrics = Metrics()
+# The execution is named after its job: its name is the correlation id.
+function = LambdaFunction(correlation_id_path="detail.name", workflow_step=False)
+logger, metrics = function.logger, function.metrics
 
 
-@logger.inject_lambda_context(correlation_id_path="detail.name", clear_state=True)
-@tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
+@function.handler
 @event_source(data_class=EventBridgeEvent)
-def lambda_handler(event: EventBridgeEvent, context: LambdaContext) -> dict:
+def lambda_handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
     detail = event.detail
-    job_id, status = detail["name"], detail["status"]  # the execution is named after its job
-    ports = ports_from_env()
-    job = ports.jobs.get_job(job_id)
+    job_id, status = detail["name"], detail["status"]
+    # No delta snapshot update here: an execution stopped from outside leaves it as it was (the
+    # job's rows are sent again next time), so this function needs no snapshot grants.
+    report_ports = ports.report_ports(delta=False)
+    job = report_ports.jobs.get_job(job_id)
     if job is None:
         logger.warning("execution of an unknown job", extra={"status": status})
         return {"jobId": job_id, "notified": False}
     if job.get("status") == JobStatus.FAILED:
         return {"jobId": job_id, "notified": False}  # the workflow's Catch has told a person already
-    error = {"Error": f"Execution{status.title().replace('_', '')}", "Cause": detail.get("cause") or status}
-    steps.job_failed(ports, job_id, error)
+    error: StepError = {
+        "Error": f"Execution{status.title().replace('_', '')}",
+        "Cause": detail.get("cause") or status,
+    }
+    failure.job_failed(report_ports, job_id, error)
     m.count(metrics, m.JOBS_FAILED)
     logger.error("execution ended without a final job status", extra={"status": status})
     return {"jobId": job_id, "notified": True}

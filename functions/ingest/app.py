@@ -1,15 +1,13 @@
 """Ingest: an object created under incoming/<clientCode>/ becomes a validated, split job.
 
-Thin handler: reads the EventBridge event, makes the work idempotent, and hands it to
-profile_sync.ingest with the AWS adapters.
+Thin handler: reads the EventBridge event, makes the work idempotent (one S3 event is one job,
+however often EventBridge delivers it), and hands it to profile_sync.ingest with its ports.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import asdict
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities.data_classes import S3EventBridgeNotificationEvent, event_source
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
@@ -19,26 +17,16 @@ from aws_lambda_powertools.utilities.idempotency import (
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from profile_sync import telemetry as m
-from profile_sync.aws.delta import DynamoSnapshotPointers
-from profile_sync.aws.jobs import DynamoJobStore
-from profile_sync.aws.notify import SnsNotifier
-from profile_sync.aws.profiles import profile_store_from_settings
-from profile_sync.aws.s3 import S3ObjectStore
-from profile_sync.aws.workflow import StepFunctionsWorkflow
+from profile_sync.aws import ports
+from profile_sync.aws.invocation import LambdaFunction
 from profile_sync.ingest import Drop, ingest_drop
-from profile_sync.model import JobStatus
-from profile_sync.settings import Settings
+from profile_sync.model import JobRecord, JobStatus
 
-logger = Logger()
-tracer = Tracer()
-metrics = Metrics()
+# The correlation id is the job id, known once the event is read (see lambda_handler). Not a workflow
+# step: Lambda retries the event on any error.
+function = LambdaFunction(correlation_id_path=None, workflow_step=False)
+logger, metrics = function.logger, function.metrics
 
-settings = Settings.from_env()
-jobs = DynamoJobStore(os.environ["JOBS_TABLE"], retention_days=settings.job_retention_days)
-workflow = StepFunctionsWorkflow(os.environ["STATE_MACHINE_ARN"])
-notifier = SnsNotifier(os.environ.get("ALERT_TOPIC_ARN", ""))
-profiles = profile_store_from_settings(settings)  # None: no client profiles, the stack's defaults
-snapshots = DynamoSnapshotPointers(os.environ["JOBS_TABLE"])  # delta sync's snapshot pointers
 idempotency = IdempotencyConfig(
     # One S3 event (bucket, key, sequencer) is one job, however often EventBridge delivers it.
     event_key_jmespath="[bucket, key, sequencer, etag]",
@@ -49,17 +37,8 @@ persistence = DynamoDBPersistenceLayer(table_name=os.environ["IDEMPOTENCY_TABLE"
 
 
 @idempotent_function(data_keyword_argument="drop", persistence_store=persistence, config=idempotency)
-def process_drop(drop: dict) -> dict:
-    job = ingest_drop(
-        Drop(**drop),
-        objects=S3ObjectStore(drop["bucket"]),
-        jobs=jobs,
-        workflow=workflow,
-        settings=settings,
-        notifier=notifier,
-        profiles=profiles,
-        snapshots=snapshots,
-    )
+def process_drop(drop: Drop) -> dict[str, object]:
+    job = ingest_drop(drop, ports.ingest_ports(drop.bucket))
     _record_metrics(job)
     logger.info(
         "ingest finished",
@@ -77,29 +56,27 @@ def process_drop(drop: dict) -> dict:
     return {key: job.get(key) for key in ("jobId", "status", "batchCount", "reason", "executionId")}
 
 
-def _record_metrics(job: dict) -> None:
+def _record_metrics(job: JobRecord) -> None:
     m.count(metrics, m.FILES_RECEIVED)
     if job["status"] == JobStatus.REJECTED:
         m.count(metrics, m.FILES_REJECTED)
     elif job["status"] == JobStatus.FAILED:  # its workflow could not be started
         m.count(metrics, m.JOBS_FAILED)
-    for name, field in (
-        (m.ROWS_RECEIVED, "received"),
-        (m.ROWS_REJECTED, "rejected"),
-        (m.ROWS_SKIPPED, "skipped"),
-        (m.ROWS_UNCHANGED, "unchanged"),
-        (m.DUPLICATE_IDS, "duplicateIds"),
-        (m.BATCHES_CREATED, "batchCount"),
+    for name, value in (
+        (m.ROWS_RECEIVED, job.get("received")),
+        (m.ROWS_REJECTED, job.get("rejected")),
+        (m.ROWS_SKIPPED, job.get("skipped")),
+        (m.ROWS_UNCHANGED, job.get("unchanged")),
+        (m.DUPLICATE_IDS, job.get("duplicateIds")),
+        (m.BATCHES_CREATED, job.get("batchCount")),
     ):
-        m.count(metrics, name, job.get(field) or 0)
+        m.count(metrics, name, value or 0)
     m.add_rejections_by_reason(job.get("reasons") or {})
 
 
-@logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
+@function.handler
 @event_source(data_class=S3EventBridgeNotificationEvent)
-def lambda_handler(event: S3EventBridgeNotificationEvent, context: LambdaContext) -> dict:
+def lambda_handler(event: S3EventBridgeNotificationEvent, context: LambdaContext) -> dict[str, object]:
     idempotency.register_lambda_context(context)
     # Events against files: the difference is duplicate deliveries that idempotency absorbed.
     m.count(metrics, m.DROP_EVENTS_RECEIVED)
@@ -108,11 +85,11 @@ def lambda_handler(event: S3EventBridgeNotificationEvent, context: LambdaContext
         bucket=detail.bucket.name,
         key=detail.object.key,  # decoded: spaces, '+' and unicode arrive URL-encoded
         size=detail.object.size,
-        sequencer=detail.object.get("sequencer", ""),
+        sequencer=detail.object.get("sequencer") or "",
         etag=detail.object.etag,
         event_time=event.time,
     )
     # The job id is the correlation id of every log line of this job, here and in each workflow step.
     logger.set_correlation_id(drop.job_id())
     logger.append_keys(source_key=drop.key)
-    return process_drop(drop=asdict(drop))
+    return process_drop(drop=drop)

@@ -2,26 +2,25 @@
 
 from __future__ import annotations
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from typing import Any
+
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from profile_sync import steps
 from profile_sync import telemetry as m
-from profile_sync.aws.invocation import workflow_step
-from profile_sync.aws.ports import ports_from_env
+from profile_sync.aws import ports
+from profile_sync.aws.invocation import LambdaFunction
+from profile_sync.model import JobResult, StepError
+from profile_sync.workflow import failure
 
-logger = Logger()
-tracer = Tracer()  # also traces the Target calls: Powertools patches requests
-metrics = Metrics()
+function = LambdaFunction()
+logger, metrics = function.logger, function.metrics
 
 
-@logger.inject_lambda_context(correlation_id_path="jobId", clear_state=True)
-@tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
-def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    with workflow_step(context):
-        result = steps.job_failed(ports_from_env(), event["jobId"], event.get("error") or {})
+@function.handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> JobResult:
+    error: StepError = event.get("error") or StepError()
+    result = failure.job_failed(ports.report_ports(), event["jobId"], error)
     m.count(metrics, m.JOBS_FAILED)
     m.add_delta_update(metrics, result.get("delta"))
-    logger.error("job failed", extra={"reason": result["reason"]})
+    logger.error("job failed", extra={"reason": result.get("reason")})
     return result

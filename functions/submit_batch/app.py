@@ -2,33 +2,21 @@
 
 from __future__ import annotations
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from profile_sync import steps
 from profile_sync import telemetry as m
-from profile_sync.aws.invocation import workflow_step
-from profile_sync.aws.ports import ports_from_env, take_target_stats
+from profile_sync.aws import ports
+from profile_sync.aws.invocation import LambdaFunction
+from profile_sync.model import BatchDone, BatchItem, PollState
+from profile_sync.workflow import bulk
 
-logger = Logger()
-tracer = Tracer()  # also traces the Target calls: Powertools patches requests
-metrics = Metrics()
-# The domain package's own lines (the Target client's retries, re-minting) as JSON with the job
-# id, like the handler's: its loggers are children of "profile_sync".
-copy_config_to_registered_loggers(source_logger=logger, include={"profile_sync"})
+function = LambdaFunction(calls_target=True)
+logger, metrics = function.logger, function.metrics
 
 
-@logger.inject_lambda_context(correlation_id_path="jobId", clear_state=True)
-@tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
-def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    logger.append_keys(batch=event["batch"]["batchIndex"])
-    try:
-        with workflow_step(context):
-            poll = steps.submit_batch(ports_from_env(), event)
-    finally:
-        m.add_target_calls(metrics, take_target_stats())
+@function.handler
+def lambda_handler(event: BatchItem, context: LambdaContext) -> PollState | BatchDone:
+    poll = bulk.submit_batch(ports.bulk_ports(), event)
     m.count(metrics, m.BATCHES_SUBMITTED)
     if poll["done"]:
         m.add_batch_end(metrics, poll["end"], poll["counts"])

@@ -280,7 +280,7 @@ def load_function(folder: str) -> ModuleType:
     # Powertools' parameter providers: their AWS clients would still call an earlier run's server.
     from profile_sync.aws import ports  # noqa: PLC0415 - after the environment is set
 
-    ports.ports_from_env.cache_clear()
+    ports.clear()
     parameters.clear_caches()
     module_name = f"handler_{folder}"
     spec = importlib.util.spec_from_file_location(module_name, ROOT / "functions" / folder / "app.py")
@@ -366,7 +366,7 @@ def _with_package_logs(module: ModuleType):
     process the last import would win for every function.
     """
     handler = module.lambda_handler
-    if not hasattr(module, "copy_config_to_registered_loggers"):
+    if not getattr(getattr(module, "function", None), "calls_target", False):
         return handler
     package = logging.getLogger("profile_sync")
 

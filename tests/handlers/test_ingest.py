@@ -302,7 +302,9 @@ def test_batches_never_exceed_a_whole_day_of_quota(stack, monkeypatch, lambda_co
 # ------------------------------------------------------------------------------------- issue 11
 def _start_fails(ingest, monkeypatch, code: str, times: int | None) -> list[int]:
     """StartExecution answers `code` (after botocore's own retries) `times` times, or always."""
-    client = ingest.workflow._sfn
+    from profile_sync.aws import ports  # noqa: PLC0415 - as the handler builds it
+
+    client = ports.ingest_ports("").workflow._sfn
     real = client.start_execution
     calls: list[int] = []
 
@@ -390,7 +392,10 @@ def test_a_start_whose_queued_write_failed_is_finished_by_the_retry(
 ):
     put(stack, "incoming/acme/visitors.csv", SAMPLE)
     event = make_event("incoming/acme/visitors.csv", len(SAMPLE))
-    update = ingest.jobs.update_job
+    from profile_sync.aws import ports  # noqa: PLC0415 - the job store the handler is given
+
+    jobs = ports.ingest_ports(stack.bucket).jobs
+    update = jobs.update_job
     failed: list[dict] = []
 
     def update_job(job_id, changes, **kwargs):
@@ -402,7 +407,7 @@ def test_a_start_whose_queued_write_failed_is_finished_by_the_retry(
             )
         return update(job_id, changes, **kwargs)
 
-    monkeypatch.setattr(ingest.jobs, "update_job", update_job)
+    monkeypatch.setattr(jobs, "update_job", update_job)
     with pytest.raises(ClientError):
         ingest.lambda_handler(event, lambda_context)
     assert len(executions(stack)) == 1  # started, but the job still says RECEIVED

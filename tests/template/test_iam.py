@@ -1,6 +1,6 @@
 """Least privilege: each role, as SAM's translator expands it, grants exactly what its code calls.
 
-CALLS below is written from the code (functions/*/app.py, profile_sync/steps.py, profile_sync/aws/*.py):
+CALLS below is written from the code (functions/*/app.py, profile_sync/workflow/, profile_sync/aws/*.py):
 one (action, resource, condition) per call a function makes. A role that grants anything more (a
 wider resource, one more action, a lost condition) or anything less fails.
 """
@@ -66,7 +66,7 @@ CLIENT_TOKENS = {
         NONE,
     )
 }
-# steps.record_batch_end / _line_runs / single_update: the batch file and manifest.json (jobs/<id>/...).
+# workflow.batch_end and workflow.single: the batch file and manifest.json (jobs/<id>/...).
 BATCH_READS = s3("GetObject", "/jobs/*")
 # delta.update_from_job (finalize_job): reads the snapshot files and writes new ones (delta/<client>/...),
 # then DynamoSnapshotPointers.put: a conditional PutItem of the DELTA#<client>#<idType> pointer only.
@@ -138,7 +138,7 @@ CALLS: dict[str, set] = {
         | DELTA_UPDATE
         | ALERTS
     ),
-    # steps.job_failed: list_batches, get_job, then finalize_job's report (same reads and writes), notify
+    # workflow.failure.job_failed: list_batches, get_job, then finalize_job (same reads and writes), notify
     "JobFailedFunctionRole": (
         BATCH_READS
         | s3("ListBucket", "", (("StringLike", "s3:prefix", "jobs/*"),))

@@ -99,8 +99,8 @@ def test_the_functions_write_the_expiry_of_their_setting(stack, fixed_clock, mon
     expires = int(fixed_clock[0]) + 3 * DAY_SECONDS
     assert _raw(stack, job_id, "JOB")[TTL_ATTRIBUTE] == expires
     assert _raw(stack, job_id, "BATCH#00001")[TTL_ATTRIBUTE] == expires
-    ports.ports_from_env.cache_clear()
+    ports.clear()
     try:
-        assert ports.ports_from_env().jobs.retention_days == 3
+        assert ports.report_ports().jobs.retention_days == 3
     finally:
-        ports.ports_from_env.cache_clear()
+        ports.clear()

@@ -7,6 +7,7 @@ import io
 import json
 import random
 import re
+import threading
 from pathlib import Path
 
 import pytest
@@ -796,8 +797,10 @@ def test_fast_path_matches_per_row_reference(run, monkeypatch):
         }
         monkeypatch.setattr(tuning, "FAST_PATH", False)
         monkeypatch.setattr(tuning, "CHUNK_SIZE", 1 << 20)
+        monkeypatch.setattr(tuning, "READ_AHEAD", False)
         expected = snapshot(run(data, **settings))
         monkeypatch.setattr(tuning, "FAST_PATH", True)
+        monkeypatch.setattr(tuning, "READ_AHEAD", rng.choice([True, False]))
         monkeypatch.setattr(tuning, "CHUNK_SIZE", rng.choice([1, 2, 5, 16, 64, 1 << 20]))
         monkeypatch.setattr(tuning, "DUP_PARTITION_BITS", rng.choice([1, 3, 7]))
         monkeypatch.setattr(tuning, "DUP_BUFFER", rng.choice([1, 4, 1 << 18]))
@@ -897,3 +900,63 @@ def test_a_duplicate_long_column_name_is_cut_in_the_message(run):
     r = run(b"pcId," + name + b"," + name + b"\n1,x\n")
     assert "appears more than once" in r.result.file_error
     assert len(r.result.file_error) < 300
+
+
+# ---- read-ahead: the next chunk is read in a thread ----------------------------------------------
+
+
+class Source:
+    """A stream that serves ``data`` in reads, then raises ``error`` (if any) or ends; counts reads."""
+
+    def __init__(self, data: bytes, error: Exception | None = None, endless: bool = False) -> None:
+        self.data, self.error, self.endless, self.reads = data, error, endless, 0
+
+    def read(self, size: int) -> bytes:
+        self.reads += 1
+        if self.endless:
+            return b"1,x\n" * (size // 4 + 1)
+        piece, self.data = self.data[:size], self.data[size:]
+        if not piece and self.error is not None:
+            raise self.error
+        return piece
+
+
+def read_ahead_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("validate-read-ahead")]
+
+
+@pytest.mark.parametrize("read_ahead", [True, False])
+def test_an_error_from_the_stream_is_raised_as_it_was(tmp_path, small_chunks, monkeypatch, read_ahead):
+    # The ingest turns these into a rejected drop (FILE_MAX_BYTES, a corrupt gzip): type and
+    # message must come through the reader thread unchanged.
+    monkeypatch.setattr(tuning, "READ_AHEAD", read_ahead)
+    small_chunks(8)
+    error = EOFError("Compressed file ended before the end-of-stream marker was reached")
+    with pytest.raises(EOFError) as raised:
+        validate_and_split(Source(rows_file(20), error), tmp_path, Settings())
+    assert raised.value is error
+    assert read_ahead_threads() == []
+
+
+def test_the_reader_thread_stops_when_the_file_is_rejected(tmp_path, small_chunks):
+    # A bad header ends the run after the first chunk; an endless stream must not keep a thread
+    # reading (or waiting to hand over a chunk) after validate_and_split returns.
+    small_chunks(64)
+    source = Source(b"", endless=True)
+    result = validate_and_split(source, tmp_path, Settings())
+    assert result.file_error is not None
+    assert read_ahead_threads() == []
+    assert source.reads <= 2  # the one used and the one read ahead
+
+
+def test_read_ahead_gives_the_same_result_as_plain_reads(run, monkeypatch, small_chunks):
+    rng = random.Random(5)
+    data = b"pcId,a,b\n" + b"".join(
+        rng.choice([b"%d,x,y\n" % i, b"%d,,\n" % i, b'%d,"q,r",z\r\n' % i, b",bad\n", b"\n"])
+        for i in range(300)
+    )
+    small_chunks(37)
+    monkeypatch.setattr(tuning, "READ_AHEAD", False)
+    expected = snapshot(run(data, batch_max_rows=50))
+    monkeypatch.setattr(tuning, "READ_AHEAD", True)
+    assert snapshot(run(data, batch_max_rows=50)) == expected

@@ -122,8 +122,8 @@ def test_a_client_without_a_profile_beside_one_with_a_profile_keeps_the_stack_de
 
 
 def test_a_profile_quota_retried_after_midnight_is_not_counted_again_with_the_stacks_quota_off(pipeline):
-    from profile_sync import steps  # noqa: PLC0415
-    from profile_sync.aws.ports import ports_from_env  # noqa: PLC0415
+    from profile_sync.aws import ports as aws_ports  # noqa: PLC0415
+    from profile_sync.workflow import quota as quota_step  # noqa: PLC0415
 
     pipeline.setting(daily_row_quota=0, client_profiles_max_age_seconds=0)
     pipeline.stack.put_profile("brand-a", {"account": "agency", "daily_row_quota": 100})
@@ -133,10 +133,10 @@ def test_a_profile_quota_retried_after_midnight_is_not_counted_again_with_the_st
         "clientCode": "brand-a",
         "batch": {"batchIndex": 1, "rows": 2, "key": f"jobs/{job['jobId']}/batches/batch-00001.txt"},
     }
-    ports_from_env.cache_clear()
-    ports = ports_from_env()
-    assert steps.reserve_quota(ports, item)["granted"]
+    aws_ports.clear()
+    ports = aws_ports.quota_ports()
+    assert quota_step.reserve_quota(ports, item)["granted"]
     pipeline.clock.advance(24 * 3600)
-    again = steps.reserve_quota(ports, item)
+    again = quota_step.reserve_quota(ports, item)
     assert again["granted"] and again["window"] == "2026-11-28"
     assert list(quota_items(pipeline, "agency")) == ["2026-11-28"]

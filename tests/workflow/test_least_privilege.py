@@ -24,7 +24,7 @@ import botocore.handlers
 import pytest
 from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
 
-from profile_sync import steps
+from profile_sync.workflow import report
 from profile_sync_local import stack
 from profile_sync_local.stack import REGION, run_workflow
 from tests.conftest import FakeContext, event_path
@@ -239,7 +239,7 @@ def test_a_rejected_file_a_failed_step_and_an_aborted_execution(pipeline, calls,
     def broken(ports, job_id, failure=None):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(steps, "finalize_job", broken)
+    monkeypatch.setattr(report, "finalize_job", broken)
     job = pipeline.ingest(_visitors(3))
     execution = run_workflow(pipeline.execution_input(job), clock=pipeline.clock)
     assert execution.status == "FAILED"

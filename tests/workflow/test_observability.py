@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 import boto3
 import pytest
 
-from profile_sync import steps, telemetry
+from profile_sync import telemetry
+from profile_sync.workflow import bulk as bulk_step
+from profile_sync.workflow import report as report_step
 from profile_sync_local import stack
 from profile_sync_local.stack import REGION, load_function
 from tests.conftest import FakeContext, event_path
@@ -163,7 +165,7 @@ def test_the_scenarios_emit_every_registry_metric_in_its_namespace_and_dimension
     # A clean file; Target's token is regenerated between the submit and the first poll, and the
     # step re-mints it from the rotated secret.
     emulator.configure(polls_until_complete=1)
-    poll = steps.poll_batch
+    poll = bulk_step.poll_batch
     with monkeypatch.context() as patch:
         rotated: list[str] = []
 
@@ -172,7 +174,7 @@ def test_the_scenarios_emit_every_registry_metric_in_its_namespace_and_dimension
                 rotated.append(token_secret(emulator.issue_token()))
             return poll(ports, item)
 
-        patch.setattr(steps, "poll_batch", poll_after_rotation)
+        patch.setattr(bulk_step, "poll_batch", poll_after_rotation)
         run("clean", visitors(5), "clean", "COMPLETE")
     assert rotated
     emulator.configure(polls_until_complete=0)
@@ -226,7 +228,7 @@ def test_the_scenarios_emit_every_registry_metric_in_its_namespace_and_dimension
         def broken_poll(ports, item):
             raise RuntimeError("disk on fire")
 
-        patch.setattr(steps, "poll_batch", broken_poll)
+        patch.setattr(bulk_step, "poll_batch", broken_poll)
         run("batch step failure", visitors(3), "failing", "COMPLETE_WITH_ERRORS")
 
     # Finalize raises: the workflow's last resort fails the job.
@@ -235,7 +237,7 @@ def test_the_scenarios_emit_every_registry_metric_in_its_namespace_and_dimension
         def broken(ports, job_id, failure=None):
             raise RuntimeError("disk on fire")
 
-        patch.setattr(steps, "finalize_job", broken)
+        patch.setattr(report_step, "finalize_job", broken)
         run("step failure", visitors(3), "failing", "FAILED")
 
     # Every metric of the registry, and nothing else.
@@ -347,7 +349,7 @@ def test_recognisable_ids_values_and_token_reach_no_log_metric_or_message(
         def broken_poll(ports, item):
             raise RuntimeError("disk on fire")
 
-        patch.setattr(steps, "poll_batch", broken_poll)
+        patch.setattr(bulk_step, "poll_batch", broken_poll)
         lost = pipeline.run(recognisable_file(2), name="lost.csv", client="other")
     assert lost.job["status"] == "COMPLETE_WITH_ERRORS", lost.job
     with monkeypatch.context() as patch:
@@ -355,7 +357,7 @@ def test_recognisable_ids_values_and_token_reach_no_log_metric_or_message(
         def broken(ports, job_id, failure=None):
             raise RuntimeError("disk on fire")
 
-        patch.setattr(steps, "finalize_job", broken)
+        patch.setattr(report_step, "finalize_job", broken)
         failed = pipeline.run(recognisable_file(2), name="failed.csv", client="other")
     assert failed.job["status"] == "FAILED", failed.job
 

@@ -16,12 +16,13 @@ from pathlib import Path
 
 import boto3
 
-from profile_sync import steps
 from profile_sync.aws.notify import SnsNotifier
-from profile_sync.aws.ports import ports_from_env
+from profile_sync.aws.ports import quota_ports
 from profile_sync.outcomes import REPORT_COLUMNS
 from profile_sync.quota import QuotaDecision
-from profile_sync.settings import Settings
+from profile_sync.workflow import quota as quota_step
+from profile_sync.workflow import report
+from profile_sync.workflow.batch_end import RecordPorts, upload_lines
 from profile_sync_local.stack import REGION
 from tests.conftest import AlertInbox
 
@@ -99,16 +100,16 @@ def test_the_quota_wait_notice_is_marked_sent_only_once_published(pipeline):
     decision = QuotaDecision(False, 3600, 10, 10, "2026-11-28")
     sns = boto3.client("sns", region_name=REGION)
     topic = pipeline.stack.topic_arn
-    ports = replace(ports_from_env(), notifier=SnsNotifier(topic))
+    ports = replace(quota_ports(), notifier=SnsNotifier(topic))
 
     sns.delete_topic(TopicArn=topic)
-    steps._note_quota_wait(ports, item, decision)
+    quota_step.note_quota_wait(ports.jobs, ports.notifier, item, decision)
     assert not pipeline.job(job["jobId"]).get("quotaWaitNotified")  # before: marked, never sent
 
     assert sns.create_topic(Name=topic.rsplit(":", 1)[1])["TopicArn"] == topic
     inbox = AlertInbox(topic)
-    steps._note_quota_wait(ports, item, decision)
-    steps._note_quota_wait(ports, item, decision)
+    quota_step.note_quota_wait(ports.jobs, ports.notifier, item, decision)
+    quota_step.note_quota_wait(ports.jobs, ports.notifier, item, decision)
     assert pipeline.job(job["jobId"])["quotaWaitNotified"] is True
     assert [m["Subject"] for m in inbox.messages()] == [
         f"target-profile-sync: job {job['jobId']} waits for the daily quota"
@@ -143,11 +144,11 @@ def report_peak(tmp_path: Path, rejected: int) -> tuple[int, int]:
         for i in range(rejected):
             writer.writerow([i + 2, "invalid_encoding", "field 2 (a): raw space (write %20)", f"id-{i},a b"])
     objects = LocalObjects(root)
-    ports = steps.Ports(Settings(), objects, None, None, None, None, None, lambda: 0.0)
+    ports = RecordPorts(objects=objects, jobs=None, now=lambda: 0.0)
     job = {"jobId": "j", "rejectsKey": "jobs/rejects.csv"}
     tracemalloc.start()
     try:
-        steps._upload_lines(ports, "rows.csv", steps._report_rows(ports, job, []), header=True)
+        upload_lines(objects, "rows.csv", report._report_rows(ports, job), header=True)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

@@ -14,11 +14,12 @@ import boto3
 import pytest
 from moto.stepfunctions.parser.asl.component.state import state as moto_state
 
-from profile_sync import steps
 from profile_sync.aws.jobs import plain
-from profile_sync.aws.ports import ports_from_env
+from profile_sync.aws.ports import quota_ports
 from profile_sync.model import ACCOUNT_FIELDS
 from profile_sync.settings import Settings
+from profile_sync.workflow import bulk
+from profile_sync.workflow import quota as quota_step
 from profile_sync_local.stack import REGION, run_workflow
 from tests.workflow.conftest import CLIENT, START, Run
 
@@ -210,10 +211,10 @@ def test_two_jobs_over_the_daily_quota_defer_one_batch_to_the_next_utc_day(pipel
     assert "gold" not in messages[0]["Message"]
 
     # A reservation retried (the step called again for the same batch) is found, not counted again.
-    ports = replace(ports_from_env(), now=pipeline.clock.now)
+    ports = replace(quota_ports(), now=pipeline.clock.now)
     item = {"jobId": second.job["jobId"], "clientCode": CLIENT, "batch": deferred}
     for _ in range(2):
-        decision = steps.reserve_quota(ports, item)
+        decision = quota_step.reserve_quota(ports, item)
         assert decision == {
             "granted": True,
             "waitSeconds": 0,
@@ -285,7 +286,7 @@ def test_5xx_and_503_on_status_are_polled_through(pipeline):
 def test_a_revoked_token_is_replaced_from_the_rotated_secret_mid_run(pipeline, token_secret, monkeypatch):
     pipeline.setting(batch_max_rows=4)
     pipeline.emulator.configure(polls_until_complete=1)
-    poll = steps.poll_batch
+    poll = bulk.poll_batch
     rotated = []
     lock = threading.Lock()
 
@@ -295,7 +296,7 @@ def test_a_revoked_token_is_replaced_from_the_rotated_secret_mid_run(pipeline, t
                 rotated.append(token_secret())
         return poll(ports, item)
 
-    monkeypatch.setattr(steps, "poll_batch", poll_after_rotation)
+    monkeypatch.setattr(bulk, "poll_batch", poll_after_rotation)
 
     run = pipeline.run(visitors(6))
 
@@ -511,14 +512,14 @@ def test_single_update_waits_for_its_rolling_quota(pipeline):
 # ------------------------------------------------------------------------------------- failures
 def test_a_step_that_raises_leaves_its_batch_pending_and_the_others_go_on(pipeline, monkeypatch):
     pipeline.setting(batch_max_rows=3)
-    poll = steps.poll_batch
+    poll = bulk.poll_batch
 
     def broken(ports, item):
         if item["batch"]["batchIndex"] == 1:
             raise RuntimeError("disk on fire")
         return poll(ports, item)
 
-    monkeypatch.setattr(steps, "poll_batch", broken)
+    monkeypatch.setattr(bulk, "poll_batch", broken)
 
     run = pipeline.run(visitors(5))
 
@@ -576,13 +577,13 @@ def test_a_token_revoked_while_polling_fails_the_job_and_leaves_the_rows_pending
 ):
     pipeline.setting(batch_max_rows=4)
     pipeline.emulator.configure(polls_until_complete=1)
-    poll = steps.poll_batch
+    poll = bulk.poll_batch
 
     def poll_after_revocation(ports, item):
         pipeline.emulator.revoke_token()  # after the upload, and nobody stores a new token
         return poll(ports, item)
 
-    monkeypatch.setattr(steps, "poll_batch", poll_after_revocation)
+    monkeypatch.setattr(bulk, "poll_batch", poll_after_revocation)
 
     run = pipeline.run(visitors(6))
 
@@ -617,11 +618,11 @@ def test_a_reservation_retried_after_midnight_is_not_counted_again(pipeline):
         "clientCode": CLIENT,
         "batch": {"batchIndex": 1, "rows": 2, "key": f"jobs/{job['jobId']}/batches/batch-00001.txt"},
     }
-    ports = ports_from_env()
-    assert steps.reserve_quota(ports, item)["granted"]
+    ports = quota_ports()
+    assert quota_step.reserve_quota(ports, item)["granted"]
     pipeline.clock.advance(24 * 3600)
 
-    again = steps.reserve_quota(ports, item)
+    again = quota_step.reserve_quota(ports, item)
 
     assert again["granted"] and again["window"] == "2026-11-28"
     table = boto3.resource("dynamodb", region_name=REGION).Table(pipeline.stack.jobs_table)

@@ -48,7 +48,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from profile_sync.adobe_target.ratelimit import RateLimiter
-from profile_sync.quota import DailyRowQuota, QuotaDecision
+from profile_sync.ports import DailyRowQuota
+from profile_sync.quota import QuotaDecision
 from profile_sync.settings import Settings
 from profile_sync.validate import (
     REJECTS_HEADER,

@@ -4,8 +4,8 @@ The flow reads the object once through the streaming engine, stores each batch f
 it is closed, writes the rejects and the manifest, records the job and starts the workflow. The job
 is QUEUED only once its execution exists: a try whose start failed leaves it RECEIVED (validated),
 the next try starts it, and the last try (Settings.ingest_retry_attempts) ends it FAILED.
-Storage, job records and the workflow are ports (Protocols) so this module has no AWS in it;
-profile_sync.aws holds the implementations.
+Storage, job records and the workflow are ports (profile_sync.ports, IngestPorts) so this module
+has no AWS in it; profile_sync.aws holds the implementations.
 """
 
 from __future__ import annotations
@@ -16,17 +16,26 @@ import re
 import shutil
 import tempfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Any, cast
 
 from profile_sync import clock
 from profile_sync.client_profiles import ClientProfile, ProfileInvalid, ProfileStore, validate_with_profile
 from profile_sync.delta.job import delta_prefix, diff_job
 from profile_sync.delta.snapshot import PointerStore
-from profile_sync.model import JobKeys, JobStatus
+from profile_sync.model import (
+    ApiVersion,
+    BatchPointer,
+    JobKeys,
+    JobRecord,
+    JobStatus,
+    Manifest,
+    WorkflowInput,
+)
+from profile_sync.ports import JobStore, Notifier, ObjectStore, Workflow
 from profile_sync.settings import API_VERSIONS, DELTA_MODES, INPUT_MODES, Settings
 from profile_sync.validate import BatchInfo, ValidationResult
 from profile_sync.validate.engine import ByteStream
@@ -63,7 +72,7 @@ class Drop:
 @dataclass(frozen=True)
 class DropOptions:
     client_code: str
-    api_version: str
+    api_version: ApiVersion
     input_mode: str
     file_name: str
     compressed: bool
@@ -99,7 +108,7 @@ def parse_drop_key(key: str, settings: Settings) -> DropOptions:
         chosen[name] = value
     return DropOptions(
         client_code=client_code,
-        api_version=chosen["api"],
+        api_version=cast(ApiVersion, chosen["api"]),  # one of API_VERSIONS, checked above
         input_mode=chosen["mode"],
         file_name=file_name,
         compressed=file_name.lower().endswith(".gz"),
@@ -108,31 +117,19 @@ def parse_drop_key(key: str, settings: Settings) -> DropOptions:
 
 
 # ------------------------------------------------------------------------------------- ports
-class ObjectStore(Protocol):
-    def open(self, key: str) -> BinaryIO: ...
-    def upload_file(self, path: Path, key: str, content_type: str) -> None: ...
-    def put_json(self, key: str, document: object) -> None: ...
+@dataclass(frozen=True)
+class IngestPorts:
+    """What ingest takes: the drop's bucket, the job records, the workflow it starts, a person to
+    tell, and the client profiles (None: there are none, the stack's settings apply)."""
 
-
-class JobStore(Protocol):
-    def create_job(self, job: dict) -> bool:
-        """Create the job record; False if a record with its id exists already."""
-
-    def get_job(self, job_id: str) -> dict | None: ...
-    def update_job(self, job_id: str, changes: dict, *, expect: dict | None = None) -> bool:
-        """Set fields; with `expect`, only if those fields hold those values (False if not)."""
-
-    def put_batches(self, job_id: str, batches: list[dict]) -> None: ...
-
-
-class Workflow(Protocol):
-    def start(self, name: str, payload: dict) -> str:
-        """Start (or find, when the name was used already) the execution; return its id."""
-
-
-class Notifier(Protocol):
-    def notify(self, subject: str, message: str) -> bool:
-        """Best-effort: True once published; a failure is logged and counted, never raised."""
+    settings: Settings
+    objects: ObjectStore
+    jobs: JobStore
+    workflow: Workflow
+    notifier: Notifier | None = None
+    profiles: ProfileStore | None = None
+    # Delta sync's snapshot pointers (profile_sync.delta); None: this stack keeps no snapshots.
+    snapshots: PointerStore | None = None
 
 
 class FileTooLarge(Exception):
@@ -164,17 +161,11 @@ class CappedReader:
 # ------------------------------------------------------------------------------------- flow
 def ingest_drop(
     drop: Drop,
+    ports: IngestPorts,
     *,
-    objects: ObjectStore,
-    jobs: JobStore,
-    workflow: Workflow,
-    settings: Settings,
-    notifier: Notifier | None = None,
     now: Callable[[], datetime] = lambda: datetime.fromtimestamp(clock.now(), UTC),
     workdir: Path | None = None,
-    profiles: ProfileStore | None = None,
-    snapshots: PointerStore | None = None,
-) -> dict:
+) -> JobRecord:
     """Validate and split one drop into a job; returns the job record as stored.
 
     ``profiles``: the client's profile (if any) maps the file and sets the drop's defaults; the
@@ -184,9 +175,11 @@ def ingest_drop(
     Safe to repeat: a job that got past validation is returned as it is; one that stopped midway
     is done again with the same keys, and the workflow start is idempotent by name.
     """
+    objects, jobs, workflow, notifier = ports.objects, ports.jobs, ports.workflow, ports.notifier
+    settings, profiles, snapshots = ports.settings, ports.profiles, ports.snapshots
     job_id = drop.job_id()
     stamp = now().isoformat(timespec="seconds")
-    job = {
+    job: JobRecord = {
         "jobId": job_id,
         "status": JobStatus.RECEIVED,
         "sourceBucket": drop.bucket,
@@ -210,15 +203,19 @@ def ingest_drop(
         options = parse_drop_key(drop.key, settings)
         profile = _profile(profiles, options.client_code, drop.key)
         if profile is not None:
-            job.update(profileVersion=profile.version)
+            job["profileVersion"] = profile.version
             # The key's api= and mode= folders still win over the profile.
             settings = profile.settings(settings)
             options = parse_drop_key(drop.key, settings)
         job.update(
-            clientCode=options.client_code, apiVersion=options.api_version, inputMode=options.input_mode
+            {
+                "clientCode": options.client_code,
+                "apiVersion": options.api_version,
+                "inputMode": options.input_mode,
+            }
         )
         if options.delta == "on":
-            job.update(delta="on")
+            job["delta"] = "on"
         if settings.file_max_bytes and drop.size and drop.size > settings.file_max_bytes:
             raise DropRejected(
                 f"{drop.key}: {drop.size:,} bytes is over the configured maximum of "
@@ -237,12 +234,13 @@ def ingest_drop(
     except DropRejected as exc:
         return _reject(jobs, job, str(exc), now, notifier)
     if result.file_error:
-        job.update(_counts(result), rejectsKey=JobKeys(job_id).rejects)
+        job.update(_counts(result))
+        job["rejectsKey"] = JobKeys(job_id).rejects
         return _reject(jobs, job, result.file_error, now, notifier)
 
     keys = JobKeys(job_id)
     batches = [_batch_entry(job_id, b) for b in result.batches]
-    manifest = {
+    manifest: Manifest = {
         "jobId": job_id,
         "clientCode": options.client_code,
         "apiVersion": options.api_version,
@@ -250,43 +248,49 @@ def ingest_drop(
         "source": {"bucket": drop.bucket, "key": drop.key},
         "idColumn": result.id_column,
         "columns": result.columns,
-        **({"clientProfile": {"version": profile.version}} if profile is not None else {}),
-        "counts": _counts(result, delta),
-        **({"delta": _delta_summary(delta)} if delta is not None else {}),
+        "counts": dict(_counts(result, delta)),
         "warnings": result.warnings,
         "batches": [
-            {**entry, "lineRuns": b.line_runs} for entry, b in zip(batches, result.batches, strict=True)
+            {**entry, "lineRuns": [list(run) for run in b.line_runs]}
+            for entry, b in zip(batches, result.batches, strict=True)
         ],
     }
+    if profile is not None:
+        manifest["clientProfile"] = {"version": profile.version}
+    if delta is not None:
+        manifest["delta"] = _delta_summary(delta)
     objects.put_json(keys.manifest, manifest)
     # The workflow's map reads this list: pointers only, never rows.
     objects.put_json(keys.batch_list, batches)
     jobs.put_batches(job_id, batches)
     # Still RECEIVED: with batchesKey set, a later try skips straight to the start.
+    job.update(_counts(result, delta))
+    if delta is not None:
+        job["deltaKey"] = f"{delta_prefix(keys.prefix)}manifest.json"
     job.update(
-        _counts(result, delta),
-        **({"deltaKey": f"{delta_prefix(keys.prefix)}manifest.json"} if delta is not None else {}),
-        idColumn=result.id_column,
-        batchCount=len(batches),
-        manifestKey=keys.manifest,
-        batchesKey=keys.batch_list,
-        rejectsKey=keys.rejects,
-        warnings=result.warnings,
-        updatedAt=now().isoformat(timespec="seconds"),
+        {
+            "idColumn": result.id_column,
+            "batchCount": len(batches),
+            "manifestKey": keys.manifest,
+            "batchesKey": keys.batch_list,
+            "rejectsKey": keys.rejects,
+            "warnings": result.warnings,
+            "updatedAt": now().isoformat(timespec="seconds"),
+        }
     )
-    jobs.update_job(job_id, {k: v for k, v in job.items() if k not in ("jobId", "createdAt")})
+    jobs.update_job(job_id, _changes(job))
     return _start(job, workflow=workflow, jobs=jobs, settings=settings, now=now, notifier=notifier)
 
 
 def _start(
-    job: dict,
+    job: JobRecord,
     *,
     workflow: Workflow,
     jobs: JobStore,
     settings: Settings,
     now: Callable[[], datetime],
     notifier: Notifier | None,
-) -> dict:
+) -> JobRecord:
     """Start the job's execution (idempotent by name), then mark it QUEUED.
 
     A failed start is raised for the invocation to be retried, except on the last try, which ends
@@ -297,23 +301,21 @@ def _start(
     jobs.update_job(job_id, {"startAttempts": attempts})
     job["startAttempts"] = attempts
     try:
-        execution = workflow.start(
-            job_id,
-            {
-                "jobId": job_id,
-                "bucket": job["sourceBucket"],
-                "clientCode": job["clientCode"],
-                "apiVersion": job["apiVersion"],
-                "batchesKey": job["batchesKey"],
-                "manifestKey": job["manifestKey"],
-                "batchCount": job["batchCount"],
-            },
-        )
+        payload: WorkflowInput = {
+            "jobId": job_id,
+            "bucket": job["sourceBucket"],
+            "clientCode": job["clientCode"],
+            "apiVersion": job["apiVersion"],
+            "batchesKey": job["batchesKey"],
+            "manifestKey": job["manifestKey"],
+            "batchCount": job["batchCount"],
+        }
+        execution = workflow.start(job_id, payload)
     except Exception as exc:
         if attempts <= settings.ingest_retry_attempts:
             raise  # Lambda tries the event again; the job stays RECEIVED, validated
         return _start_failed(jobs, job, f"{type(exc).__name__}: {_short(str(exc))}", now, notifier)
-    changes = {
+    changes: JobRecord = {
         "status": JobStatus.QUEUED,
         "executionId": execution,
         "updatedAt": now().isoformat(timespec="seconds"),
@@ -326,8 +328,8 @@ def _start(
 
 
 def _start_failed(
-    jobs: JobStore, job: dict, error: str, now: Callable[[], datetime], notifier: Notifier | None
-) -> dict:
+    jobs: JobStore, job: JobRecord, error: str, now: Callable[[], datetime], notifier: Notifier | None
+) -> JobRecord:
     """No workflow could be started: nothing was sent, every accepted row failed, a person is told."""
     attempts = job["startAttempts"]
     reason = (
@@ -336,16 +338,18 @@ def _start_failed(
     )
     stamp = now().isoformat(timespec="seconds")
     job.update(
-        status=JobStatus.FAILED,
-        reason=reason,
-        succeeded=0,
-        failed=job.get("accepted", 0),
-        not_found=0,
-        pending=0,
-        updatedAt=stamp,
-        finishedAt=stamp,
+        {
+            "status": JobStatus.FAILED,
+            "reason": reason,
+            "succeeded": 0,
+            "failed": job.get("accepted", 0),
+            "not_found": 0,
+            "pending": 0,
+            "updatedAt": stamp,
+            "finishedAt": stamp,
+        }
     )
-    jobs.update_job(job["jobId"], {k: v for k, v in job.items() if k not in ("jobId", "createdAt")})
+    jobs.update_job(job["jobId"], _changes(job))
     if notifier is not None:
         notifier.notify(
             f"target-profile-sync: job {job['jobId']} FAILED",
@@ -371,7 +375,7 @@ def _split(
     workdir: Path | None,
     profile: ClientProfile | None = None,
     snapshots: PointerStore | None = None,
-) -> tuple[ValidationResult, dict | None]:
+) -> tuple[ValidationResult, dict[str, Any] | None]:
     """Validate and store the batches; with delta sync on, only the rows that changed (and the
     delta manifest, else None)."""
     keys = JobKeys(job_id)
@@ -449,7 +453,7 @@ def _split_settings(settings: Settings, options: DropOptions) -> Settings:
     return settings.with_overrides(input_mode=options.input_mode, batch_max_rows=rows)
 
 
-def _batch_entry(job_id: str, batch: BatchInfo) -> dict:
+def _batch_entry(job_id: str, batch: BatchInfo) -> BatchPointer:
     name = Path(batch.path).name
     return {
         "jobId": job_id,
@@ -460,7 +464,7 @@ def _batch_entry(job_id: str, batch: BatchInfo) -> dict:
     }
 
 
-def _counts(result: ValidationResult, delta: dict | None = None) -> dict:
+def _counts(result: ValidationResult, delta: Mapping[str, Any] | None = None) -> JobRecord:
     return {
         "received": result.received,
         "accepted": result.accepted,
@@ -474,16 +478,18 @@ def _counts(result: ValidationResult, delta: dict | None = None) -> dict:
     }
 
 
-def _delta_summary(delta: dict) -> dict:
+def _delta_summary(delta: Mapping[str, Any]) -> dict[str, Any]:
     keys = ("baseVersion", "partitions", "rows", "unchanged", "sent")
     return {"snapshotVersion" if k == "baseVersion" else k: delta[k] for k in keys}
 
 
 def _reject(
-    jobs: JobStore, job: dict, reason: str, now: Callable[[], datetime], notifier: Notifier | None
-) -> dict:
-    job.update(status=JobStatus.REJECTED, reason=reason, updatedAt=now().isoformat(timespec="seconds"))
-    jobs.update_job(job["jobId"], {k: v for k, v in job.items() if k not in ("jobId", "createdAt")})
+    jobs: JobStore, job: JobRecord, reason: str, now: Callable[[], datetime], notifier: Notifier | None
+) -> JobRecord:
+    job.update(
+        {"status": JobStatus.REJECTED, "reason": reason, "updatedAt": now().isoformat(timespec="seconds")}
+    )
+    jobs.update_job(job["jobId"], _changes(job))
     if notifier is not None:
         notifier.notify(
             f"target-profile-sync: file rejected ({job['jobId']})",
@@ -491,6 +497,11 @@ def _reject(
             f"sent to Target.\nJob: {job['jobId']}\nReason: {reason}",
         )
     return job
+
+
+def _changes(job: JobRecord) -> dict[str, Any]:
+    """The job record's fields to write over the created record (its id and creation time stay)."""
+    return {k: v for k, v in job.items() if k not in ("jobId", "createdAt")}
 
 
 def _parse_time(value: str) -> datetime:

@@ -133,6 +133,11 @@ ApiVersion = Literal["v2", "v1", "single"]
 RowCounts = dict[str, int]  # RowOutcome value -> rows (dynamic keys: a TypedDict can't be indexed by one)
 
 
+def zero_counts() -> RowCounts:
+    """Every outcome a batch row can end in, at 0."""
+    return {outcome: 0 for outcome in BATCH_ROW_OUTCOMES}
+
+
 # ------------------------------------------------------------------------------------- S3 layout
 JOBS_PREFIX = "jobs/"
 
@@ -209,16 +214,19 @@ class JobRecord(TypedDict, total=False):
     clientCode: str
     apiVersion: ApiVersion
     inputMode: str
-    profileVersion: int
-    idColumn: str
+    profileVersion: int | None
+    idColumn: str | None
     # Validation's counts
     received: int
     accepted: int
     rejected: int
     skipped: int
+    unchanged: int  # delta sync: accepted rows whose values Target already confirmed (not batched)
     duplicateIds: int
     reasons: dict[str, int]  # RejectReason -> rows
     rejectedNotListed: int
+    delta: Literal["on"]  # delta sync on for this job (profile_sync.delta)
+    deltaKey: str  # the job's delta manifest (the diff at ingest), read by the snapshot update
     warnings: list[str]
     batchCount: int
     manifestKey: str
@@ -235,6 +243,7 @@ class JobRecord(TypedDict, total=False):
     pending: int
     reportKey: str
     reportRowsKey: str
+    deltaUpdate: dict[str, Any]  # the snapshot update after the job (delta sync)
 
 
 class BatchPointer(TypedDict):
@@ -247,9 +256,15 @@ class BatchPointer(TypedDict):
     bytes: int
 
 
-class BatchRecord(BatchPointer, total=False):
-    """A batch's record in the jobs table: the pointer, then what the workflow's steps recorded."""
+class BatchRecord(TypedDict, total=False):
+    """A batch's record in the jobs table: the pointer (BatchPointer's fields, as ingest wrote them),
+    then what the workflow's steps recorded."""
 
+    jobId: str
+    batchIndex: int
+    key: str
+    rows: int
+    bytes: int
     status: BatchStatus
     reason: str | None
     quotaReservedOn: str
@@ -284,6 +299,7 @@ class Manifest(TypedDict):
     columns: list[str]
     clientProfile: NotRequired[dict[str, Any]]
     counts: dict[str, Any]
+    delta: NotRequired[dict[str, Any]]  # delta sync: the diff's summary
     warnings: list[str]
     batches: list[ManifestBatch]
 
@@ -371,8 +387,21 @@ class JobResult(TypedDict, total=False):
     received: int
     rejected: int
     skipped: int
+    unchanged: int
     succeeded: int
     failed: int
     not_found: int
     pending: int
+    delta: dict[str, Any]  # delta sync: the snapshot update (or why it was skipped)
     durationSeconds: int | None
+
+
+def pointer_of(record: BatchRecord) -> BatchPointer:
+    """The batch pointer a batch record holds (the Map's `batch`): the fields ingest wrote."""
+    return {
+        "jobId": record["jobId"],
+        "batchIndex": record["batchIndex"],
+        "key": record["key"],
+        "rows": record["rows"],
+        "bytes": record.get("bytes", 0),
+    }

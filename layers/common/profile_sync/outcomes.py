@@ -27,6 +27,7 @@ from profile_sync.model import (
     RowCounts,
     RowOutcome,
     TargetState,
+    zero_counts,
 )
 from profile_sync.validate import spreadsheet_safe
 
@@ -67,7 +68,7 @@ class BatchOutcome:
     # Target's counters (successfulUpdates, failedUpdates, profilesNotFound) of a complete batch;
     # they decide the rows Target counted without naming them (v1, the 2023 showDetails answer).
     counters: dict[str, int | None] | None = None
-    counts: RowCounts = field(default_factory=lambda: dict.fromkeys(BATCH_ROW_OUTCOMES, 0))
+    counts: RowCounts = field(default_factory=zero_counts)
     notes: list[str] = field(default_factory=list)  # what the counters decided, for the batch's reason
 
     @property
@@ -105,7 +106,11 @@ def batch_outcome(end: BatchEnd, status: BatchStatus | None = None, reason: str 
             by_id[visitor_id] = (SUCCEEDED, "")
     counters = None
     if status is not None and end == BatchEnd.COMPLETE:
-        counted = {SUCCEEDED: status.successful, FAILED: status.failed, NOT_FOUND: status.not_found}
+        counted: dict[str, int | None] = {
+            SUCCEEDED: status.successful,
+            FAILED: status.failed,
+            NOT_FOUND: status.not_found,
+        }
         if any(value is not None for value in counted.values()):
             counters = counted
     return BatchOutcome(end=end, unnamed=unnamed, by_id=by_id, counters=counters)
@@ -142,7 +147,7 @@ def resolve_rows(
     Fills `outcome.counts` as it goes, so the counts and the listed rows always agree.
     """
     counts = outcome.counts
-    named = dict.fromkeys(BATCH_ROW_OUTCOMES, 0)
+    named = zero_counts()
     unnamed = 0
     for index, encoded_id in rows:
         # Target answers with decoded ids; the batch file holds them URL-encoded.
@@ -175,8 +180,9 @@ def _apply_counters(outcome: BatchOutcome, named: dict[str, int], unnamed: int) 
             counts[bucket] += moved
             left -= moved
             outcome.notes.append(f"Target counted {moved} row(s) of this batch it {word} without naming them")
-    if counters.get(SUCCEEDED) is not None:
-        uncovered = max(0, left - max(0, counters[SUCCEEDED] - named[SUCCEEDED]))
+    succeeded = counters.get(SUCCEEDED)
+    if succeeded is not None:
+        uncovered = max(0, left - max(0, succeeded - named[SUCCEEDED]))
         if uncovered:
             counts[SUCCEEDED] -= uncovered
             counts[PENDING] += uncovered
@@ -186,7 +192,7 @@ def _apply_counters(outcome: BatchOutcome, named: dict[str, int], unnamed: int) 
             )
 
 
-def rows_csv(rows: Iterable[tuple[int, str, str, str]], batch_index: int | str) -> Iterator[bytes]:
+def rows_csv(rows: Iterable[tuple[int | str, str, str, str]], batch_index: int | str) -> Iterator[bytes]:
     """The report lines (REPORT_COLUMNS, no header) of one batch ("" for rejected rows), streamed.
 
     Every text cell, ids included, goes through spreadsheet_safe: the ids and reasons come from the
@@ -240,7 +246,7 @@ class AccountingError(Exception):
 
 
 def account(job: JobRecord, batches: Iterable[BatchRecord]) -> JobAccount:
-    totals = dict.fromkeys(BATCH_ROW_OUTCOMES, 0)
+    totals = zero_counts()
     accepted = 0
     for batch in batches:
         accepted += batch["rows"]

@@ -1,14 +1,16 @@
 """Quotas: Target's rows per client per UTC day (bulk) and single updates per rolling 24 h.
 
 A reservation is idempotent by its id (job + batch): a retried step never counts twice. When the
-quota is spent the answer says how long to wait, so the workflow waits instead of failing.
+quota is spent the answer says how long to wait, so the workflow waits instead of failing. The
+quotas themselves are ports (profile_sync.ports: DailyRowQuota, RollingQuota).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+
+from profile_sync.model import QuotaResult
 
 DAY = 24 * 3600
 HOUR = 3600
@@ -26,7 +28,7 @@ class QuotaDecision:
     limit: int  # 0 = quota off
     window: str  # the UTC day ("2026-11-28") or "rolling-24h"
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> QuotaResult:
         return {
             "granted": self.granted,
             "waitSeconds": self.wait_seconds,
@@ -34,14 +36,6 @@ class QuotaDecision:
             "limit": self.limit,
             "window": self.window,
         }
-
-
-class DailyRowQuota(Protocol):
-    def reserve(self, client_code: str, reservation_id: str, rows: int, now: float) -> QuotaDecision: ...
-
-
-class RollingQuota(Protocol):
-    def reserve(self, client_code: str, reservation_id: str, calls: int, now: float) -> QuotaDecision: ...
 
 
 def utc_day(now: float) -> str:

@@ -1,13 +1,20 @@
-"""The workflow steps' ports, built from the functions' environment (one set per warm container)."""
+"""Each function's ports, built from its environment: just the adapters its steps declare, once per
+warm container.
+
+A handler asks for its use case's ports (quota_ports(), bulk_ports(), ...) and gets nothing else:
+a function that never calls Target builds no Target client, one that never notifies no SNS client.
+"""
 
 from __future__ import annotations
 
 import os
 import threading
 from functools import cache
+from typing import Any
 
 from profile_sync import clock
 from profile_sync.adobe_target.client import CallStats, TargetClient
+from profile_sync.adobe_target.ratelimit import RateLimiter
 from profile_sync.aws.delta import DynamoSnapshotPointers
 from profile_sync.aws.jobs import DynamoJobStore
 from profile_sync.aws.notify import SnsNotifier
@@ -16,20 +23,97 @@ from profile_sync.aws.quota import DynamoDailyRowQuota, DynamoRollingQuota
 from profile_sync.aws.ratelimit import DynamoDBRateLimiter
 from profile_sync.aws.s3 import S3ObjectStore
 from profile_sync.aws.secrets import token_provider_from_secret
-from profile_sync.client_profiles import AccountLimiter, AccountQuota
+from profile_sync.aws.workflow import StepFunctionsWorkflow
+from profile_sync.client_profiles import AccountLimiter, AccountQuota, ProfileStore
+from profile_sync.ingest import IngestPorts
+from profile_sync.ports import DailyRowQuota, RollingQuota, Target, TargetFor
 from profile_sync.settings import Settings
-from profile_sync.steps import Ports
+from profile_sync.workflow.batch_end import RecordPorts
+from profile_sync.workflow.bulk import BulkPorts
+from profile_sync.workflow.quota import QuotaPorts
+from profile_sync.workflow.report import DeltaPorts, ReportPorts
+from profile_sync.workflow.single import SinglePorts
 
 _lock = threading.Lock()
 # Target clients of this container, one per client code (token cache and call figures included).
 _clients: dict[str, TargetClient] = {}
 
 
-def take_target_stats() -> dict:
+# ------------------------------------------------------------------------------------- each use case
+def quota_ports() -> QuotaPorts:
+    return QuotaPorts(
+        settings=settings(), jobs=_jobs(), daily_quota=_daily_quota(), notifier=_notifier(), now=clock.now
+    )
+
+
+def bulk_ports() -> BulkPorts:
+    return BulkPorts(objects=_objects(), jobs=_jobs(), now=clock.now, settings=settings(), target=_targets())
+
+
+def single_ports() -> SinglePorts:
+    return SinglePorts(
+        objects=_objects(),
+        jobs=_jobs(),
+        now=clock.now,
+        settings=settings(),
+        target=_targets(),
+        single_quota=_single_quota(),
+        notifier=_notifier(),
+    )
+
+
+def record_ports() -> RecordPorts:
+    return RecordPorts(objects=_objects(), jobs=_jobs(), now=clock.now)
+
+
+def report_ports(*, delta: bool = True) -> ReportPorts:
+    """`delta`: a delta sync job's report also updates the client's snapshot (finalize, job_failed)."""
+    return ReportPorts(
+        objects=_objects(),
+        jobs=_jobs(),
+        now=clock.now,
+        notifier=_notifier(),
+        delta=DeltaPorts(_snapshots(), settings().delta_merge_attempts) if delta else None,
+    )
+
+
+def ingest_ports(bucket: str) -> IngestPorts:
+    """Ingest reads the drop from the bucket its event names and writes the job's files beside it."""
+    return IngestPorts(
+        settings=settings(),
+        objects=S3ObjectStore(bucket),
+        jobs=_jobs(),
+        workflow=_workflow(),
+        notifier=_notifier(),
+        profiles=_profiles(),
+        snapshots=_snapshots(),
+    )
+
+
+def clear() -> None:
+    """Forget every adapter built (tests and the local runner change the environment between runs)."""
+    for built in (
+        settings,
+        _objects,
+        _jobs,
+        _notifier,
+        _profiles,
+        _snapshots,
+        _workflow,
+        _targets,
+        _daily_quota,
+        _single_quota,
+    ):
+        built.cache_clear()
+    with _lock:
+        _clients.clear()
+
+
+def take_target_stats() -> dict[str, Any]:
     """The call figures of every client since the last take (for this invocation's metrics)."""
     with _lock:
         clients = list(_clients.values())
-    total: dict = dict.fromkeys(CallStats.FIELDS, 0) | {"latencies_ms": []}
+    total: dict[str, Any] = dict.fromkeys(CallStats.FIELDS, 0) | {"latencies_ms": []}
     for client in clients:
         taken = client.stats.take()
         for field in CallStats.FIELDS:
@@ -38,19 +122,83 @@ def take_target_stats() -> dict:
     return total
 
 
+# ------------------------------------------------------------------------------------- adapters
 @cache
-def ports_from_env() -> Ports:
-    settings = Settings.from_env()
-    table = os.environ["JOBS_TABLE"]
-    limiter = (
-        DynamoDBRateLimiter(table, settings.calls_per_minute, clock=clock.now, sleep=clock.pause)
-        if settings.calls_per_minute
+def settings() -> Settings:
+    return Settings.from_env()
+
+
+def _table() -> str:
+    return os.environ["JOBS_TABLE"]
+
+
+@cache
+def _objects() -> S3ObjectStore:
+    return S3ObjectStore(os.environ["DROP_BUCKET"])
+
+
+@cache
+def _jobs() -> DynamoJobStore:
+    return DynamoJobStore(_table(), retention_days=settings().job_retention_days)
+
+
+@cache
+def _workflow() -> StepFunctionsWorkflow:
+    return StepFunctionsWorkflow(os.environ["STATE_MACHINE_ARN"])
+
+
+@cache
+def _notifier() -> SnsNotifier:
+    return SnsNotifier(os.environ.get("ALERT_TOPIC_ARN", ""))
+
+
+@cache
+def _profiles() -> ProfileStore | None:
+    """The client profiles; None: there are none, the stack's settings apply to every client."""
+    return profile_store_from_settings(settings())
+
+
+@cache
+def _snapshots() -> DynamoSnapshotPointers:
+    """Delta sync's snapshot pointers (profile_sync.delta), in the jobs table."""
+    return DynamoSnapshotPointers(_table())
+
+
+@cache
+def _daily_quota() -> DailyRowQuota:
+    own = settings()
+    quota: DailyRowQuota = DynamoDailyRowQuota(_table(), own.daily_row_quota)
+    profiles = _profiles()
+    if profiles is not None:
+        quota = AccountQuota(
+            profiles, quota, lambda limit: DynamoDailyRowQuota(_table(), limit), "daily_row_quota"
+        )
+    return quota
+
+
+@cache
+def _single_quota() -> RollingQuota:
+    quota: RollingQuota = DynamoRollingQuota(_table(), settings().single_update_quota)
+    profiles = _profiles()
+    if profiles is not None:  # single updates: the stack's limit, counted per account
+        quota = AccountQuota(profiles, quota, lambda limit: None, "")
+    return quota
+
+
+@cache
+def _targets() -> TargetFor:
+    base = settings()
+    table = _table()
+    limiter: RateLimiter | None = (
+        DynamoDBRateLimiter(table, base.calls_per_minute, clock=clock.now, sleep=clock.pause)
+        if base.calls_per_minute
         else None
     )
-    _clients.clear()
-    profiles = profile_store_from_settings(settings)
+    with _lock:
+        _clients.clear()
+    profiles = _profiles()
 
-    def target(client_code: str) -> TargetClient:
+    def target(client_code: str) -> Target:
         # One client (and token cache) per client code, shared by the threads of this container.
         # With a profile: its token secret, base URL and calls per minute, counted per account; a
         # new profile version gets a new client (its token may have changed).
@@ -58,9 +206,9 @@ def ports_from_env() -> Ports:
         key = client_code if profile is None else f"{client_code}#{profile.version}"
         with _lock:
             if key not in _clients:
-                own, own_limiter = settings, limiter
+                own, own_limiter = base, limiter
                 if profile is not None:
-                    own = profile.settings(settings)
+                    own = profile.settings(base)
                     own_limiter = (
                         AccountLimiter(
                             DynamoDBRateLimiter(
@@ -77,23 +225,4 @@ def ports_from_env() -> Ports:
                 )
             return _clients[key]
 
-    daily_quota = DynamoDailyRowQuota(table, settings.daily_row_quota)
-    single_quota = DynamoRollingQuota(table, settings.single_update_quota)
-    if profiles is not None:
-        daily_quota = AccountQuota(
-            profiles, daily_quota, lambda limit: DynamoDailyRowQuota(table, limit), "daily_row_quota"
-        )
-        # Single updates: the stack's limit, counted per account.
-        single_quota = AccountQuota(profiles, single_quota, lambda limit: None, "")
-
-    return Ports(
-        settings=settings,
-        objects=S3ObjectStore(os.environ["DROP_BUCKET"]),
-        jobs=DynamoJobStore(table, retention_days=settings.job_retention_days),
-        target=target,
-        daily_quota=daily_quota,
-        single_quota=single_quota,
-        notifier=SnsNotifier(os.environ.get("ALERT_TOPIC_ARN", "")),
-        now=clock.now,
-        snapshots=DynamoSnapshotPointers(table),
-    )
+    return target

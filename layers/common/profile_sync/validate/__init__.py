@@ -66,7 +66,8 @@ accepted row, at most twice that while a partition is split.
 
 Speed: clean lines are recognised by one compiled regex that runs over whole chunks and are copied
 to the batch file in bulk; only lines that fail it (quotes, spaces, bad rows, ...) take the per-row
-path, which is the reference for every rule.
+path, which is the reference for every rule. The next chunk is read in a thread while this one is
+parsed (``engine.read_ahead``): gzip decompression and S3 reads release the GIL, so they overlap.
 
 Modules, in the order data flows through them: ``engine`` (reads chunks, routes records, counts),
 ``fast_path`` (runs of clean lines), ``records`` (the record parser and the per-row rules: the

@@ -4,7 +4,8 @@ duplicate counter."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Generator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -25,6 +26,25 @@ class ByteStream(Protocol):
     """What the engine reads: a binary file, an S3 body, a client profile's ProfileReader."""
 
     def read(self, size: int = -1, /) -> bytes: ...
+
+
+def read_ahead(stream: ByteStream, size: int) -> Generator[bytes]:
+    """``stream.read(size)`` until it returns b"" (yielded too), the next read running in a thread
+    while the caller works on this chunk: gzip decompression and S3 reads release the GIL, so they
+    overlap the parsing. One read at a time is in flight: at most one chunk more in memory. An
+    exception from the stream is raised here, where its read would be."""
+    with ThreadPoolExecutor(1, thread_name_prefix="validate-read-ahead") as reader:
+        pending = reader.submit(stream.read, size)
+        try:
+            while True:
+                data = pending.result()
+                if data:
+                    pending = reader.submit(stream.read, size)
+                yield data
+                if not data:
+                    return
+        finally:
+            pending.cancel()  # a read under way finishes; the executor's exit waits for it
 
 
 def validate_and_split(
@@ -83,44 +103,49 @@ class _Engine:
         pending = b""
         started = False
         discarding: list[Any] | None = None  # [line, kept prefix, length so far] of an over-long line
-        while True:
-            data = stream.read(tuning.CHUNK_SIZE)
-            eof = not data
-            if discarding is not None:
-                nl = data.find(b"\n")
-                discarding[2] += len(data) if nl < 0 else nl
-                if nl < 0 and not eof:
-                    continue
-                self._reject_overlong(*discarding)
-                discarding = None
-                data = data[nl + 1 :] if nl >= 0 else b""
-            buf = pending + data if pending else data
-            data = b""  # drop references early: at most two chunk-sized buffers are alive at once
-            if not started:
-                if len(buf) < len(_BOM) and not eof:
-                    pending = buf
-                    continue
-                started = True
-                if buf.startswith(_BOM):
-                    buf = buf[len(_BOM) :]
-            if eof:
-                if buf and not buf.endswith(b"\n"):
-                    buf += b"\n"
-                work, pending = buf, b""
-            else:
-                cut = buf.rfind(b"\n") + 1
-                work, pending = buf[:cut], buf[cut:]
-            buf = b""
-            if b"\r" in work:
-                work = work.replace(b"\r\n", b"\n")
-            done = self._process(work, eof)
-            if done < len(work):  # a quoted record continues in the next chunk
-                pending = work[done:] + pending
-            elif len(pending) > self.record_limit:
-                discarding = [self.line, pending[: self.rejects.original_cap], len(pending)]
-                pending = b""
-            if eof:
-                break
+        reads = read_ahead(stream, tuning.CHUNK_SIZE) if tuning.READ_AHEAD else None
+        try:
+            while True:
+                data = next(reads) if reads is not None else stream.read(tuning.CHUNK_SIZE)
+                eof = not data
+                if discarding is not None:
+                    nl = data.find(b"\n")
+                    discarding[2] += len(data) if nl < 0 else nl
+                    if nl < 0 and not eof:
+                        continue
+                    self._reject_overlong(*discarding)
+                    discarding = None
+                    data = data[nl + 1 :] if nl >= 0 else b""
+                buf = pending + data if pending else data
+                data = b""  # drop references early: at most two chunk-sized buffers are alive at once
+                if not started:
+                    if len(buf) < len(_BOM) and not eof:
+                        pending = buf
+                        continue
+                    started = True
+                    if buf.startswith(_BOM):
+                        buf = buf[len(_BOM) :]
+                if eof:
+                    if buf and not buf.endswith(b"\n"):
+                        buf += b"\n"
+                    work, pending = buf, b""
+                else:
+                    cut = buf.rfind(b"\n") + 1
+                    work, pending = buf[:cut], buf[cut:]
+                buf = b""
+                if b"\r" in work:
+                    work = work.replace(b"\r\n", b"\n")
+                done = self._process(work, eof)
+                if done < len(work):  # a quoted record continues in the next chunk
+                    pending = work[done:] + pending
+                elif len(pending) > self.record_limit:
+                    discarding = [self.line, pending[: self.rejects.original_cap], len(pending)]
+                    pending = b""
+                if eof:
+                    break
+        finally:
+            if reads is not None:
+                reads.close()  # stops and joins the reader thread
         if self.rows is None:
             raise FileRejected(
                 f"{self.source}: no header: the file is empty or has only blank lines; "

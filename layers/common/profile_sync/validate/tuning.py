@@ -2,6 +2,7 @@
 chunk boundaries, spills and splits everywhere."""
 
 CHUNK_SIZE = 2 * 1024 * 1024  # bytes read at a time; larger chunks are no faster and cost peak memory
+READ_AHEAD = True  # read the next chunk in a thread (gzip and S3 reads release the GIL)
 MIN_RECORD_LIMIT = 1024 * 1024  # a line or quoted record longer than this is never held whole
 # Duplicate counter: partitions per level, hashes buffered before a spill, hashes per in-memory set.
 DUP_PARTITION_BITS = 7  # 128 partition files
