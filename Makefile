@@ -86,7 +86,7 @@ demo: setup
 	@echo "Rows that are not a success, with line numbers: out/demo/rows.csv"
 
 # Sizes: BENCH_ROWS (engine, default "1000000 5000000"), BENCH_PIPELINE_ROWS (profile-sync run,
-# default "100000 1000000"; add 3000000 for the 3M row, minutes more). Every table, then PASS/FAIL.
+# default "100000 1000000 3000000": time, CPU and peak memory per size). Every table, then PASS/FAIL.
 bench: setup
 	python bench/bench_validate.py; v=$$?; python bench/bench_transcode.py; t=$$?; \
 	  python bench/bench_pipeline.py; p=$$?; python bench/bench_delta.py; d=$$?; \

@@ -19,7 +19,7 @@ from profile_sync.client_profiles import validate_with_profile
 from profile_sync.ingest import CLIENT_CODE, CappedReader, FileTooLarge
 from profile_sync.settings import INPUT_MODES, Settings
 from profile_sync.validate import ValidationResult
-from profile_sync_local import clients, deployed, emulator
+from profile_sync_local import clients, deployed, emulator, redrive_cli
 
 EXIT_OK = 0
 EXIT_ROWS_REJECTED = 1  # only with --strict
@@ -515,6 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
     emulator_parser.set_defaults(handler=emulator.run_from_args)
 
     deployed.add_parsers(commands)
+    redrive_cli.add_parser(commands)
     clients.add_parser(commands)
     return parser
 

@@ -14,9 +14,10 @@ import functools
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import boto3
 from boto3.exceptions import S3UploadFailedError
@@ -24,7 +25,15 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, 
 
 from profile_sync.aws.jobs import DynamoJobStore
 from profile_sync.ingest import CLIENT_CODE, INCOMING_PREFIX
-from profile_sync.model import ACCOUNT_FIELDS, BATCH_ROW_OUTCOMES, JobKeys, JobStatus, RowOutcome
+from profile_sync.model import (
+    ACCOUNT_FIELDS,
+    BATCH_ROW_OUTCOMES,
+    BatchRecord,
+    JobKeys,
+    JobRecord,
+    JobStatus,
+    RowOutcome,
+)
 from profile_sync.settings import API_VERSIONS, INPUT_MODES
 
 DEFAULT_STACK = "target-profile-sync"
@@ -181,7 +190,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------- jobs, status
-def job_counts(job: dict, batches: list[dict] | None) -> dict:
+def job_counts(job: Mapping[str, Any], batches: Sequence[Mapping[str, Any]] | None) -> dict:
     """The row account: the job's own once it is final, else added up from its batches so far.
 
     A batch that has not ended holds its rows as pending. None where nothing is known yet
@@ -205,13 +214,13 @@ def job_counts(job: dict, batches: list[dict] | None) -> dict:
     return counts | sent
 
 
-def _batches_if_needed(store: DynamoJobStore, job: dict) -> list[dict] | None:
+def _batches_if_needed(store: DynamoJobStore, job: Mapping[str, Any]) -> list[BatchRecord] | None:
     if "succeeded" in job or "accepted" not in job:
         return None
     return sorted(store.list_batches(job["jobId"]), key=lambda b: b["batchIndex"])
 
 
-def job_summary(job: dict, batches: list[dict] | None) -> dict:
+def job_summary(job: Mapping[str, Any], batches: Sequence[Mapping[str, Any]] | None) -> dict:
     return {
         "jobId": job["jobId"],
         "status": job.get("status"),
@@ -231,7 +240,7 @@ def _cell(value) -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
-def format_jobs(jobs: list[dict]) -> str:
+def format_jobs(jobs: Sequence[Mapping[str, Any]]) -> str:
     header = ("JOB", "STATUS", "CLIENT", "CREATED", "RECEIVED", "SUCCEEDED", "FAILED", "REJECTED", "PENDING")
     rows = [header] + [
         tuple(
@@ -274,7 +283,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def batch_progress(batch: dict) -> dict:
+def batch_progress(batch: Mapping[str, Any]) -> dict:
     return {
         "batchIndex": batch["batchIndex"],
         "status": batch.get("status"),
@@ -287,7 +296,7 @@ def batch_progress(batch: dict) -> dict:
     }
 
 
-def _get_job(store: DynamoJobStore, job_id: str) -> dict:
+def _get_job(store: DynamoJobStore, job_id: str) -> JobRecord:
     job = store.get_job(job_id)
     if job is None:
         raise CliError(
@@ -302,7 +311,7 @@ def _account_line(counts: dict) -> str:
     return f"received {_cell(counts['received'])} = {rest}"
 
 
-def format_status(job: dict, batches: list[dict]) -> str:
+def format_status(job: Mapping[str, Any], batches: Sequence[Mapping[str, Any]]) -> str:
     counts = job_counts(job, batches)
     lines = [
         f"job {job['jobId']}  {job.get('status')}",

@@ -8,9 +8,9 @@ profile value: only what the steps return (counts, states, waits).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import TextIO
+from typing import Any, TextIO
 
 Handler = Callable[[dict, object], dict]
 
@@ -37,7 +37,7 @@ class Progress:
     def note(self, text: str) -> None:
         self._line(text)
 
-    def validated(self, job: dict) -> None:
+    def validated(self, job: Mapping[str, Any]) -> None:
         if job["status"] == "REJECTED":
             self._line(f"file rejected: {job.get('reason')}")
             return
@@ -61,7 +61,7 @@ class Progress:
         else:
             self._batch(index, state)
 
-    def finished(self, result: dict) -> None:
+    def finished(self, result: Mapping[str, Any]) -> None:
         self._line(f"job {result['status']}")
 
     # --------------------------------------------------------------------------------- output

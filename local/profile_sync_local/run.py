@@ -20,7 +20,7 @@ import threading
 import time
 import warnings
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -32,6 +32,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from profile_sync.aws.jobs import DynamoJobStore
+from profile_sync.model import JobRecord
 from profile_sync_local.costs import AwsRequests, LambdaDurations, format_cost, job_cost
 from profile_sync_local.emulator import DEFAULT_PROFILE_TOKEN, EmulatorConfig, TargetEmulator
 from profile_sync_local.progress import Progress, observed
@@ -165,19 +166,19 @@ def run_local(
             requests.on = False  # what follows is this command's reading, not the job's
             if state_dir is not None:
                 save_state(state_dir, bucket=local.bucket, table=local.jobs_table, region=REGION)
-            job = _stored(store, job["jobId"])
-            progress.finished(job)
-            batches = store.list_batches(job["jobId"])
-            files = _download(local, job, out_dir)
+            record = _stored(store, job["jobId"])
+            progress.finished(record)
+            batches = store.list_batches(record["jobId"])
+            files = _download(local, record, out_dir)
             return {
-                "status": job["status"],
-                "jobId": job["jobId"],
-                "reason": job.get("reason"),
-                **{name: job.get(name, 0) for name in ("received", "rejected", "skipped", "unchanged")},
-                **{name: job.get(name, 0) for name in ("succeeded", "failed", "not_found", "pending")},
-                "duplicate_ids": job.get("duplicateIds", 0),
-                "profile_version": job.get("profileVersion"),
-                "delta": job.get("deltaUpdate"),
+                "status": record["status"],
+                "jobId": record["jobId"],
+                "reason": record.get("reason"),
+                **{name: record.get(name, 0) for name in ("received", "rejected", "skipped", "unchanged")},
+                **{name: record.get(name, 0) for name in ("succeeded", "failed", "not_found", "pending")},
+                "duplicate_ids": record.get("duplicateIds", 0),
+                "profile_version": record.get("profileVersion"),
+                "delta": record.get("deltaUpdate"),
                 "batches": [
                     {
                         "index": b["batchIndex"],
@@ -320,7 +321,7 @@ def endpoint_of(url: str) -> str:
     return next(name for pattern, name in _ENDPOINTS if pattern.search(path))
 
 
-def _stored(store: DynamoJobStore, job_id: str) -> dict[str, Any]:
+def _stored(store: DynamoJobStore, job_id: str) -> JobRecord:
     """The job's record, which the ingest has written."""
     job = store.get_job(job_id)
     if job is None:
@@ -343,7 +344,7 @@ def _ingest(
     return local.drop(f"incoming/{client}/{folders}{source.name}", source.read_bytes(), at=clock.datetime())
 
 
-def _download(local: LocalResources, job: dict, out_dir: Path) -> dict[str, str]:
+def _download(local: LocalResources, job: Mapping[str, Any], out_dir: Path) -> dict[str, str]:
     s3 = boto3.client("s3", region_name=REGION)
     files = {}
     for name, key in (

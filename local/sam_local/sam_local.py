@@ -38,7 +38,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -328,7 +328,7 @@ def _expect(answer: object, **wanted: object) -> list[str]:
     return [f"{k}={answer.get(k)!r}, expected {v!r}" for k, v in wanted.items() if answer.get(k) != v]
 
 
-def _job(world: World, answer: object) -> dict:
+def _job(world: World, answer: object) -> Mapping[str, Any]:
     found = world.jobs.get_job(answer["jobId"]) if isinstance(answer, dict) and "jobId" in answer else None
     return found or {}
 
@@ -344,7 +344,7 @@ def check_ingest(accepted: int, api: str) -> Check:
     return check
 
 
-def _batch(world: World, event: dict) -> dict:
+def _batch(world: World, event: dict) -> Mapping[str, Any]:
     return world.jobs.get_batch(event["jobId"], event["batch"]["batchIndex"]) or {}
 
 

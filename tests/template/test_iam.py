@@ -148,7 +148,16 @@ CALLS: dict[str, set] = {
         | DELTA_UPDATE
         | ALERTS
     ),
-    "ExecutionAlertFunctionRole": table("GetItem", "Query", "UpdateItem") | ALERTS | ON_FAILURE,
+    # An execution stopped by hand or timed out: job_failed again, the same reads and writes
+    "ExecutionAlertFunctionRole": (
+        BATCH_READS
+        | s3("ListBucket", "", (("StringLike", "s3:prefix", "jobs/*"),))
+        | upload("/jobs/*/report/*")
+        | upload("/jobs/*/results/*")
+        | table("GetItem", "Query", "UpdateItem")
+        | ALERTS
+        | ON_FAILURE
+    ),
     "ProfileSyncStateMachineRole": (
         # each Task's lambda:invoke (statemachine/profile_sync.asl.json), by exact ARN
         {

@@ -239,10 +239,12 @@ def test_a_rejected_file_a_failed_step_and_an_aborted_execution(pipeline, calls,
     def broken(ports, job_id, failure=None):
         raise RuntimeError("disk on fire")
 
+    finalize_job = report.finalize_job
     monkeypatch.setattr(report, "finalize_job", broken)
     job = pipeline.ingest(_visitors(3))
     execution = run_workflow(pipeline.execution_input(job), clock=pipeline.clock)
     assert execution.status == "FAILED"
+    monkeypatch.setattr(report, "finalize_job", finalize_job)
     # An execution stopped by hand: EventBridge tells the execution alert function.
     other = pipeline.ingest(_visitors(2))
     event = json.loads(event_path("execution_alert_execution_aborted.json").read_text())
@@ -255,7 +257,12 @@ def test_a_rejected_file_a_failed_step_and_an_aborted_execution(pipeline, calls,
         ("job_failed", "sns", "Publish"),
         ("execution_alert", "dynamodb", "UpdateItem"),
         ("execution_alert", "sns", "Publish"),
+        # the aborted job's report, as JobFailed writes it: AccessDenied here would leave it without one
+        ("execution_alert", "s3", "ListObjectsV2"),
+        ("execution_alert", "s3", "PutObject"),
     } <= made, sorted(made)
+    aborted = pipeline.job(other["jobId"])
+    assert aborted["status"] == "FAILED" and aborted.get("reportKey"), aborted
 
 
 def test_single_updates_waiting_for_their_rolling_quota(pipeline, calls):

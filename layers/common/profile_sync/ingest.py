@@ -44,6 +44,8 @@ INCOMING_PREFIX = "incoming/"
 # Target client codes are short lower-case names; allow what is safe in keys and execution names.
 # \Z, not $: "$" also matches before a final line break ("acme\n" passed, then broke a URL).
 CLIENT_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}\Z")
+# A job id in a `redrive=<jobId>/` folder (Drop.job_id's shape, a little wider).
+JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")
 
 
 class DropRejected(Exception):
@@ -77,13 +79,16 @@ class DropOptions:
     file_name: str
     compressed: bool
     delta: str = "off"  # "on": rows whose values Target already confirmed are not sent (profile_sync.delta)
+    parent_job_id: str = ""  # a re-drive (profile_sync.redrive) of this job
 
 
 def parse_drop_key(key: str, settings: Settings) -> DropOptions:
-    """`incoming/<clientCode>/[api=v1/][mode=raw/][delta=on/]<file>.csv[.gz]`.
+    """`incoming/<clientCode>/[redrive=<jobId>/][api=v1/][mode=raw/][delta=on/]<file>.csv[.gz]`.
 
     The optional `api=`, `mode=` and `delta=` folders choose the Target API, the input mode and
     delta sync for this drop; without them the stack's defaults (or the client profile's) apply.
+    `redrive=<jobId>` marks a re-drive file of that job (profile_sync.redrive): rows already in
+    Target's format, linked to the job.
     """
     if not key.startswith(INCOMING_PREFIX):
         raise DropRejected(f"{key}: not under {INCOMING_PREFIX}")
@@ -97,8 +102,14 @@ def parse_drop_key(key: str, settings: Settings) -> DropOptions:
         )
     chosen = {"api": settings.api_version, "mode": settings.input_mode, "delta": settings.delta}
     allowed = {"api": API_VERSIONS, "mode": INPUT_MODES, "delta": DELTA_MODES}
+    parent = ""
     for option in options:
         name, sep, value = option.partition("=")
+        if name == "redrive" and sep:
+            if not JOB_ID.fullmatch(value):
+                raise DropRejected(f"{key}: {option!r}: not a job id")
+            parent = value
+            continue
         if not sep or name not in allowed:
             raise DropRejected(
                 f"{key}: unknown folder {option!r}; use api=v2|v1|single, mode=encoded|raw or delta=on|off"
@@ -113,6 +124,7 @@ def parse_drop_key(key: str, settings: Settings) -> DropOptions:
         file_name=file_name,
         compressed=file_name.lower().endswith(".gz"),
         delta=chosen["delta"],
+        parent_job_id=parent,
     )
 
 
@@ -216,6 +228,12 @@ def ingest_drop(
         )
         if options.delta == "on":
             job["delta"] = "on"
+        if options.parent_job_id:
+            job["parentJobId"] = options.parent_job_id
+            _link_parent(jobs, options.parent_job_id, job_id)
+            # A re-drive file holds rows as they were sent: the profile's settings apply, its
+            # column mapping (done for the first job) must not run again.
+            profile = None
         if settings.file_max_bytes and drop.size and drop.size > settings.file_max_bytes:
             raise DropRejected(
                 f"{drop.key}: {drop.size:,} bytes is over the configured maximum of "
@@ -280,6 +298,22 @@ def ingest_drop(
     )
     jobs.update_job(job_id, _changes(job))
     return _start(job, workflow=workflow, jobs=jobs, settings=settings, now=now, notifier=notifier)
+
+
+def _link_parent(jobs: JobStore, parent_id: str, job_id: str) -> None:
+    """The re-driven job lists its re-drives (redrivenBy, oldest first): a conditional write on a
+    counter, so two re-drives of one job ingested at once both land in the list."""
+    for _ in range(5):
+        parent = jobs.get_job(parent_id)
+        if parent is None:
+            return  # expired or unknown: the new job still names it
+        linked = list(parent.get("redrivenBy") or [])
+        if job_id in linked:
+            return
+        count = int(parent.get("redriveCount") or 0)
+        changes = {"redrivenBy": [*linked, job_id], "redriveCount": count + 1}
+        if jobs.update_job(parent_id, changes, expect={"redriveCount": count}):
+            return
 
 
 def _start(

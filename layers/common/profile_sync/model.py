@@ -244,6 +244,14 @@ class JobRecord(TypedDict, total=False):
     reportKey: str
     reportRowsKey: str
     deltaUpdate: dict[str, Any]  # the snapshot update after the job (delta sync)
+    # Re-drives (profile_sync.redrive): the job this one re-drives, the jobs that re-drive this one
+    # (redriveCount: their number, for conditional appends), the automatic re-drive's drop key.
+    parentJobId: str
+    redrivenBy: list[str]
+    redriveCount: int
+    autoRedriveKey: str
+    # The landing check (profile_sync.landing_step): status, figures and reason.
+    landingCheck: dict[str, Any]
 
 
 class BatchPointer(TypedDict):

@@ -87,6 +87,18 @@ class Settings:
     # Job and batch records expire (DynamoDB TTL) this many days after their last change, like the
     # job's files under jobs/ (the bucket's lifecycle rule, same stack Parameter).
     job_retention_days: int = 30
+    # Landing check (profile_sync.landing): after a job ends, this many of its succeeded rows are
+    # read back through Target's profile fetch API (0 = off). The first read waits the delay; a row
+    # that did not verify is read again up to `retries` times, the same delay apart (updates can
+    # take a while to apply). A notice goes out when the share of the sample that did not verify
+    # is above the alert share.
+    landing_check_sample_rows: int = 20
+    landing_check_delay_seconds: int = 300
+    landing_check_retries: int = 3
+    landing_check_alert_share: float = 0.1
+    # Re-drive (profile_sync.redrive): 1 = a job that ends with pending rows re-drives them once by
+    # itself (a new job, linked both ways; a re-drive job never re-drives itself again). 0 = off.
+    redrive_pending_auto: int = 0
 
     def __post_init__(self) -> None:
         if self.api_version not in API_VERSIONS:
@@ -108,6 +120,13 @@ class Settings:
         for name in ("batch_max_rows", "batch_max_bytes", "row_max_bytes", "id_max_chars"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
+        for name in ("landing_check_sample_rows", "landing_check_delay_seconds", "landing_check_retries"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be 0 or more")
+        if not 0.0 <= self.landing_check_alert_share <= 1.0:
+            raise ValueError("landing_check_alert_share must be between 0 and 1")
+        if self.redrive_pending_auto not in (0, 1):
+            raise ValueError("redrive_pending_auto must be 0 (off) or 1 (on)")
         for name in ("poll_delay_share", "poll_calls_share"):
             if not 0.0 < getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be above 0 and at most 1")

@@ -57,6 +57,8 @@ FORM = "application/x-www-form-urlencoded"
 ID_PARAMS = {"pcId": "mboxPC", "thirdPartyId": "mbox3rdPartyId"}
 SPOOL_IN_MEMORY_BYTES = 8 * 1024 * 1024  # non-seekable bodies above this spill to /tmp
 MIN_CALL_SECONDS = 1.0  # a call needs at least this much of the invocation's time left
+# Calls that read (status polls, profile fetches) take only poll_calls_share of a minute's calls.
+SHARED_ENDPOINTS = ("batchStatus", "profiles")
 BatchBody = bytes | bytearray | str | os.PathLike[str] | IO[bytes]
 
 
@@ -415,22 +417,47 @@ class TargetClient:
             )
         return SingleUpdateResult(True, parsed.message, method, size, attempts)
 
-    def fetch_profile(self, id_type: str, visitor_id: str) -> dict[str, Any] | None:
-        """The profile as Target's fetch API shows it, or None when there is none."""
+    def profile_url(self, id_type: str, visitor_id: str) -> str:
+        """The profile fetch URL: by thirdPartyId, or by tntId (a pcId is Target's tntId)."""
         if id_type == "thirdPartyId":
+            _check_id(id_type, visitor_id)
             path = f"/rest/v1/profiles/thirdPartyId/{quote(visitor_id, safe='')}"
         elif id_type in ("pcId", "tntId"):
+            _check_id(id_type, visitor_id)
             path = f"/rest/v1/profiles/{quote(visitor_id, safe='')}"
         else:
             raise TargetRejected(f"id_type must be pcId or thirdPartyId, not {id_type!r}")
-        url = f"{self.base_url}{path}?client={quote(self.client_code, safe='')}"
-        resp, _ = self._request("GET", url, "profiles", limited=False, allow_statuses=(404,))
+        return f"{self.base_url}{path}?client={quote(self.client_code, safe='')}"
+
+    def fetch_profile(self, id_type: str, visitor_id: str) -> dict[str, Any] | None:
+        """The profile as Target's fetch API shows it, or None when Target says there is none.
+
+        Counted against the calls per minute like a status poll (the stricter reading: Adobe's
+        pages don't say whether fetches count), with the same retries, re-mint and host rules.
+        Only the documented not-found answer (404 with a JSON body whose status is 404) means
+        "no profile": any other 404 (a proxy, a wrong base URL) or a 2xx that is not a JSON object
+        is TargetRejected, so a misconfigured check never reads as "not applied yet".
+        """
+        url = self.profile_url(id_type, visitor_id)
+        resp, attempts = self._request("GET", url, "profiles", limited=True, allow_statuses=(404,))
         try:
             body = resp.json()
         except ValueError:
             body = None
-        if resp.status_code == 404 or not isinstance(body, dict) or body.get("status") == 404:
-            return None
+        if resp.status_code == 404:
+            if isinstance(body, dict) and body.get("status") == 404:
+                return None
+            raise TargetRejected(
+                "profiles: Target answered 404 without its 'no profile' message (check the base URL)",
+                status=404,
+                attempts=attempts,
+            )
+        if not isinstance(body, dict) or not isinstance(body.get("profileAttributes", {}), dict):
+            raise TargetRejected(
+                f"profiles: Target answered HTTP {resp.status_code} with something that is not a profile",
+                status=resp.status_code,
+                attempts=attempts,
+            )
         return body
 
     # Transport ----------------------------------------------------------------------------------
@@ -604,7 +631,7 @@ class TargetClient:
                 max_wait = max(0.0, min(max_wait, budget))
             try:
                 # Status polls take only their share of the minute: submits keep priority.
-                share = self.poll_calls_share if endpoint == "batchStatus" else 1.0
+                share = self.poll_calls_share if endpoint in SHARED_ENDPOINTS else 1.0
                 if share < 1.0:
                     self.limiter.acquire(self.client_code, max_wait=max_wait, share=share)
                 else:

@@ -8,16 +8,16 @@ many days after its last change, as S3's lifecycle rule deletes the job's files 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import boto3
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
 from profile_sync import clock
-from profile_sync.model import BatchStatus
+from profile_sync.model import BatchRecord, BatchStatus, JobRecord
 
 if TYPE_CHECKING:  # the stubs are a development dependency, not in the layer
     from mypy_boto3_dynamodb import DynamoDBServiceResource
@@ -67,8 +67,8 @@ class DynamoJobStore:
             return {}
         return {TTL_ATTRIBUTE: int(clock.now()) + self.retention_days * DAY_SECONDS}
 
-    def create_job(self, job: dict[str, Any]) -> bool:
-        item = {
+    def create_job(self, job: JobRecord) -> bool:
+        item: dict[str, Any] = {
             **job_key(job["jobId"]),
             "gsi1pk": "JOBS",
             "gsi1sk": f"{job['createdAt']}#{job['jobId']}",
@@ -83,18 +83,19 @@ class DynamoJobStore:
             raise
         return True
 
-    def get_job(self, job_id: str) -> dict[str, Any] | None:
+    def get_job(self, job_id: str) -> JobRecord | None:
         item = self.table.get_item(Key=job_key(job_id), ConsistentRead=True).get("Item")
-        return _strip_keys(item) if item else None
+        # The record holds what create_job and update_job wrote: a JobRecord.
+        return cast(JobRecord, _strip_keys(item)) if item else None
 
     def update_job(
-        self, job_id: str, changes: dict[str, Any], *, expect: dict[str, Any] | None = None
+        self, job_id: str, changes: Mapping[str, Any], *, expect: Mapping[str, Any] | None = None
     ) -> bool:
         """Set fields on the job record; with `expect`, only if those fields hold those values."""
         return self._update(job_key(job_id), changes, expect)
 
     def _update(
-        self, key: dict[str, str], changes: dict[str, Any], expect: dict[str, Any] | None = None
+        self, key: dict[str, str], changes: Mapping[str, Any], expect: Mapping[str, Any] | None = None
     ) -> bool:
         changes = {k: v for k, v in changes.items() if v is not None}
         if not changes:
@@ -125,17 +126,22 @@ class DynamoJobStore:
             raise
         return True
 
-    def get_batch(self, job_id: str, index: int) -> dict[str, Any] | None:
+    def get_batch(self, job_id: str, index: int) -> BatchRecord | None:
         item = self.table.get_item(Key=batch_key(job_id, index), ConsistentRead=True).get("Item")
-        return _strip_keys(item) if item else None
+        return cast(BatchRecord, _strip_keys(item)) if item else None
 
     def update_batch(
-        self, job_id: str, index: int, changes: dict[str, Any], *, expect: dict[str, Any] | None = None
+        self,
+        job_id: str,
+        index: int,
+        changes: Mapping[str, Any],
+        *,
+        expect: Mapping[str, Any] | None = None,
     ) -> bool:
         """Set fields on a batch record; with `expect`, only if those fields hold those values."""
         return self._update(batch_key(job_id, index), changes, expect)
 
-    def put_batches(self, job_id: str, batches: list[dict[str, Any]]) -> None:
+    def put_batches(self, job_id: str, batches: Sequence[Mapping[str, Any]]) -> None:
         with self.table.batch_writer() as writer:
             for batch in batches:
                 writer.put_item(
@@ -147,23 +153,23 @@ class DynamoJobStore:
                     }
                 )
 
-    def list_batches(self, job_id: str) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
+    def list_batches(self, job_id: str) -> list[BatchRecord]:
+        items: list[BatchRecord] = []
         kwargs: QueryInputTableQueryTypeDef = {
             "KeyConditionExpression": Key("pk").eq(f"JOB#{job_id}") & Key("sk").begins_with("BATCH#")
         }
         while True:
             page = self.table.query(**kwargs)
-            items.extend(_strip_keys(i) for i in page["Items"])
+            items.extend(cast(BatchRecord, _strip_keys(i)) for i in page["Items"])
             if "LastEvaluatedKey" not in page:
                 return items
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
-    def recent_jobs(self, limit: int = 20) -> list[dict[str, Any]]:
+    def recent_jobs(self, limit: int = 20) -> list[JobRecord]:
         page = self.table.query(
             IndexName="gsi1",
             KeyConditionExpression=Key("gsi1pk").eq("JOBS"),
             ScanIndexForward=False,
             Limit=limit,
         )
-        return [_strip_keys(i) for i in page["Items"]]
+        return [cast(JobRecord, _strip_keys(i)) for i in page["Items"]]

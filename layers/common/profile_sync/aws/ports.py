@@ -26,6 +26,7 @@ from profile_sync.aws.secrets import token_provider_from_secret
 from profile_sync.aws.workflow import StepFunctionsWorkflow
 from profile_sync.client_profiles import AccountLimiter, AccountQuota, ProfileStore
 from profile_sync.ingest import IngestPorts
+from profile_sync.landing_step import LandingPorts
 from profile_sync.ports import DailyRowQuota, RollingQuota, Target, TargetFor
 from profile_sync.settings import Settings
 from profile_sync.workflow.batch_end import RecordPorts
@@ -74,6 +75,12 @@ def report_ports(*, delta: bool = True) -> ReportPorts:
         now=clock.now,
         notifier=_notifier(),
         delta=DeltaPorts(_snapshots(), settings().delta_merge_attempts) if delta else None,
+    )
+
+
+def landing_ports() -> LandingPorts:
+    return LandingPorts(
+        objects=_objects(), jobs=_jobs(), settings=settings(), target=_targets(), notifier=_notifier()
     )
 
 
@@ -181,7 +188,7 @@ def _single_quota() -> RollingQuota:
     quota: RollingQuota = DynamoRollingQuota(_table(), settings().single_update_quota)
     profiles = _profiles()
     if profiles is not None:  # single updates: the stack's limit, counted per account
-        quota = AccountQuota(profiles, quota, lambda limit: None, "")
+        quota = AccountQuota(profiles, quota, lambda limit: DynamoRollingQuota(_table(), limit), "")
     return quota
 
 

@@ -1,0 +1,169 @@
+"""The workflow's landing check (profile_sync.landing) and automatic re-drive, over the steps' ports.
+
+check_landing runs once per round, called by the state machine after Finalize, which waits
+between rounds (a Wait state: the Lambda never sleeps). Its first call drops the re-drive file of
+the job's pending rows when REDRIVE_PENDING_AUTO is on (redrive_pending), then draws the sample
+and stores it under the job's prefix (landing/sample.json: ids and the values sent, like the batch
+files); each later call reads once what did not verify yet. The last round writes the figures to
+the job record and the report (summary.json's landingCheck and landingRows: lines and attribute
+names, never values) and sends a notice when the share that did not verify is above
+LANDING_CHECK_ALERT_SHARE.
+
+A check that cannot run never changes the job's status: it says why in landingCheck.reason.
+"""
+
+from __future__ import annotations
+
+import random
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from profile_sync import landing
+from profile_sync.job_rows import JobFiles
+from profile_sync.model import JobKeys, JobStatus, StepError
+from profile_sync.outcomes import PENDING
+from profile_sync.ports import JobStore, Notifier, ObjectStore, TargetFor
+from profile_sync.redrive import build_redrive_file, redrive_key
+from profile_sync.settings import Settings
+from profile_sync.workflow.common import error_reason
+
+CHECKED_STATUSES = (JobStatus.COMPLETE, JobStatus.COMPLETE_WITH_ERRORS)
+
+
+@dataclass(frozen=True)
+class LandingPorts:
+    """The job's files and records, Target's profile fetch, a person to tell."""
+
+    objects: ObjectStore
+    jobs: JobStore
+    settings: Settings
+    target: TargetFor
+    notifier: Notifier
+
+
+Ports = LandingPorts
+
+
+def sample_key(job_id: str) -> str:
+    return f"{JobKeys(job_id).prefix}landing/sample.json"
+
+
+def check_landing(ports: Ports, job_id: str, state: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One round of the check; returns {"done", "round", "waitSeconds"} (and "result" when done)."""
+    settings = ports.settings
+    job = ports.jobs.get_job(job_id)
+    if job is None:
+        raise LookupError(f"job {job_id} not found")
+    round_ = int((state or {}).get("round") or 0)
+    if round_ == 0:
+        redrive_pending(ports, job_id)  # REDRIVE_PENDING_AUTO: right after the final status
+        return _start(ports, job, rng=random.Random())
+    sample = landing.Sample.from_dict(_as_dict(ports.objects.get_json(sample_key(job_id))))
+    stopped = landing.read_round(sample.rows, ports.target(job["clientCode"]).fetch_profile)
+    ports.objects.put_json(sample_key(job_id), sample.to_dict())
+    if stopped or not landing.unsettled(sample.rows) or round_ > settings.landing_check_retries:
+        result = landing.tally(sample, rounds=round_, stopped=stopped)
+        _finish(ports, job, result, landing.rows_report(sample))
+        return {"done": True, "round": round_, "waitSeconds": 0, "result": result}
+    ports.jobs.update_job(job_id, {"landingCheck": {"status": "READING", "round": round_}})
+    return {"done": False, "round": round_ + 1, "waitSeconds": max(1, settings.landing_check_delay_seconds)}
+
+
+def _start(ports: Ports, job: Mapping[str, Any], *, rng: random.Random) -> dict[str, Any]:
+    settings = ports.settings
+    size = settings.landing_check_sample_rows
+    skip = None
+    if size <= 0:
+        skip = "off (LANDING_CHECK_SAMPLE_ROWS is 0)"
+    elif job.get("status") not in CHECKED_STATUSES:
+        skip = f"not run: the job ended {job.get('status')}"
+    elif not int(job.get("succeeded") or 0):
+        skip = "not run: no row of the job succeeded"
+    if skip is None:
+        files = JobFiles(ports.objects, job, ports.jobs.list_batches(job["jobId"]))
+        sample = landing.draw_sample(files, size, rng)
+        if not sample.rows:
+            skip = "not run: no succeeded row can be told from the others (Target counted them without names)"
+    if skip is not None:
+        result = {"sampled": 0, "reason": skip}
+        _finish(ports, job, result, [], notify=False)
+        return {"done": True, "round": 0, "waitSeconds": 0, "result": result}
+    ports.objects.put_json(sample_key(job["jobId"]), sample.to_dict())
+    ports.jobs.update_job(
+        job["jobId"], {"landingCheck": {"status": "WAITING", "sampled": len(sample.rows), "round": 0}}
+    )
+    return {"done": False, "round": 1, "waitSeconds": max(1, settings.landing_check_delay_seconds)}
+
+
+def _finish(
+    ports: Ports,
+    job: Mapping[str, Any],
+    result: dict[str, Any],
+    rows: list[dict[str, Any]],
+    *,
+    notify: bool = True,
+) -> None:
+    record = {"status": "DONE", **result}
+    ports.jobs.update_job(job["jobId"], {"landingCheck": record})
+    if job.get("reportKey"):
+        summary = _as_dict(ports.objects.get_json(job["reportKey"]))
+        summary["landingCheck"] = {**record, "notVerifiedShare": round(landing.not_verified_share(result), 4)}
+        summary["landingRows"] = rows
+        ports.objects.put_json(job["reportKey"], summary)
+    share = ports.settings.landing_check_alert_share
+    if notify and landing.alert_needed(result, share):
+        missed = landing.not_verified_share(result)
+        ports.notifier.notify(
+            f"target-profile-sync: job {job['jobId']}: {missed:.0%} of the sampled profiles did not "
+            "show what was sent",
+            landing.alert_message(job, result, share),
+        )
+
+
+def landing_check_failed(ports: Ports, job_id: str, error: StepError) -> dict[str, Any]:
+    """The check's steps failed for good: the reason goes on the job record, its status stays."""
+    result = {"sampled": 0, "reason": f"the check failed: {error_reason(error)}"}
+    ports.jobs.update_job(job_id, {"landingCheck": {"status": "FAILED", **result}})
+    return {"done": True, "round": 0, "waitSeconds": 0, "result": result}
+
+
+def _as_dict(document: object) -> dict[str, Any]:
+    if not isinstance(document, dict):
+        raise ValueError("expected a JSON object")
+    return document
+
+
+def redrive_pending(ports: Ports, job_id: str) -> str | None:
+    """REDRIVE_PENDING_AUTO: drop a re-drive file of the job's pending rows, once; returns its key.
+
+    Never for a job that is itself a re-drive (so it happens once), nor twice for one job (a
+    retried step finds autoRedriveKey set). The ingest of the file starts the new job.
+    """
+    job = ports.jobs.get_job(job_id)
+    if (
+        not ports.settings.redrive_pending_auto
+        or job is None
+        or job.get("parentJobId")
+        or job.get("autoRedriveKey")
+        or not int(job.get("pending") or 0)
+        or job.get("status") != JobStatus.COMPLETE_WITH_ERRORS  # FAILED: fix what failed first
+    ):
+        return None
+    files = JobFiles(ports.objects, job, ports.jobs.list_batches(job_id))
+    with tempfile.NamedTemporaryFile(suffix=".csv") as spool:
+        result = build_redrive_file(files, (PENDING,), spool)
+        if not result.rows:
+            return None  # pending rows Target only counted: nothing can be listed
+        spool.flush()
+        key = redrive_key(job, (PENDING,), result.api_version)
+        if not ports.jobs.update_job(job_id, {"autoRedriveKey": key}, expect={"autoRedriveKey": ""}):
+            return None  # an earlier try dropped it
+        try:
+            ports.objects.upload_file(Path(spool.name), key, "text/csv; charset=utf-8")
+        except Exception:
+            ports.jobs.update_job(job_id, {"autoRedriveKey": ""})  # the step's retry drops it
+            raise
+    return key
