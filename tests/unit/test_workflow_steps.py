@@ -566,6 +566,7 @@ def test_finalize_accounts_every_row_writes_the_report_and_tells_a_person_about_
         "received": 4,
         "rejected": 1,
         "skipped": 0,
+        "unchanged": 0,
         "succeeded": 2,
         "failed": 1,
         "not_found": 0,

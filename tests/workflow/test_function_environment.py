@@ -171,8 +171,8 @@ def _run_every_function(pipeline, monkeypatch) -> None:
     pipeline.setting(max_concurrency=1, batch_max_rows=4, daily_row_quota=6)
     pipeline.emulator.configure(fail_ids={"CRM-000002"}, polls_until_complete=1)
     # A bulk job: rejects, a batch waiting for the next day's quota, failed rows (ingest, reserve,
-    # submit, poll, finalize).
-    bulk = pipeline.run(_visitors(8) + b",empty id\n")
+    # submit, poll, finalize), with delta sync (the diff at ingest, the snapshot update at finalize).
+    bulk = pipeline.run(_visitors(8) + b",empty id\n", folders="delta=on/")
     assert bulk.job["status"] == "COMPLETE_WITH_ERRORS", bulk.job.get("reason")
     # Single updates.
     single = pipeline.run(_visitors(4), folders="api=single/")
@@ -182,8 +182,8 @@ def _run_every_function(pipeline, monkeypatch) -> None:
     refused = pipeline.run(_visitors(2))
     assert refused.job["status"] == "COMPLETE_WITH_ERRORS", refused.job.get("reason")
     pipeline.emulator.configure(error_500_share=0.0)
-    # A step that fails: the workflow's Catch runs job_failed.
-    job = pipeline.ingest(_visitors(2))
+    # A step that fails: the workflow's Catch runs job_failed (its report updates the delta snapshot).
+    job = pipeline.ingest(_visitors(2), folders="delta=on/")
     handlers = stack_functions.workflow_handlers()
 
     def broken(event: dict, context: object) -> dict:

@@ -92,6 +92,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             credentials=credentials,
             clock=args.clock,
             client_profile=client_profile,
+            delta=args.delta,
+            state_dir=Path(args.state) if args.state else None,
         )
     finally:
         signal.signal(signal.SIGINT, previous)
@@ -230,6 +232,16 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--api", choices=("v2", "v1", "single"), help="Target API (default v2)")
     parser.add_argument("--input-mode", choices=INPUT_MODES, help="encoded (default) or raw")
     parser.add_argument("--out", metavar="DIR", help="where the report files go (default out/<name>)")
+    parser.add_argument(
+        "--delta",
+        action="store_true",
+        help="delta sync: rows whose values Target already confirmed are counted unchanged, not sent",
+    )
+    parser.add_argument(
+        "--state",
+        metavar="DIR",
+        help="keep the delta snapshots and quota counters in DIR between runs (default: none kept)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(
         "--set",

@@ -164,7 +164,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     if "report/summary.json" in downloaded:
         summary = json.loads(downloaded["report/summary.json"].read_text())
-        status, counts = summary.get("status"), summary.get("account", {})
+        # A summary written before delta sync has no unchanged rows.
+        status, counts = summary.get("status"), {"unchanged": 0, **summary.get("account", {})}
     else:
         status, counts = (
             job.get("status"),

@@ -7,7 +7,7 @@ from typing import Any
 
 from profile_sync.model import ACCOUNT_FIELDS, BATCH_ROW_OUTCOMES, JobStatus, RowOutcome
 
-# The row account, in the order the README writes it: received = rejected + skipped + the rest.
+# The row account, in the order the README writes it: received = rejected + skipped + unchanged + the rest.
 COUNTS = ACCOUNT_FIELDS
 
 
@@ -20,6 +20,7 @@ def job_counts(job: Mapping[str, Any], batches: Sequence[Mapping[str, Any]] | No
     if "succeeded" in job:  # finalize wrote the account
         return {name: job.get(name, 0) for name in COUNTS}
     counts = {name: job.get(name) for name in ("received", "rejected", "skipped")}
+    counts["unchanged"] = job.get("unchanged", 0) if job.get("received") is not None else None
     if job.get("status") == JobStatus.REJECTED:
         return counts | dict.fromkeys(BATCH_ROW_OUTCOMES, 0)  # nothing was sent
     if batches is None:
