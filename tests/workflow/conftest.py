@@ -4,9 +4,11 @@ on one virtual clock."""
 
 from __future__ import annotations
 
+import contextvars
 import csv
 import io
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -105,3 +107,16 @@ def pipeline(aws: AwsServer, monkeypatch: pytest.MonkeyPatch):
         monkeypatch.setenv("TARGET_BASE_URL", emulator.url)
         monkeypatch.setenv("HTTP_MAX_ATTEMPTS", "3")
         yield Pipeline(stack, emulator, clock, monkeypatch, inbox)
+
+
+def pools_run_in_the_submitters_context(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Work a function hands to a thread pool (boto3's multipart uploads, parallel single updates)
+    is still that function's: the pool's threads run in the submitter's context."""
+    submit = ThreadPoolExecutor.submit
+    monkeypatch.setattr(
+        ThreadPoolExecutor,
+        "submit",
+        lambda self, fn, /, *args, **kwargs: submit(
+            self, contextvars.copy_context().run, fn, *args, **kwargs
+        ),
+    )

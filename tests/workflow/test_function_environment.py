@@ -21,7 +21,6 @@ import os
 import sys
 from collections import defaultdict
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields
 
 import pytest
@@ -31,6 +30,7 @@ from profile_sync_local.stack import functions as stack_functions
 from profile_sync_local.stack.project import ROOT, template
 from profile_sync_local.stack.workflow import run_workflow
 from tests.conftest import FakeContext, event_path
+from tests.workflow.conftest import pools_run_in_the_submitters_context
 
 # Settings fields a function reads that the stack does not expose as a Parameter: fixed by Target
 # or by how the code works, not by the account. A function gets the default on purpose.
@@ -134,15 +134,7 @@ def reads(pipeline, monkeypatch) -> Reads:
         return original_getitem(self, key)
 
     monkeypatch.setattr(type(os.environ), "__getitem__", getitem)
-    # Work a function hands to a thread pool is still that function's.
-    submit = ThreadPoolExecutor.submit
-    monkeypatch.setattr(
-        ThreadPoolExecutor,
-        "submit",
-        lambda self, fn, /, *args, **kwargs: submit(
-            self, contextvars.copy_context().run, fn, *args, **kwargs
-        ),
-    )
+    pools_run_in_the_submitters_context(monkeypatch)
     # Each invocation is a cold start of its function's own container: its module imported and its
     # ports built from its environment, as that function (one process would share them otherwise).
     load = stack_functions.load_function

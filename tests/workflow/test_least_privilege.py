@@ -16,7 +16,6 @@ import contextvars
 import json
 import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from fnmatch import fnmatchcase
 
 import boto3
@@ -31,6 +30,7 @@ from profile_sync_local.stack.workflow import run_workflow
 from tests.conftest import FakeContext, event_path
 from tests.template import sam
 from tests.template.test_iam import INGEST_TARGET, KEY, TOPIC
+from tests.workflow.conftest import pools_run_in_the_submitters_context
 
 SECRET_NAME = "target-profile-sync/profile-token"
 ARN = f"{sam.REGION}:{sam.ACCOUNT}"
@@ -151,16 +151,7 @@ def calls(pipeline, monkeypatch):
     # The state machine's own Lambda calls go through botocore too (sfn_local answers them in the
     # Task's thread at before-send), so they are recorded as the workflow role's like the others.
     DEFAULT_PROVIDERS.clear()
-    # Work a function hands to a thread pool (boto3's multipart uploads, parallel single updates) is
-    # still that function's: the pool's threads run in the submitter's context.
-    submit = ThreadPoolExecutor.submit
-    monkeypatch.setattr(
-        ThreadPoolExecutor,
-        "submit",
-        lambda self, fn, /, *args, **kwargs: submit(
-            self, contextvars.copy_context().run, fn, *args, **kwargs
-        ),
-    )
+    pools_run_in_the_submitters_context(monkeypatch)
     # Each function's handler runs as that function (the ingest from a drop, the workflow's tasks).
     load = functions.load_function
 
