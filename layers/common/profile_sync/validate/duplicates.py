@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from array import array
 from pathlib import Path
 from typing import BinaryIO
 
@@ -19,6 +20,7 @@ Positions = NDArray[np.int64]
 _M64 = (1 << 64) - 1
 _K0, _K1, _K2 = 0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
 # The low r bytes of a little-endian word, r = 0..8.
+_BLOCK_MIN = 256  # hashes added as an array of their own; fewer are copied into one buffer
 _LOW_BYTES = np.array([(1 << (8 * r)) - 1 for r in range(9)], dtype=np.uint64)
 
 
@@ -109,12 +111,15 @@ class DuplicateCounter:
         self._bits = tuning.DUP_PARTITION_BITS  # 1..8
         self._shift = np.uint64(64 - self._bits)
         self._blocks: list[Hashes] = []
-        self._singles: list[int] = []
+        self._singles = array("Q")  # single ids and short runs: 8 bytes a hash, not an object each
         self._buffered = 0
         self._files: list[BinaryIO | None] = [None] * (1 << self._bits)
 
     def add(self, hashes: Hashes) -> None:
-        self._blocks.append(hashes)
+        if len(hashes) >= _BLOCK_MIN:
+            self._blocks.append(hashes)
+        else:  # a file of short runs must not buffer an array object per run
+            self._singles.frombytes(hashes.tobytes())
         self._buffered += len(hashes)
         if self._buffered >= tuning.DUP_BUFFER:
             self._flush()
@@ -132,9 +137,9 @@ class DuplicateCounter:
         """Every buffered hash, in one new array; the buffer is emptied."""
         blocks = self._blocks
         if self._singles:
-            blocks.append(np.array(self._singles, dtype=np.uint64))
+            blocks.append(np.frombuffer(self._singles, dtype=np.uint64))
         hashes = np.concatenate(blocks) if blocks else np.empty(0, dtype=np.uint64)
-        self._blocks, self._singles, self._buffered = [], [], 0
+        self._blocks, self._singles, self._buffered = [], array("Q"), 0
         return hashes
 
     def _flush(self) -> None:
