@@ -133,6 +133,8 @@ CALLS: dict[str, set] = {
         | upload("/jobs/*/report/*")
         # settle_unfinished: a batch left without counts gets its rows in results/
         | upload("/jobs/*/results/*")
+        # REDRIVE_PENDING_AUTO: the pending rows as a drop under incoming/<client>/redrive=<jobId>/
+        | upload("/incoming/*/redrive=*")
         # get_job, list_batches (query), update_job
         | table("GetItem", "Query", "UpdateItem")
         | DELTA_UPDATE
