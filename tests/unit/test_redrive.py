@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from profile_sync.adobe_target.responses import BatchStatus
+from profile_sync.ingest import parse_drop_key
 from profile_sync.job_rows import JobFiles, JobFilesError
 from profile_sync.model import BatchEnd
 from profile_sync.outcomes import FAILED, NOT_FOUND, PENDING
@@ -168,6 +169,13 @@ def test_redrive_key_names_the_parent_and_the_choice():
     assert redrive_key(job, ("failed", "pending"), "v1") == (
         "incoming/acme/redrive=J1/api=v1/mode=encoded/Export 2026.redrive-failed-pending.csv"
     )
+    # A delta sync job's re-drive is one too (its rows diffed, the rows it confirms kept), and the
+    # key parses as the ingest reads it.
+    delta = {**job, "delta": "on", "sourceKey": "incoming/acme/delta=on/x.redrive-pending.csv"}
+    key = redrive_key(delta, ("pending",), "v2")
+    assert key == "incoming/acme/redrive=J1/api=v2/mode=encoded/delta=on/x.redrive-pending.csv"
+    options = parse_drop_key(key, Settings())
+    assert (options.delta, options.parent_job_id, options.input_mode) == ("on", "J1", "encoded")
 
 
 @pytest.mark.parametrize("status", ["RUNNING", "QUEUED", "RECEIVED", "REJECTED"])

@@ -151,14 +151,20 @@ def build_redrive_file(files: JobFiles, only: Iterable[str], out: Sink) -> Redri
 
 
 def redrive_key(job: Mapping[str, Any], only: Iterable[str], api_version: str) -> str:
-    """incoming/<client>/redrive=<jobId>/api=<v>/mode=encoded/<source name>.redrive-<only>.csv."""
+    """incoming/<client>/redrive=<jobId>/api=<v>/mode=encoded/[delta=on/]<source name>.redrive-<only>.csv.
+
+    A delta sync job's re-drive is one too (delta=on/, whatever decided it for the first job): its
+    rows are diffed against the snapshot like any drop's (a row another job has confirmed since with
+    the same values is unchanged, not sent), and the rows it confirms enter the snapshot.
+    """
     name = posixpath.basename(str(job.get("sourceKey") or "file.csv"))
     for suffix in (".gz", ".csv", ".txt"):
         name = name[: -len(suffix)] if name.lower().endswith(suffix) else name
     stem = name.split(".redrive-", 1)[0]  # a re-drive of a re-drive keeps one suffix
     return (
         f"incoming/{job['clientCode']}/{REDRIVE_FOLDER}{job['jobId']}/api={api_version}/mode=encoded/"
-        f"{stem}.redrive-{'-'.join(only)}.csv"
+        + ("delta=on/" if job.get("delta") == "on" else "")
+        + f"{stem}.redrive-{'-'.join(only)}.csv"
     )
 
 

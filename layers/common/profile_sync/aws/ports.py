@@ -75,7 +75,11 @@ def report_ports(*, delta: bool = True, redrive: bool = False) -> ReportPorts:
         jobs=_jobs(),
         now=clock.now,
         notifier=_notifier(),
-        delta=DeltaPorts(_snapshots(), settings().delta_merge_attempts) if delta else None,
+        delta=(
+            DeltaPorts(_snapshots(), settings().delta_merge_attempts, settings().delta_cleanup_grace_seconds)
+            if delta
+            else None
+        ),
         redrive_pending_auto=bool(settings().redrive_pending_auto) if redrive else False,
     )
 

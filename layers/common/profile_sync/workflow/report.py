@@ -40,6 +40,8 @@ class DeltaPorts:
 
     pointers: PointerStore
     merge_attempts: int
+    # DELTA_CLEANUP_GRACE_SECONDS: a replaced snapshot file is deleted by the first merge after this.
+    cleanup_grace_seconds: int = 86400
 
 
 @dataclass(frozen=True)
@@ -157,6 +159,7 @@ def _update_delta(ports: ReportPorts, job: JobRecord, batches: list[BatchRecord]
             pointers=ports.delta.pointers,
             now=iso(ports.now()),
             max_attempts=ports.delta.merge_attempts,
+            grace_seconds=ports.delta.cleanup_grace_seconds,
         )
     except Exception as exc:
         return {
