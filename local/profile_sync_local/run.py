@@ -249,6 +249,7 @@ def _job_result(store: DynamoJobStore, record: Mapping[str, Any]) -> dict[str, A
         **{name: record.get(name, 0) for name in ("received", "rejected", "skipped", "unchanged")},
         **{name: record.get(name, 0) for name in ("succeeded", "failed", "not_found", "pending")},
         "duplicate_ids": record.get("duplicateIds", 0),
+        "warnings": list(record.get("warnings") or []),
         "profile_version": record.get("profileVersion"),
         "delta": record.get("deltaUpdate"),
         **({"parent_job_id": record["parentJobId"]} if record.get("parentJobId") else {}),
@@ -498,6 +499,7 @@ def format_result(result: dict) -> str:
         lines[0] += f" (client profile v{result['profile_version']})"
     if result.get("reason"):
         lines.append(f"  reason: {result['reason']}")
+    lines += [f"  warning: {warning}" for warning in result.get("warnings", [])]
     lines += _account_lines(result)
     if result.get("delta"):
         delta = result["delta"]
