@@ -139,3 +139,20 @@ def test_bad_re_drive_options_run_nothing(tmp_path, capsys, extra, message):
     source = write(tmp_path / "x.csv", 2)
     assert main(["run", str(source), *extra, "--out", str(tmp_path / "o")]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_state_keeps_only_the_snapshot_files_not_deleted(tmp_path, capsys):
+    """--state DIR mirrors the bucket's delta/ folder: files a merge deleted leave DIR too."""
+    state = tmp_path / "state"
+    common = ["--delta", "--state", str(state), "--set", "DELTA_PARTITIONS=4"]
+    common += ["--set", "DELTA_CLEANUP_GRACE_SECONDS=0"]
+    for day, tier in enumerate(("gold", "silver", "bronze")):
+        source = tmp_path / f"day{day}.csv"
+        rows = "".join(f"CRM-{i:05d},{tier}\n" for i in range(40))
+        source.write_text("thirdPartyId,tier\n" + rows)
+        code, result = run(capsys, str(source), *common, "--out", str(tmp_path / f"o{day}"))
+        assert code == 0 and result["succeeded"] == 40
+    # Day 1 wrote 4 files, day 2 replaced them (retired), day 3 replaced those and deleted day 1's.
+    assert result["delta"]["deleted"] == 4
+    files = sorted(p.relative_to(state / "objects").as_posix() for p in (state / "objects").rglob("*.gz"))
+    assert len(files) == 8 and not [f for f in files if "/v00000001-" in f]
