@@ -568,6 +568,7 @@ def _redrive_lines(result: Mapping[str, Any]) -> list[str]:
     if redrive.get("reason"):
         lines.append(f"  reason: {redrive['reason']}")
     lines += _account_lines(redrive) + _batch_lines(redrive)
+    lines += [f"  {name}: {path}" for name, path in (redrive.get("files") or {}).items()]
     both = result["combined"]
     lines.append(f"combined: the file's rows after the re-drive: {both['status']}")
     if both.get("reason"):
