@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import jsonschema
@@ -449,3 +451,24 @@ def test_utf8_with_a_bom_and_semicolons(tmp_path: Path) -> None:
     result, batches, _ = run(tmp_path, data, document)
     assert batches == "batch=pcId,Stufe\n1,Gr%C3%BCn\n"
     assert result.accepted == 1
+
+
+def test_reading_a_profile_checks_it_by_the_engines_rules_without_loading_numpy():
+    # ReserveQuota, SubmitBatch, PollBatch and SingleUpdate read client profiles: their cold start
+    # must not pay for the ingest engine's numpy (about 0.1 s), yet a bad profile is still refused.
+    sample = Path(__file__).parents[2] / "local" / "samples" / "salesforce_contacts_eu.profile.json"
+    code = (
+        "import json, sys\n"
+        "from profile_sync.client_profiles import ProfileInvalid, parse_profile\n"
+        f"document = json.loads(open({str(sample)!r}).read())\n"
+        "parse_profile(document, 'acme')\n"
+        "document['input_mode'] = 'encoded'\n"
+        "document['constants'] = {'source': 'a b'}\n"
+        "try:\n"
+        "    parse_profile(document, 'acme')\n"
+        "except ProfileInvalid as exc:\n"
+        "    print(exc.problems)\n"
+        "assert 'numpy' not in sys.modules, 'numpy imported'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert "constants: a row with them would be rejected: invalid_encoding: " in done.stdout

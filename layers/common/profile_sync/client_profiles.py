@@ -62,6 +62,8 @@ from profile_sync.validate import (
     validate_and_split,
 )
 from profile_sync.validate.engine import ByteStream
+from profile_sync.validate.header import read_header
+from profile_sync.validate.records import Rejection, RowChecker, parse_record
 
 if TYPE_CHECKING:
     from _csv import Reader as CsvReader
@@ -239,7 +241,10 @@ def parse_profile(
 
 
 def _engine_problems(profile: ClientProfile, settings: Settings) -> list[str]:
-    """The engine's own verdict on the header the profile writes, and on one row of its constants."""
+    """The engine's own rules on the header the profile writes, and on one row of its constants.
+
+    The engine's header reader and per-row checker, which decide every rejection, without the
+    engine around them: a function that only reads a profile never loads the engine's numpy."""
     settings = profile.settings(settings)
     names = [profile.id_type, *profile.rename.values(), *profile.constants]
     values = ["profile-check", *("x" for _ in profile.rename.values()), *profile.constants.values()]
@@ -249,16 +254,23 @@ def _engine_problems(profile: ClientProfile, settings: Settings) -> list[str]:
     writer = csv.writer(body, lineterminator="\n")
     writer.writerow(names)
     writer.writerow(values)
-    with tempfile.TemporaryDirectory() as out:
-        result = validate_and_split(
-            io.BytesIO(body.getvalue().encode()), Path(out), settings, source_name="mapped header"
-        )
-        if result.file_error:
-            return [result.file_error.replace("mapped header: line 1: header: ", "the mapped header: ")]
-        if result.rejected:
-            with open(Path(out) / "rejects.csv", encoding="utf-8") as rejects:
-                row = next(iter(list(csv.DictReader(rejects))))
-            return [f"constants: a row with them would be rejected: {row['reason']}: {row['detail']}"]
+    text = body.getvalue().encode()
+    fields, _, row_start, error = parse_record(text, 0) or ([], [], 0, "a quoted field is never closed")
+    try:
+        if error:
+            raise FileRejected(f"the mapped header: {error}")
+        header = read_header(fields, settings, "the mapped header")
+    except FileRejected as exc:
+        return [exc.message]
+    parsed = parse_record(text, row_start)
+    if parsed is None or parsed[3]:
+        detail = parsed[3] if parsed else "a quoted field is never closed"
+        return [f"constants: a row with them would be rejected: invalid_quoting: {detail}"]
+    fields, quoted, row_end, _ = parsed
+    checker = RowChecker(settings, header.names, len(header.prefix))
+    outcome = checker.check(fields, quoted, text[row_start : row_end - 1])
+    if isinstance(outcome, Rejection):
+        return [f"constants: a row with them would be rejected: {outcome.reason}: {outcome.detail}"]
     return []
 
 
