@@ -310,6 +310,20 @@ def _account_line(counts: dict) -> str:
     return f"received {_cell(counts['received'])} = {rest}"
 
 
+def landing_line(check: Mapping[str, Any]) -> str:
+    """The landing check on one line: where it is, or what the sample showed."""
+    if check.get("status") in ("WAITING", "READING"):
+        return f"checking: {check.get('sampled', '?')} sampled profiles, read {check.get('round', 0)} done"
+    if not check.get("sampled"):
+        return str(check.get("reason") or "not checked")
+    line = (
+        f"{check.get('verified', 0)} of {check['sampled']} sampled profiles verified, "
+        f"{check.get('mismatched', 0)} mismatched, {check.get('notVisible', 0)} not yet visible, "
+        f"{check.get('unchecked', 0)} unchecked ({check.get('rounds', 0)} read(s))"
+    )
+    return line + (f": {check['reason']}" if check.get("reason") else "")
+
+
 def format_status(job: Mapping[str, Any], batches: Sequence[Mapping[str, Any]]) -> str:
     counts = job_counts(job, batches)
     lines = [
@@ -323,6 +337,12 @@ def format_status(job: Mapping[str, Any], batches: Sequence[Mapping[str, Any]]) 
     ]
     if job.get("reason"):
         lines.append(f"  reason   {job['reason']}")
+    if job.get("parentJobId"):
+        lines.append(f"  re-drive of job {job['parentJobId']}")
+    if job.get("redrivenBy"):
+        lines.append(f"  re-driven by {', '.join(job['redrivenBy'])}")
+    if job.get("landingCheck"):
+        lines.append(f"  landed   {landing_line(job['landingCheck'])}")
     if batches:
         lines.append(f"  batches  {len(batches)}")
         header = ("#", "STATUS", "ROWS", "POLLS", *(name.upper() for name in BATCH_ROW_OUTCOMES))
@@ -360,6 +380,9 @@ def cmd_status(args: argparse.Namespace) -> int:
             "sourceBucket": job.get("sourceBucket"),
             "updatedAt": job.get("updatedAt"),
             "batchCount": job.get("batchCount"),
+            "parentJobId": job.get("parentJobId"),
+            "redrivenBy": job.get("redrivenBy") or [],
+            "landingCheck": job.get("landingCheck"),
         }
         print(json.dumps({"job": summary, "batches": [batch_progress(b) for b in batches]}, indent=2))
     else:
