@@ -53,7 +53,7 @@ unit: setup
 # file alone is not JSON: MaxConcurrency's placeholder stands for a number, unquoted).
 asl-validate: setup node_modules/.installed
 	mkdir -p out
-	python -c 'from profile_sync_local.stack import state_machine_definition; print(state_machine_definition())' \
+	python -c 'from profile_sync_local.stack.project import state_machine_definition; print(state_machine_definition())' \
 	  > out/profile_sync.asl.json
 	npx --no-install asl-validator --json-path out/profile_sync.asl.json
 
@@ -86,7 +86,7 @@ demo: setup
 	@echo "Rows that are not a success, with line numbers: out/demo/rows.csv"
 
 # Sizes: BENCH_ROWS (engine, default "1000000 5000000"), BENCH_PIPELINE_ROWS (profile-sync run,
-# default "100000 1000000"; add 3000000 for the 3M row, minutes more). Every table, then PASS/FAIL.
+# default "100000 1000000 3000000": time, CPU and peak memory per size). Every table, then PASS/FAIL.
 bench: setup
 	python bench/bench_validate.py; v=$$?; python bench/bench_transcode.py; t=$$?; \
 	  python bench/bench_pipeline.py; p=$$?; python bench/bench_delta.py; d=$$?; \
@@ -102,7 +102,7 @@ clean:
 # not run, and why, and exits 0.
 .PHONY: sam-local
 sam-local: setup
-	python local/sam_local/sam_local.py
+	PYTHONPATH=local python -m sam_local
 
 # Optional, not part of `make test`: the sample through a deployed stack (README: smoke test).
 # Skipped, exit 0, when no AWS credentials are found.

@@ -11,7 +11,10 @@ from pathlib import Path
 import boto3
 import pytest
 
-from profile_sync_local.stack import ROOT, AwsServer, LocalResources, load_function, local_aws
+from profile_sync_local.stack.aws_server import AwsServer, local_aws
+from profile_sync_local.stack.functions import load_function
+from profile_sync_local.stack.project import ROOT
+from profile_sync_local.stack.resources import LocalResources
 
 REGION = "us-east-1"
 

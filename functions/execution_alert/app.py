@@ -27,7 +27,9 @@ logger, metrics = function.logger, function.metrics
 def lambda_handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
     detail = event.detail
     job_id, status = detail["name"], detail["status"]
-    report_ports = ports.report_ports()
+    # No delta snapshot update here: an execution stopped from outside leaves it as it was (the
+    # job's rows are sent again next time), so this function needs no snapshot grants.
+    report_ports = ports.report_ports(delta=False)
     job = report_ports.jobs.get_job(job_id)
     if job is None:
         logger.warning("execution of an unknown job", extra={"status": status})

@@ -26,6 +26,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> JobResult:
         m.count(metrics, m.JOBS_FAILED)
     else:
         m.count(metrics, m.JOBS_WITH_ERRORS)
+    m.add_delta_update(metrics, result.get("delta"))
     duration = result.get("durationSeconds")
     if duration is not None:
         metrics.add_metric(name=m.JOB_DURATION, unit=MetricUnit.Seconds, value=duration)

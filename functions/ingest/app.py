@@ -48,6 +48,7 @@ def process_drop(drop: Drop) -> dict[str, object]:
             "accepted": job.get("accepted"),
             "rejected": job.get("rejected"),
             "skipped": job.get("skipped"),
+            "unchanged": job.get("unchanged"),
             "batches": job.get("batchCount"),
             "reason": job.get("reason"),
         },
@@ -65,6 +66,7 @@ def _record_metrics(job: JobRecord) -> None:
         (m.ROWS_RECEIVED, job.get("received")),
         (m.ROWS_REJECTED, job.get("rejected")),
         (m.ROWS_SKIPPED, job.get("skipped")),
+        (m.ROWS_UNCHANGED, job.get("unchanged")),
         (m.DUPLICATE_IDS, job.get("duplicateIds")),
         (m.BATCHES_CREATED, job.get("batchCount")),
     ):

@@ -21,5 +21,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> JobResult:
     error: StepError = event.get("error") or StepError()
     result = failure.job_failed(ports.report_ports(), event["jobId"], error)
     m.count(metrics, m.JOBS_FAILED)
+    m.add_delta_update(metrics, result.get("delta"))
     logger.error("job failed", extra={"reason": result.get("reason")})
     return result

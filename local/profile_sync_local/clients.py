@@ -20,16 +20,17 @@ from pathlib import Path
 from profile_sync.client_profiles import ClientProfile, ProfileInvalid, parse_profile, validate_with_profile
 from profile_sync.ingest import CLIENT_CODE
 from profile_sync.settings import Settings
-from profile_sync_local.deployed import (
+from profile_sync_local.deployed.resources import (
     EXIT_ERROR,
     EXIT_NOT_FOUND,
     EXIT_OK,
     CliError,
     Deployed,
-    _aws_options,
     connect,
     guarded,
+    stack_options,
 )
+from profile_sync_local.subcommands import Command
 
 BUDGET = ("daily_row_quota", "calls_per_minute")
 
@@ -215,55 +216,64 @@ def load_local_profile(file: str, client: str) -> ClientProfile:
     return _read_profile(file, client)[1]
 
 
-def add_parser(commands) -> None:
-    clients = commands.add_parser(
-        "clients",
-        help="client profiles: how each client's exports are read and sent",
-        description="Client profiles of the deployed stack (SSM parameters under its ClientProfilesPath): "
-        "list, show and set them; check a profile against a sample file without AWS.",
-    )
-    sub = clients.add_subparsers(dest="clients_command", required=True, metavar="ACTION")
+def _aws_arguments(parser: argparse.ArgumentParser) -> None:
+    stack_options(parser)
+    parser.add_argument("--path", help="SSM path of the profiles (default: the stack's ClientProfilesPath)")
 
-    def aws(parser: argparse.ArgumentParser) -> None:
-        _aws_options(parser)
-        parser.add_argument(
-            "--path", help="SSM path of the profiles (default: the stack's ClientProfilesPath)"
-        )
 
-    listing = sub.add_parser("list", help="every client with a profile")
-    listing.add_argument("--json", action="store_true", help="print one JSON object")
-    aws(listing)
-    listing.set_defaults(handler=cmd_list)
+def _list_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    _aws_arguments(parser)
 
-    show = sub.add_parser("show", help="one client's profile and its version")
-    show.add_argument("client", help="Target client code")
-    show.add_argument("--json", action="store_true", help="print one JSON object")
-    aws(show)
-    show.set_defaults(handler=cmd_show)
 
-    save = sub.add_parser(
-        "set",
-        help="validate a profile and save it as the client's new version",
-        description="Validate FILE (schema, the mapped header under the engine's rules, the stack's folder "
-        "of token secrets, the budget of a shared account) and save it; nothing is saved when anything "
-        "is wrong. The functions read the new version within ClientProfilesMaxAgeSeconds.",
-    )
-    save.add_argument("client", help="Target client code")
-    save.add_argument("--file", required=True, help="the profile (JSON)")
-    save.add_argument(
+def _show_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("client", help="Target client code")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    _aws_arguments(parser)
+
+
+def _set_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("client", help="Target client code")
+    parser.add_argument("--file", required=True, help="the profile (JSON)")
+    parser.add_argument(
         "--secret-prefix", help="token secrets folder (default: the stack's ClientTokenSecretPrefix output)"
     )
-    aws(save)
-    save.set_defaults(handler=cmd_set)
+    _aws_arguments(parser)
 
-    check = sub.add_parser(
-        "check",
-        help="what a sample file becomes under a profile, sending nothing",
-        description="Map SAMPLE with the profile as the ingest would: print the header Target would get, "
-        "the first rows as they would be sent, the row account and the first rejects. No AWS, no Target.",
-    )
-    check.add_argument("sample", help="a sample export (CSV, any supported encoding and separator)")
-    check.add_argument("--file", required=True, help="the profile (JSON)")
-    check.add_argument("--client", default="demo", help="client code the profile is for (default demo)")
-    check.add_argument("--rows", type=int, default=5, help="rows and rejects to show (default 5)")
-    check.set_defaults(handler=cmd_check)
+
+def _check_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("sample", help="a sample export (CSV, any supported encoding and separator)")
+    parser.add_argument("--file", required=True, help="the profile (JSON)")
+    parser.add_argument("--client", default="demo", help="client code the profile is for (default demo)")
+    parser.add_argument("--rows", type=int, default=5, help="rows and rejects to show (default 5)")
+
+
+CLIENTS = Command(
+    "clients",
+    "client profiles: how each client's exports are read and sent",
+    description="Client profiles of the deployed stack (SSM parameters under its ClientProfilesPath): "
+    "list, show and set them; check a profile against a sample file without AWS.",
+    subcommands=(
+        Command("list", "every client with a profile", cmd_list, _list_arguments),
+        Command("show", "one client's profile and its version", cmd_show, _show_arguments),
+        Command(
+            "set",
+            "validate a profile and save it as the client's new version",
+            cmd_set,
+            _set_arguments,
+            description="Validate FILE (schema, the mapped header under the engine's rules, the stack's "
+            "folder of token secrets, the budget of a shared account) and save it; nothing is saved when "
+            "anything is wrong. The functions read the new version within ClientProfilesMaxAgeSeconds.",
+        ),
+        Command(
+            "check",
+            "what a sample file becomes under a profile, sending nothing",
+            cmd_check,
+            _check_arguments,
+            description="Map SAMPLE with the profile as the ingest would: print the header Target would "
+            "get, the first rows as they would be sent, the row account and the first rejects. No AWS, "
+            "no Target.",
+        ),
+    ),
+)
+"""`clients list | show | set | check`."""

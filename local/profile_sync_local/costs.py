@@ -22,7 +22,7 @@ from unittest import mock
 import botocore.client
 from requests.adapters import HTTPAdapter
 
-from profile_sync_local.stack import template
+from profile_sync_local.stack.project import template
 
 # List prices, US East (N. Virginia), on-demand, x86_64, as published on the AWS pricing pages.
 PRICES: dict[str, Any] = {

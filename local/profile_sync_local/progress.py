@@ -45,6 +45,7 @@ class Progress:
             f"validated {job.get('received', 0):,} rows: {job.get('accepted', 0):,} accepted in "
             f"{job.get('batchCount', 0)} batch file(s), {job.get('rejected', 0):,} rejected, "
             f"{job.get('skipped', 0):,} skipped"
+            + (f", {job['unchanged']:,} unchanged (delta: not sent)" if job.get("unchanged") else "")
         )
 
     def step(self, name: str, event: dict, result: dict) -> None:

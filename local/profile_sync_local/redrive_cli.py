@@ -15,14 +15,9 @@ import time
 from profile_sync.aws.s3 import S3ObjectStore
 from profile_sync.job_rows import JobFiles, JobFilesError
 from profile_sync.redrive import CHOICES, RedriveRefused, build_redrive_file, parse_only, redrive_key
-from profile_sync_local.deployed import (
-    EXIT_OK,
-    CliError,
-    _aws_options,
-    _get_job,
-    connect,
-    guarded,
-)
+from profile_sync_local.deployed.commands import get_job
+from profile_sync_local.deployed.resources import EXIT_OK, CliError, connect, guarded, stack_options
+from profile_sync_local.subcommands import Command
 
 
 @guarded
@@ -33,7 +28,7 @@ def cmd_redrive(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     deployed = connect(args)
     store = deployed.jobs()
-    job = _get_job(store, args.job)
+    job = get_job(store, args.job)
     bucket = job.get("sourceBucket") or deployed.bucket
     objects = S3ObjectStore(bucket, client=deployed.s3())
     try:
@@ -84,15 +79,7 @@ def _wait_for_child(store, job_id: str, *, before: list[str], seconds: float) ->
         time.sleep(min(2.0, max(0.0, deadline - time.monotonic())))
 
 
-def add_parser(commands) -> None:
-    redrive = commands.add_parser(
-        "redrive",
-        help="send a deployed job's failed and/or pending rows again, as a new linked job",
-        description="Write the rows of JOB that did not land (by default failed and pending) from its "
-        "batch files into a new file and drop it under incoming/<client>/redrive=JOB/: the stack starts "
-        "a new job, linked both ways (parentJobId, redrivenBy). `--only not_found` re-sends whole v1 "
-        "batches through v2 (v1 names no not-found rows). A re-drive job can be re-driven in turn.",
-    )
+def _arguments(redrive: argparse.ArgumentParser) -> None:
     redrive.add_argument("job", help="job id (see `profile-sync jobs`)")
     redrive.add_argument(
         "--only",
@@ -108,5 +95,16 @@ def add_parser(commands) -> None:
         metavar="SECONDS",
         help="wait up to this long for the new job to be linked, and print its id (default 0)",
     )
-    _aws_options(redrive, bucket=True, table=True)
-    redrive.set_defaults(handler=cmd_redrive)
+    stack_options(redrive, bucket=True, table=True)
+
+
+REDRIVE = Command(
+    "redrive",
+    "send a deployed job's failed and/or pending rows again, as a new linked job",
+    cmd_redrive,
+    _arguments,
+    description="Write the rows of JOB that did not land (by default failed and pending) from its "
+    "batch files into a new file and drop it under incoming/<client>/redrive=JOB/: the stack starts "
+    "a new job, linked both ways (parentJobId, redrivenBy). `--only not_found` re-sends whole v1 "
+    "batches through v2 (v1 names no not-found rows). A re-drive job can be re-driven in turn.",
+)

@@ -36,15 +36,12 @@ from profile_sync.model import JobRecord
 from profile_sync_local.costs import AwsRequests, LambdaDurations, format_cost, job_cost
 from profile_sync_local.emulator import DEFAULT_PROFILE_TOKEN, EmulatorConfig, TargetEmulator
 from profile_sync_local.progress import Progress, observed
-from profile_sync_local.sfn_local import VirtualClock
-from profile_sync_local.stack import (
-    REGION,
-    LocalResources,
-    local_aws,
-    run_workflow,
-    steps_on,
-    workflow_handlers,
-)
+from profile_sync_local.sfn_local.clock import VirtualClock
+from profile_sync_local.stack.aws_server import REGION, local_aws
+from profile_sync_local.stack.functions import workflow_handlers
+from profile_sync_local.stack.resources import LocalResources
+from profile_sync_local.stack.workflow import run_workflow, steps_on
+from profile_sync_local.state import load_state, save_state
 
 EXIT_COMPLETE, EXIT_WITH_ERRORS, EXIT_FAILED = 0, 1, 2
 CLOCKS = ("virtual", "real")
@@ -76,6 +73,8 @@ def run_local(
     credentials: dict | None = None,
     clock: str | None = None,
     client_profile: dict | None = None,
+    delta: bool = False,
+    state_dir: Path | None = None,
 ) -> dict:
     """Run one file through the whole pipeline; returns the job's result (and writes the reports).
 
@@ -86,6 +85,10 @@ def run_local(
     credentials (a profile token {"profile_token": ...} or OAuth server-to-server credentials) are
     what the functions read from Secrets Manager, for any Target. clock: "virtual" (default for the
     built-in emulator) or "real" (default for any other Target).
+
+    delta: drop the file under `delta=on/` (delta sync). state_dir: the delta snapshots and quota
+    counters are loaded from it before the drop and saved into it at the end (profile_sync_local.state),
+    so a later run with the same folder diffs against what this one confirmed.
     """
     if target_url is not None and auth != "none":
         raise ValueError("auth configures the built-in emulator: give credentials for another Target")
@@ -109,6 +112,8 @@ def run_local(
             os.environ.update(local.env())
             if client_profile is not None:
                 local.put_profile(client, _local_profile(client_profile))
+            if state_dir is not None:
+                load_state(state_dir, bucket=local.bucket, table=local.jobs_table, region=REGION)
             if target_url is None:
                 emulator = stack.enter_context(
                     TargetEmulator(emulator_config or EmulatorConfig(seed=1), clock=time_source.time)
@@ -136,7 +141,9 @@ def run_local(
             if virtual is not None:
                 stack.enter_context(steps_on(virtual))  # the ingest's times too
             with durations.timing("Ingest"):
-                job = _ingest(local, source, client=client, api=api, mode=input_mode, clock=time_source)
+                job = _ingest(
+                    local, source, client=client, api=api, mode=input_mode, clock=time_source, delta=delta
+                )
             requests.counts["s3_put"] -= 1  # the drop itself (one PutObject) is the user's upload
             store = DynamoJobStore(local.jobs_table)
             progress.validated(_stored(store, job["jobId"]))
@@ -153,6 +160,8 @@ def run_local(
                     poll_interval=0.005 if virtual else 0.5,
                 )
             requests.on = False  # what follows is this command's reading, not the job's
+            if state_dir is not None:
+                save_state(state_dir, bucket=local.bucket, table=local.jobs_table, region=REGION)
             record = _stored(store, job["jobId"])
             progress.finished(record)
             batches = store.list_batches(record["jobId"])
@@ -161,10 +170,11 @@ def run_local(
                 "status": record["status"],
                 "jobId": record["jobId"],
                 "reason": record.get("reason"),
-                **{name: record.get(name, 0) for name in ("received", "rejected", "skipped")},
+                **{name: record.get(name, 0) for name in ("received", "rejected", "skipped", "unchanged")},
                 **{name: record.get(name, 0) for name in ("succeeded", "failed", "not_found", "pending")},
                 "duplicate_ids": record.get("duplicateIds", 0),
                 "profile_version": record.get("profileVersion"),
+                "delta": record.get("deltaUpdate"),
                 "batches": [
                     {
                         "index": b["batchIndex"],
@@ -323,8 +333,10 @@ def _ingest(
     api: str | None,
     mode: str | None,
     clock: VirtualClock | RealClock,
+    delta: bool = False,
 ) -> dict:
-    folders = "".join(f"{name}={value}/" for name, value in (("api", api), ("mode", mode)) if value)
+    options = (("api", api), ("mode", mode), ("delta", "on" if delta else None))
+    folders = "".join(f"{name}={value}/" for name, value in options if value)
     return local.drop(f"incoming/{client}/{folders}{source.name}", source.read_bytes(), at=clock.datetime())
 
 
@@ -350,8 +362,14 @@ def format_result(result: dict) -> str:
     if result.get("reason"):
         lines.append(f"  reason: {result['reason']}")
     lines.append(f"  received   {result['received']:>10,}")
-    for name in ("rejected", "skipped", "succeeded", "failed", "not_found", "pending"):
-        lines.append(f"  {name:<10} {result[name]:>10,}")
+    for name in ("rejected", "skipped", "unchanged", "succeeded", "failed", "not_found", "pending"):
+        lines.append(f"  {name:<10} {result.get(name, 0):>10,}")
+    if result.get("delta"):
+        delta = result["delta"]
+        lines.append(
+            f"  delta snapshot: version {delta.get('version', '?')}, {delta.get('confirmed', 0):,} confirmed "
+            "row(s) merged" + (f" ({delta['skipped']})" if delta.get("skipped") else "")
+        )
     for batch in result["batches"]:
         lines.append(
             f"  batch {batch['index']}: {batch['rows']:,} rows, {batch['status']}, "

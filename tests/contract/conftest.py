@@ -15,7 +15,7 @@ import pytest
 
 from profile_sync.adobe_target.client import RetryPolicy, TargetClient
 from profile_sync_local.emulator import EmulatorConfig, TargetEmulator
-from profile_sync_local.stack import atomic_dynamodb_writes
+from profile_sync_local.stack.aws_server import atomic_dynamodb_writes
 
 CLIENT = "demo"
 

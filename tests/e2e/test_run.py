@@ -14,7 +14,7 @@ import pytest
 from profile_sync_local import emulator as emulator_module
 from profile_sync_local.cli import main
 from profile_sync_local.emulator import EmulatorConfig, TargetEmulator
-from profile_sync_local.stack import ROOT
+from profile_sync_local.stack.project import ROOT
 
 SAMPLE = ROOT / "local" / "samples" / "visitors.csv"
 # One batch, two "incomplete" answers, then complete: the states each child execution enters.

@@ -6,7 +6,7 @@ import csv
 import json
 
 from profile_sync_local.cli import main
-from profile_sync_local.stack import ROOT
+from profile_sync_local.stack.project import ROOT
 
 SAMPLES = ROOT / "local" / "samples"
 

@@ -26,15 +26,11 @@ from profile_sync import clock as step_clock
 from profile_sync.aws.jobs import DynamoJobStore
 from profile_sync.ingest import Drop
 from profile_sync_local.emulator import EmulatorConfig, TargetEmulator
-from profile_sync_local.stack import (
-    ROOT,
-    AwsServer,
-    LocalResources,
-    event_sources,
-    load_function,
-    state_machine_definition,
-    template,
-)
+from profile_sync_local.stack.aws_server import AwsServer
+from profile_sync_local.stack.events import event_sources
+from profile_sync_local.stack.functions import load_function
+from profile_sync_local.stack.project import ROOT, state_machine_definition, template
+from profile_sync_local.stack.resources import LocalResources
 from tests.conftest import REGION, AlertInbox, FakeContext
 
 EVENTS_DIR = ROOT / "events"

@@ -14,7 +14,7 @@ import pytest
 from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
 from botocore.exceptions import ClientError
 
-from profile_sync_local.stack import ROOT
+from profile_sync_local.stack.project import ROOT
 from tests.conftest import REGION, AlertInbox, event_path, load_handler
 
 SAMPLE = (ROOT / "local" / "samples" / "visitors.csv").read_bytes()

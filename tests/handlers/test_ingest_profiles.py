@@ -9,7 +9,7 @@ import json
 import boto3
 import pytest
 
-from profile_sync_local.stack import ROOT
+from profile_sync_local.stack.project import ROOT
 from tests.conftest import REGION, load_handler
 from tests.handlers.test_ingest import executions, job_record, make_event, put, read
 

@@ -14,19 +14,18 @@ import sys
 
 import pytest
 
-from profile_sync_local.sfn_local import LocalLambdaContext, function_arn
-from profile_sync_local.stack import ROOT, load_function
+from profile_sync_local.sfn_local.lambda_router import LocalLambdaContext, function_arn
+from profile_sync_local.stack import project
+from profile_sync_local.stack.functions import load_function
+from profile_sync_local.stack.project import ROOT
 
 EVENT_NAMES = sorted(path.name for path in (ROOT / "events").glob("*.json"))
 
 
 @pytest.fixture(scope="module")
 def sam_local():
-    spec = importlib.util.spec_from_file_location("sam_local", ROOT / "local" / "sam_local" / "sam_local.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["sam_local"] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    sys.path.insert(0, str(ROOT / "local"))  # the package `make sam-local` runs: python -m sam_local
+    return importlib.import_module("sam_local")
 
 
 def in_process(sam_local, world):
@@ -53,7 +52,7 @@ def in_process(sam_local, world):
 
 
 def test_every_event_passes_through_its_function_with_the_env_file_sam_gets(sam_local):
-    assert set(sam_local.STEPS) == set(EVENT_NAMES), "every file in events/ needs a step in sam_local.py"
+    assert set(sam_local.STEPS) == set(EVENT_NAMES), "every file in events/ needs a step in sam_local.world"
     with sam_local.local_world("127.0.0.1") as world:
         assert world.target_url.startswith("https://127.0.0.1:")  # HTTPS: the token never in clear
         results = sam_local.run_events(world, in_process(sam_local, world), EVENT_NAMES)
@@ -78,7 +77,7 @@ def test_a_wrong_answer_or_a_record_not_written_fails_the_check(sam_local):
 
 
 def test_the_template_declares_the_endpoint_empty_so_it_has_no_effect_in_an_account(sam_local):
-    template = sam_local.template()
+    template = project.template()
     assert template["Parameters"]["AwsEndpointUrl"]["Default"] == ""
     variables = template["Globals"]["Function"]["Environment"]["Variables"]
     assert variables["AWS_ENDPOINT_URL"] == {"Ref": "AwsEndpointUrl"}
@@ -101,7 +100,7 @@ def test_sam_exits_0_when_the_handler_raises_so_its_output_is_read(sam_local):
 
 
 def test_without_docker_it_says_it_did_not_run_and_why(sam_local, monkeypatch, capsys):
-    monkeypatch.setattr(sam_local, "docker_problem", lambda: "no engine here")
-    monkeypatch.setattr(sam_local, "run", lambda *a, **k: pytest.fail("must not build or invoke"))
+    monkeypatch.setattr(sam_local.cli, "docker_problem", lambda: "no engine here")
+    monkeypatch.setattr(sam_local.cli, "run", lambda *a, **k: pytest.fail("must not build or invoke"))
     assert sam_local.main([]) == 0
     assert "sam-local: NOT run (no engine here)" in capsys.readouterr().out

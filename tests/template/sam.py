@@ -20,7 +20,7 @@ from unittest import mock
 from samtranslator.translator.transform import transform
 from samtranslator.yaml_helper import yaml_parse
 
-from profile_sync_local.stack import ROOT
+from profile_sync_local.stack.project import ROOT
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"

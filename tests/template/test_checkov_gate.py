@@ -7,7 +7,7 @@ import json
 
 import yaml
 
-from profile_sync_local.stack import ROOT
+from profile_sync_local.stack.project import ROOT
 
 GATE = ROOT / "local" / "checkov" / "gate.py"
 

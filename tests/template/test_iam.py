@@ -68,6 +68,13 @@ CLIENT_TOKENS = {
 }
 # workflow.batch_end and workflow.single: the batch file and manifest.json (jobs/<id>/...).
 BATCH_READS = s3("GetObject", "/jobs/*")
+# delta.update_from_job (finalize_job): reads the snapshot files and writes new ones (delta/<client>/...),
+# then DynamoSnapshotPointers.put: a conditional PutItem of the DELTA#<client>#<idType> pointer only.
+DELTA_UPDATE = (
+    s3("GetObject", "/delta/*")
+    | upload("/delta/*")
+    | {("dynamodb:PutItem", JOBS_TABLE, (("ForAllValues:StringLike", "dynamodb:LeadingKeys", ("DELTA#*",)),))}
+)
 
 CALLS: dict[str, set] = {
     "IngestFunctionRole": (
@@ -77,6 +84,8 @@ CALLS: dict[str, set] = {
         | s3("ListBucket", "")
         # batches/*, rejects.csv, manifest.json, batches.json under jobs/<jobId>/
         | upload("/jobs/*")
+        # delta.diff_job: the client's snapshot files (the pointer: GetItem below)
+        | s3("GetObject", "/delta/*")
         # DynamoJobStore: create_job (PutItem), get_job, update_job, put_batches (batch_writer)
         | table("GetItem", "PutItem", "UpdateItem", "BatchWriteItem")
         # Powertools' DynamoDBPersistenceLayer: put (conditional), get, update, delete on failure
@@ -126,6 +135,7 @@ CALLS: dict[str, set] = {
         | upload("/jobs/*/results/*")
         # get_job, list_batches (query), update_job
         | table("GetItem", "Query", "UpdateItem")
+        | DELTA_UPDATE
         | ALERTS
     ),
     # workflow.failure.job_failed: list_batches, get_job, then finalize_job (same reads and writes), notify
@@ -135,6 +145,7 @@ CALLS: dict[str, set] = {
         | upload("/jobs/*/report/*")
         | upload("/jobs/*/results/*")
         | table("GetItem", "Query", "UpdateItem")
+        | DELTA_UPDATE
         | ALERTS
     ),
     # landing_step.check_landing: the job's manifest, batch files and results (JobFiles lists
@@ -152,7 +163,16 @@ CALLS: dict[str, set] = {
         | TOKEN
         | PROFILES
     ),
-    "ExecutionAlertFunctionRole": table("GetItem", "Query", "UpdateItem") | ALERTS | ON_FAILURE,
+    # An execution stopped by hand or timed out: job_failed again, the same reads and writes
+    "ExecutionAlertFunctionRole": (
+        BATCH_READS
+        | s3("ListBucket", "", (("StringLike", "s3:prefix", "jobs/*"),))
+        | upload("/jobs/*/report/*")
+        | upload("/jobs/*/results/*")
+        | table("GetItem", "Query", "UpdateItem")
+        | ALERTS
+        | ON_FAILURE
+    ),
     "ProfileSyncStateMachineRole": (
         # each Task's lambda:invoke (statemachine/profile_sync.asl.json), by exact ARN
         {

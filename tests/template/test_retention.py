@@ -15,7 +15,7 @@ from profile_sync import clock
 from profile_sync.aws import ports
 from profile_sync.aws.jobs import DAY_SECONDS, TTL_ATTRIBUTE, DynamoJobStore
 from profile_sync.settings import Settings
-from profile_sync_local.stack import template
+from profile_sync_local.stack.project import template
 from tests.conftest import REGION
 from tests.template import sam
 

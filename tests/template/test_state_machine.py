@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 
-from profile_sync_local.stack import STATE_MACHINE, state_machine_definition, template
+from profile_sync_local.stack.project import STATE_MACHINE, state_machine_definition, template
 
 
 def substitutions() -> dict:

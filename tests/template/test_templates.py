@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import tomllib
 
-from profile_sync_local.stack import ROOT
+from profile_sync_local.stack.project import ROOT
 from tests.template import sam
 
 

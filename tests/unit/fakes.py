@@ -260,6 +260,7 @@ class FakeTarget:
         self.updates: list[Answer] = []
         self.posted: list[bytes] = []  # every body sent to batchUpdate, whole
         self.status_calls: list[str] = []
+        self.expected_rows: list[int | None] = []  # what each status call was told was sent
         self.updated: list[tuple[str, str, dict[str, str]]] = []
         self._next_batch = 0
 
@@ -283,8 +284,9 @@ class FakeTarget:
         )
         return _answer(self.submits, default, data)
 
-    def batch_status(self, status_url: str) -> BatchStatus:
+    def batch_status(self, status_url: str, *, expected_rows: int | None = None) -> BatchStatus:
         self.status_calls.append(status_url)
+        self.expected_rows.append(expected_rows)
         return _answer(self.statuses, BatchStatus(state="incomplete", attempts=1), status_url)
 
     def single_update(

@@ -7,15 +7,11 @@ import json
 
 import pytest
 
-from profile_sync_local.cli import (
-    EXIT_FILE_REJECTED,
-    EXIT_OK,
-    EXIT_ROWS_REJECTED,
-    EXIT_USAGE,
-    main,
-    parse_sets,
-)
-from profile_sync_local.stack import ROOT
+from profile_sync_local.cli import main
+from profile_sync_local.cli.local_run import parse_sets
+from profile_sync_local.cli.options import EXIT_USAGE
+from profile_sync_local.cli.validate import EXIT_FILE_REJECTED, EXIT_OK, EXIT_ROWS_REJECTED
+from profile_sync_local.stack.project import ROOT
 
 SAMPLE = ROOT / "local" / "samples" / "visitors.csv"
 

@@ -10,7 +10,7 @@ import pytest
 from moto import mock_aws
 
 from profile_sync_local.cli import main
-from profile_sync_local.deployed import EXIT_ERROR, EXIT_NOT_FOUND, EXIT_OK
+from profile_sync_local.deployed.resources import EXIT_ERROR, EXIT_NOT_FOUND, EXIT_OK
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "local" / "samples"

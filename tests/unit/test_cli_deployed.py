@@ -9,10 +9,9 @@ import pytest
 from botocore.stub import Stubber
 
 from profile_sync.aws.jobs import DynamoJobStore
-from profile_sync_local import deployed
 from profile_sync_local.cli import main
-from profile_sync_local.deployed import EXIT_ERROR, EXIT_NOT_FOUND, EXIT_OK
-from profile_sync_local.stack import table_definition
+from profile_sync_local.deployed.resources import EXIT_ERROR, EXIT_NOT_FOUND, EXIT_OK, guarded
+from profile_sync_local.stack.project import table_definition
 
 REGION = "us-east-1"
 BUCKET = "drop-bucket"
@@ -225,6 +224,7 @@ def test_jobs_json_lists_recent_jobs_newest_first_with_their_counts(aws, capsys)
         "received": 5,
         "rejected": 0,
         "skipped": 0,
+        "unchanged": 0,
         "succeeded": 1,
         "failed": 2,
         "not_found": 0,
@@ -242,6 +242,7 @@ def test_jobs_json_lists_recent_jobs_newest_first_with_their_counts(aws, capsys)
         "received": 16,
         "rejected": 5,
         "skipped": 1,
+        "unchanged": 0,
         "succeeded": 8,
         "failed": 2,
         "not_found": 0,
@@ -368,7 +369,10 @@ def test_status_for_a_person(aws, capsys):
     lines = out.splitlines()
     assert lines[0].split() == ["job", RUNNING, "QUEUED"]
     assert f"s3://{BUCKET}/incoming/acme/api=v1/crm.csv.gz" in out
-    assert "received 5 = rejected 0 + skipped 0 + succeeded 1 + failed 2 + not_found 0 + pending 2" in out
+    assert (
+        "received 5 = rejected 0 + skipped 0 + unchanged 0 + succeeded 1 + failed 2 + not_found 0 + pending 2"
+        in out
+    )
     batch_rows = [line.split() for line in lines if line.startswith("    ")]
     assert batch_rows[0] == [
         "#",
@@ -411,7 +415,11 @@ def test_report_downloads_the_three_files_and_prints_the_account(aws, tmp_path, 
     for name in ("summary.json", "rows.csv", "rejects.csv"):
         assert str(out_dir / name) in out
     assert "COMPLETE_WITH_ERRORS" in out
-    assert "received 16 = rejected 5 + skipped 1 + succeeded 8 + failed 2 + not_found 0 + pending 0" in out
+    # summary.json from before delta sync: no unchanged rows.
+    assert (
+        "received 16 = rejected 5 + skipped 1 + unchanged 0 + succeeded 8 + failed 2 + not_found 0 "
+        "+ pending 0" in out
+    )
 
 
 def test_report_of_a_running_job_has_only_the_rejects_so_far(aws, tmp_path, capsys, monkeypatch):
@@ -562,7 +570,7 @@ def test_region_option_wins(aws, capsys, monkeypatch):
 def test_any_other_aws_refusal_is_one_line_and_exit_2(capsys):
     from botocore.exceptions import ClientError  # noqa: PLC0415
 
-    @deployed.guarded
+    @guarded
     def refused(_args):
         raise ClientError({"Error": {"Code": "AccessDenied", "Message": "not you"}}, "GetItem")
 

@@ -12,7 +12,8 @@ import pytest
 from profile_sync.aws.delta import DynamoSnapshotPointers, pointer_key
 from profile_sync.aws.s3 import S3ObjectStore
 from profile_sync.delta import Pointer
-from profile_sync_local.stack import atomic_dynamodb_writes, table_definition
+from profile_sync_local.stack.aws_server import atomic_dynamodb_writes
+from profile_sync_local.stack.project import table_definition
 from tests.unit.test_delta import Client, csv_of, people
 
 REGION = "us-east-1"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from profile_sync_local.stack import load_function
+from profile_sync_local.stack.functions import load_function
 
 
 def test_concurrent_invocations_flush_their_own_metrics_only():

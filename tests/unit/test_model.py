@@ -48,12 +48,15 @@ def test_the_values_are_the_strings_already_stored_in_records_reports_and_metric
         "received",
         "rejected",
         "skipped",
+        "unchanged",
         "succeeded",
         "failed",
         "not_found",
         "pending",
     )
-    assert {RowOutcome.REJECTED, RowOutcome.SKIPPED} | set(BATCH_ROW_OUTCOMES) == set(RowOutcome)
+    assert {RowOutcome.REJECTED, RowOutcome.SKIPPED, RowOutcome.UNCHANGED} | set(BATCH_ROW_OUTCOMES) == set(
+        RowOutcome
+    )
     # A StrEnum is its string everywhere it is written: JSON, f-strings, comparisons.
     assert (
         json.dumps({RowOutcome.NOT_FOUND: JobStatus.COMPLETE_WITH_ERRORS})

@@ -189,12 +189,34 @@ def test_the_account_adds_every_bucket_up():
         "received": 12,
         "rejected": 2,
         "skipped": 1,
+        "unchanged": 0,
         "succeeded": 3,
         "failed": 1,
         "not_found": 1,
         "pending": 4,
     }
     assert result.balanced and not result.clean
+
+
+def test_unchanged_rows_are_accepted_rows_in_no_batch():
+    # Delta sync: of 9 accepted rows, 6 were unchanged (not sent); the batch holds the other 3.
+    result = account(job(unchanged=6), [{"rows": 3, "counts": {SUCCEEDED: 2, FAILED: 1}}])
+    assert result.to_dict() == {
+        "received": 12,
+        "rejected": 2,
+        "skipped": 1,
+        "unchanged": 6,
+        "succeeded": 2,
+        "failed": 1,
+        "not_found": 0,
+        "pending": 0,
+    }
+    assert result.balanced and not result.clean
+    # Unchanged rows are no error: a job whose other rows all succeeded is clean.
+    assert account(job(unchanged=6, rejected=0, received=10), [{"rows": 3, "counts": {SUCCEEDED: 3}}]).clean
+    # Counted unchanged and also in a batch: the rows do not add up.
+    with pytest.raises(AccountingError, match="unchanged 6"):
+        account(job(unchanged=6), [{"rows": 9, "counts": {SUCCEEDED: 9}}])
 
 
 def test_a_clean_account_has_only_successes_and_skipped_rows():

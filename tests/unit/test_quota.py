@@ -20,7 +20,8 @@ from profile_sync.quota import (
     seconds_until_next_utc_day,
     utc_day,
 )
-from profile_sync_local.stack import atomic_dynamodb_writes, table_definition
+from profile_sync_local.stack.aws_server import atomic_dynamodb_writes
+from profile_sync_local.stack.project import table_definition
 
 REGION = "us-east-1"
 TABLE = "jobs"

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from profile_sync import telemetry
-from profile_sync_local.stack import ROOT, template
+from profile_sync_local.stack.project import ROOT, template
 
 NAMESPACE = telemetry.NAMESPACE
 SERVICE = "profile-sync"

@@ -333,6 +333,8 @@ def test_a_complete_batch_maps_targets_failed_ids_to_their_source_lines(world):
     poll = bulk.poll_batch(bulk_ports(world, SETTINGS), item)
 
     assert poll["done"] and poll["end"] == BatchEnd.COMPLETE and poll["polls"] == 1
+    # The client is told what was sent: an answer without <status> or batchSize can then prove complete.
+    assert world.target("acme").expected_rows == [3]
     assert poll["counts"] == {"succeeded": 2, "failed": 1, "not_found": 0, "pending": 0}
     assert [row[:3] for row in results(world, item)] == [["4", "2", "failed"]]
     assert record(world, item)["status"] == "COMPLETE"
@@ -564,6 +566,7 @@ def test_finalize_accounts_every_row_writes_the_report_and_tells_a_person_about_
         "received": 4,
         "rejected": 1,
         "skipped": 0,
+        "unchanged": 0,
         "succeeded": 2,
         "failed": 1,
         "not_found": 0,

@@ -4,9 +4,11 @@ on one virtual clock."""
 
 from __future__ import annotations
 
+import contextvars
 import csv
 import io
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -15,14 +17,11 @@ import pytest
 
 from profile_sync.aws.jobs import DynamoJobStore
 from profile_sync_local.emulator import EmulatorConfig, TargetEmulator
-from profile_sync_local.sfn_local import ExecutionResult, VirtualClock
-from profile_sync_local.stack import (
-    REGION,
-    AwsServer,
-    LocalResources,
-    run_workflow,
-    steps_on,
-)
+from profile_sync_local.sfn_local.clock import VirtualClock
+from profile_sync_local.sfn_local.runner import ExecutionResult
+from profile_sync_local.stack.aws_server import REGION, AwsServer
+from profile_sync_local.stack.resources import LocalResources
+from profile_sync_local.stack.workflow import run_workflow, steps_on
 from tests.conftest import AlertInbox
 
 START = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
@@ -108,3 +107,16 @@ def pipeline(aws: AwsServer, monkeypatch: pytest.MonkeyPatch):
         monkeypatch.setenv("TARGET_BASE_URL", emulator.url)
         monkeypatch.setenv("HTTP_MAX_ATTEMPTS", "3")
         yield Pipeline(stack, emulator, clock, monkeypatch, inbox)
+
+
+def pools_run_in_the_submitters_context(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Work a function hands to a thread pool (boto3's multipart uploads, parallel single updates)
+    is still that function's: the pool's threads run in the submitter's context."""
+    submit = ThreadPoolExecutor.submit
+    monkeypatch.setattr(
+        ThreadPoolExecutor,
+        "submit",
+        lambda self, fn, /, *args, **kwargs: submit(
+            self, contextvars.copy_context().run, fn, *args, **kwargs
+        ),
+    )

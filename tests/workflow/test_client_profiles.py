@@ -9,7 +9,8 @@ import boto3
 import pytest
 
 from profile_sync.aws.jobs import plain
-from profile_sync_local.stack import REGION, ROOT
+from profile_sync_local.stack.aws_server import REGION
+from profile_sync_local.stack.project import ROOT
 
 SAMPLES = ROOT / "local" / "samples"
 SECRETS = "profile-sync/clients/"
@@ -66,7 +67,7 @@ def test_two_clients_in_one_run_each_with_its_own_token_quota_and_budget(two_cli
     eu_job = pipeline.ingest((SAMPLES / "salesforce_contacts_eu.csv").read_bytes(), client="acme-eu")
     us_rows = b"thirdPartyId,tier\n" + b"".join(b"US-%d,gold\n" % i for i in range(6))
     us_job = pipeline.ingest(us_rows, client="acme-us")
-    from profile_sync_local.stack import run_workflow  # noqa: PLC0415
+    from profile_sync_local.stack.workflow import run_workflow  # noqa: PLC0415
 
     for job in (eu_job, us_job):
         run_workflow(pipeline.execution_input(job), clock=pipeline.clock)

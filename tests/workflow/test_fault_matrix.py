@@ -23,8 +23,8 @@ from profile_sync import clock
 from profile_sync.adobe_target.client import TargetClient
 from profile_sync.outcomes import MAYBE_ACCEPTED_REASON
 from profile_sync_local import run as local_run
-from profile_sync_local.sfn_local import running_function
-from profile_sync_local.stack import function_timeouts
+from profile_sync_local.sfn_local.runner import running_function
+from profile_sync_local.stack.project import function_timeouts
 from tests.workflow.conftest import CLIENT
 from tests.workflow.test_scenarios import (  # noqa: F401 - token_secret is a fixture
     ACCOUNT,

@@ -21,15 +21,16 @@ import os
 import sys
 from collections import defaultdict
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields
 
 import pytest
 
 from profile_sync.settings import Settings
-from profile_sync_local import stack
-from profile_sync_local.stack import ROOT, run_workflow, template
+from profile_sync_local.stack import functions as stack_functions
+from profile_sync_local.stack.project import ROOT, template
+from profile_sync_local.stack.workflow import run_workflow
 from tests.conftest import FakeContext, event_path
+from tests.workflow.conftest import pools_run_in_the_submitters_context
 
 # Settings fields a function reads that the stack does not expose as a Parameter: fixed by Target
 # or by how the code works, not by the account. A function gets the default on purpose.
@@ -133,18 +134,10 @@ def reads(pipeline, monkeypatch) -> Reads:
         return original_getitem(self, key)
 
     monkeypatch.setattr(type(os.environ), "__getitem__", getitem)
-    # Work a function hands to a thread pool is still that function's.
-    submit = ThreadPoolExecutor.submit
-    monkeypatch.setattr(
-        ThreadPoolExecutor,
-        "submit",
-        lambda self, fn, /, *args, **kwargs: submit(
-            self, contextvars.copy_context().run, fn, *args, **kwargs
-        ),
-    )
+    pools_run_in_the_submitters_context(monkeypatch)
     # Each invocation is a cold start of its function's own container: its module imported and its
     # ports built from its environment, as that function (one process would share them otherwise).
-    load = stack.load_function
+    load = stack_functions.load_function
 
     def load_as_its_own_container(folder: str):
         with running(folder):
@@ -157,7 +150,7 @@ def reads(pipeline, monkeypatch) -> Reads:
         module.lambda_handler = invoke
         return module
 
-    monkeypatch.setattr(stack, "load_function", load_as_its_own_container)
+    monkeypatch.setattr(stack_functions, "load_function", load_as_its_own_container)
     return recorder
 
 
@@ -170,8 +163,8 @@ def _run_every_function(pipeline, monkeypatch) -> None:
     pipeline.setting(max_concurrency=1, batch_max_rows=4, daily_row_quota=6)
     pipeline.emulator.configure(fail_ids={"CRM-000002"}, polls_until_complete=1)
     # A bulk job: rejects, a batch waiting for the next day's quota, failed rows (ingest, reserve,
-    # submit, poll, finalize).
-    bulk = pipeline.run(_visitors(8) + b",empty id\n")
+    # submit, poll, finalize), with delta sync (the diff at ingest, the snapshot update at finalize).
+    bulk = pipeline.run(_visitors(8) + b",empty id\n", folders="delta=on/")
     assert bulk.job["status"] == "COMPLETE_WITH_ERRORS", bulk.job.get("reason")
     # Single updates.
     single = pipeline.run(_visitors(4), folders="api=single/")
@@ -181,9 +174,9 @@ def _run_every_function(pipeline, monkeypatch) -> None:
     refused = pipeline.run(_visitors(2))
     assert refused.job["status"] == "COMPLETE_WITH_ERRORS", refused.job.get("reason")
     pipeline.emulator.configure(error_500_share=0.0)
-    # A step that fails: the workflow's Catch runs job_failed.
-    job = pipeline.ingest(_visitors(2))
-    handlers = stack.workflow_handlers()
+    # A step that fails: the workflow's Catch runs job_failed (its report updates the delta snapshot).
+    job = pipeline.ingest(_visitors(2), folders="delta=on/")
+    handlers = stack_functions.workflow_handlers()
 
     def broken(event: dict, context: object) -> dict:
         raise RuntimeError("disk on fire")
@@ -196,7 +189,7 @@ def _run_every_function(pipeline, monkeypatch) -> None:
     other = pipeline.ingest(_visitors(2))
     event = json.loads(event_path("execution_alert_execution_aborted.json").read_text())
     event["detail"]["name"] = other["jobId"]
-    assert stack.load_function("execution_alert").lambda_handler(event, FakeContext())["notified"]
+    assert stack_functions.load_function("execution_alert").lambda_handler(event, FakeContext())["notified"]
 
 
 def test_each_function_is_given_exactly_the_variables_it_reads(pipeline, reads, monkeypatch) -> None:

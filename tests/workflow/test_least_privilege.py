@@ -16,7 +16,6 @@ import contextvars
 import json
 import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from fnmatch import fnmatchcase
 
 import boto3
@@ -25,11 +24,13 @@ import pytest
 from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
 
 from profile_sync.workflow import report
-from profile_sync_local import stack
-from profile_sync_local.stack import REGION, run_workflow
+from profile_sync_local.stack import functions
+from profile_sync_local.stack.aws_server import REGION
+from profile_sync_local.stack.workflow import run_workflow
 from tests.conftest import FakeContext, event_path
 from tests.template import sam
 from tests.template.test_iam import INGEST_TARGET, KEY, TOPIC
+from tests.workflow.conftest import pools_run_in_the_submitters_context
 
 SECRET_NAME = "target-profile-sync/profile-token"
 ARN = f"{sam.REGION}:{sam.ACCOUNT}"
@@ -150,18 +151,9 @@ def calls(pipeline, monkeypatch):
     # The state machine's own Lambda calls go through botocore too (sfn_local answers them in the
     # Task's thread at before-send), so they are recorded as the workflow role's like the others.
     DEFAULT_PROVIDERS.clear()
-    # Work a function hands to a thread pool (boto3's multipart uploads, parallel single updates) is
-    # still that function's: the pool's threads run in the submitter's context.
-    submit = ThreadPoolExecutor.submit
-    monkeypatch.setattr(
-        ThreadPoolExecutor,
-        "submit",
-        lambda self, fn, /, *args, **kwargs: submit(
-            self, contextvars.copy_context().run, fn, *args, **kwargs
-        ),
-    )
+    pools_run_in_the_submitters_context(monkeypatch)
     # Each function's handler runs as that function (the ingest from a drop, the workflow's tasks).
-    load = stack.load_function
+    load = functions.load_function
 
     def load_attributed(folder: str):
         module = load(folder)
@@ -174,7 +166,7 @@ def calls(pipeline, monkeypatch):
         module.lambda_handler = invoke
         return module
 
-    monkeypatch.setattr(stack, "load_function", load_attributed)
+    monkeypatch.setattr(functions, "load_function", load_attributed)
     yield recorder
     DEFAULT_PROVIDERS.clear()
 
@@ -239,15 +231,17 @@ def test_a_rejected_file_a_failed_step_and_an_aborted_execution(pipeline, calls,
     def broken(ports, job_id, failure=None):
         raise RuntimeError("disk on fire")
 
+    finalize_job = report.finalize_job
     monkeypatch.setattr(report, "finalize_job", broken)
     job = pipeline.ingest(_visitors(3))
     execution = run_workflow(pipeline.execution_input(job), clock=pipeline.clock)
     assert execution.status == "FAILED"
+    monkeypatch.setattr(report, "finalize_job", finalize_job)
     # An execution stopped by hand: EventBridge tells the execution alert function.
     other = pipeline.ingest(_visitors(2))
     event = json.loads(event_path("execution_alert_execution_aborted.json").read_text())
     event["detail"]["name"] = other["jobId"]
-    assert stack.load_function("execution_alert").lambda_handler(event, FakeContext())["notified"]
+    assert functions.load_function("execution_alert").lambda_handler(event, FakeContext())["notified"]
     made = _check(calls)
     assert {
         ("ingest", "sns", "Publish"),
@@ -255,7 +249,12 @@ def test_a_rejected_file_a_failed_step_and_an_aborted_execution(pipeline, calls,
         ("job_failed", "sns", "Publish"),
         ("execution_alert", "dynamodb", "UpdateItem"),
         ("execution_alert", "sns", "Publish"),
+        # the aborted job's report, as JobFailed writes it: AccessDenied here would leave it without one
+        ("execution_alert", "s3", "ListObjectsV2"),
+        ("execution_alert", "s3", "PutObject"),
     } <= made, sorted(made)
+    aborted = pipeline.job(other["jobId"])
+    assert aborted["status"] == "FAILED" and aborted.get("reportKey"), aborted
 
 
 def test_single_updates_waiting_for_their_rolling_quota(pipeline, calls):

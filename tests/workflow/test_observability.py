@@ -21,15 +21,16 @@ import pytest
 from profile_sync import telemetry
 from profile_sync.workflow import bulk as bulk_step
 from profile_sync.workflow import report as report_step
-from profile_sync_local import stack
-from profile_sync_local.stack import REGION, load_function
+from profile_sync_local.stack import project
+from profile_sync_local.stack.aws_server import REGION
+from profile_sync_local.stack.functions import load_function
 from tests.conftest import FakeContext, event_path
 
 # (sfn_local gives the Distributed Map AWS's failure rule: a failed child fails the run.)
 pytestmark = pytest.mark.usefixtures("one_logger_per_function")
 
 SERVICE = "profile-sync"
-WORKFLOW_FUNCTIONS = set(stack.WORKFLOW_FUNCTIONS)  # as the harness names their Lambda context
+WORKFLOW_FUNCTIONS = set(project.WORKFLOW_FUNCTIONS)  # as the harness names their Lambda context
 
 
 # ------------------------------------------------------------------------------------- capture

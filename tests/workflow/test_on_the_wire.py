@@ -14,7 +14,7 @@ import io
 import boto3
 
 from profile_sync.aws.s3 import READ_BUFFER_BYTES, S3ObjectStore
-from profile_sync_local.stack import REGION
+from profile_sync_local.stack.aws_server import REGION
 
 HEADER = "thirdPartyId,tier,value,city\n"
 

@@ -38,6 +38,7 @@ def test_multi_batch_job_completes_and_the_report_matches_the_profile_store(pipe
         "received": 11,
         "rejected": 1,
         "skipped": 0,
+        "unchanged": 0,
         "succeeded": 10,
         "failed": 0,
         "not_found": 0,

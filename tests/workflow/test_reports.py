@@ -23,7 +23,7 @@ from profile_sync.quota import QuotaDecision
 from profile_sync.workflow import quota as quota_step
 from profile_sync.workflow import report
 from profile_sync.workflow.batch_end import RecordPorts, upload_lines
-from profile_sync_local.stack import REGION
+from profile_sync_local.stack.aws_server import REGION
 from tests.conftest import AlertInbox
 
 # Accepted as a pcId in encoded mode as it is (a leading "=" is written %3D, so it starts no formula).

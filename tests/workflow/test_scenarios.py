@@ -16,13 +16,15 @@ from moto.stepfunctions.parser.asl.component.state import state as moto_state
 
 from profile_sync.aws.jobs import plain
 from profile_sync.aws.ports import quota_ports
+from profile_sync.model import ACCOUNT_FIELDS
 from profile_sync.settings import Settings
 from profile_sync.workflow import bulk
 from profile_sync.workflow import quota as quota_step
-from profile_sync_local.stack import REGION, run_workflow
+from profile_sync_local.stack.aws_server import REGION
+from profile_sync_local.stack.workflow import run_workflow
 from tests.workflow.conftest import CLIENT, START, Run
 
-ACCOUNT = ("received", "rejected", "skipped", "succeeded", "failed", "not_found", "pending")
+ACCOUNT = ACCOUNT_FIELDS  # received, rejected, skipped, unchanged, succeeded, failed, not_found, pending
 HEADER = "thirdPartyId,tier,value,city\n"
 
 
@@ -131,7 +133,7 @@ def test_happy_path_multi_batch_job_completes_and_matches_the_profile_store(pipe
     assert run.execution.status == "SUCCEEDED", run.execution.describe()
     assert run.job["status"] == "COMPLETE"
     counts = assert_accounted(pipeline, run)
-    assert counts == dict(zip(ACCOUNT, (10, 0, 0, 10, 0, 0, 0), strict=True))
+    assert counts == dict(zip(ACCOUNT, (10, 0, 0, 0, 10, 0, 0, 0), strict=True))
     assert [b["rows"] for b in run.batches] == [4, 4, 2]
     assert [b["status"] for b in run.batches] == ["COMPLETE"] * 3
     assert all(b["statusUrl"] and b["submitAttempts"] == 1 for b in run.batches)

@@ -15,13 +15,9 @@ from pathlib import Path
 import boto3
 import pytest
 
-from profile_sync_local.sfn_local import (
-    LocalStateMachine,
-    VirtualClock,
-    function_arn,
-    run_state_machine,
-    substitute,
-)
+from profile_sync_local.sfn_local.clock import VirtualClock
+from profile_sync_local.sfn_local.lambda_router import function_arn
+from profile_sync_local.sfn_local.runner import LocalStateMachine, run_state_machine, substitute
 
 ASL = Path(__file__).parent / "asl"
 START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -80,7 +76,6 @@ def test_retry_on_custom_error_then_success_uses_virtual_backoff():
         return {"ok": True}
 
     clock = VirtualClock(start=START)
-    t0 = time.monotonic()
     result = run_state_machine(
         ASL / "retry_catch.asl.json",
         {"Flaky": flaky, "Record": lambda e, _c: {"recorded": e}},
@@ -96,7 +91,6 @@ def test_retry_on_custom_error_then_success_uses_virtual_backoff():
     # IntervalSeconds 10, BackoffRate 3: 10 s then 30 s, on the virtual clock only.
     assert clock.sleeps == [10.0, 30.0]
     assert result.simulated_seconds == pytest.approx(40.0)
-    assert time.monotonic() - t0 < 5
     assert [e.error_type for e in result.handler_errors] == ["TransientError", "TransientError"]
     failed = result.events("LambdaFunctionFailed")
     assert failed[0]["lambdaFunctionFailedEventDetails"]["error"] == "TransientError"
@@ -145,7 +139,6 @@ def test_long_waits_run_on_the_virtual_clock():
         return clock.time()
 
     until = (START + dt.timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    t0 = time.monotonic()
     result = run_state_machine(
         ASL / "wait.asl.json",
         {"Stamp": stamp},
@@ -153,11 +146,9 @@ def test_long_waits_run_on_the_virtual_clock():
         substitutions=arns("Stamp"),
         clock=clock,
     )
-    real = time.monotonic() - t0
     assert result.status == "SUCCEEDED", result.describe()
-    # Three hours of Wait states: real sleeping would take 10,800 s. The bound only proves the
-    # waits were virtual; the machine's load decides the rest (moto's first import alone takes ~5 s).
-    assert real < 60
+    # Three hours of Wait states, slept on the virtual clock only (its sleeps below): no wall-time
+    # bound here, the machine's load would decide it.
     start = START.timestamp()
     assert stamps == [start + 3600, start + 3 * 3600]
     assert clock.sleeps == [3600.0, 120.0, pytest.approx(3 * 3600 - 3720)]
@@ -190,7 +181,6 @@ def test_map_polls_concurrently_with_max_concurrency_and_plausible_virtual_durat
         return {**event, "done": count > event["index"], "polled_at": clock.time()}
 
     batches = [{"rows": n} for n in range(6)]
-    t0 = time.monotonic()
     result = run_state_machine(
         ASL / "map_poll.asl.json",
         {"Submit": submit, "Poll": poll},
@@ -199,7 +189,6 @@ def test_map_polls_concurrently_with_max_concurrency_and_plausible_virtual_durat
         clock=clock,
     )
     assert result.status == "SUCCEEDED", result.describe()
-    assert time.monotonic() - t0 < 10
     assert result.output["count"] == 6
     assert result.max_concurrency["Submit"] == 3  # MaxConcurrency honoured, really concurrent
     assert len(threads) >= 3

@@ -10,7 +10,8 @@ that maps a CRM export to Target's format once, so the export can be dropped as 
 - ``separator`` (``,`` ``;`` tab ``|``) and ``encoding`` (UTF-8 with or without BOM, UTF-16 with a
   BOM, Windows-1252, ISO-8859-1): ``ProfileReader`` transcodes and re-delimits the drop into
   Target's format (UTF-8, comma) while it streams into the validation engine.
-- ``input_mode``, ``api_version``: the drop's defaults; a key's ``api=`` / ``mode=`` folder still wins.
+- ``input_mode``, ``api_version``, ``delta``: the drop's defaults; a key's ``api=`` / ``mode=`` /
+  ``delta=`` folder still wins.
 - ``token_secret_id``, ``target_base_url``, ``daily_row_quota``, ``calls_per_minute``, ``account``:
   how this client reaches Target. Clients naming the same ``account`` share its daily rows and
   calls per minute (the quota and rate-limit key is the account, not the client code).
@@ -74,6 +75,7 @@ ENCODINGS = {"utf-8": "utf-8-sig", "utf-16": "utf-16", "windows-1252": "cp1252",
 SETTINGS_FIELDS = (
     "input_mode",
     "api_version",
+    "delta",
     "token_secret_id",
     "target_base_url",
     "daily_row_quota",

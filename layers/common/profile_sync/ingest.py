@@ -16,7 +16,7 @@ import re
 import shutil
 import tempfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +24,8 @@ from typing import Any, cast
 
 from profile_sync import clock
 from profile_sync.client_profiles import ClientProfile, ProfileInvalid, ProfileStore, validate_with_profile
+from profile_sync.delta.job import delta_prefix, diff_job
+from profile_sync.delta.snapshot import PointerStore
 from profile_sync.model import (
     ApiVersion,
     BatchPointer,
@@ -34,7 +36,7 @@ from profile_sync.model import (
     WorkflowInput,
 )
 from profile_sync.ports import JobStore, Notifier, ObjectStore, Workflow
-from profile_sync.settings import API_VERSIONS, INPUT_MODES, Settings
+from profile_sync.settings import API_VERSIONS, DELTA_MODES, INPUT_MODES, Settings
 from profile_sync.validate import BatchInfo, ValidationResult
 from profile_sync.validate.engine import ByteStream
 
@@ -76,15 +78,17 @@ class DropOptions:
     input_mode: str
     file_name: str
     compressed: bool
+    delta: str = "off"  # "on": rows whose values Target already confirmed are not sent (profile_sync.delta)
     parent_job_id: str = ""  # a re-drive (profile_sync.redrive) of this job
 
 
 def parse_drop_key(key: str, settings: Settings) -> DropOptions:
-    """`incoming/<clientCode>/[redrive=<jobId>/][api=v1/][mode=raw/]<file>.csv[.gz]`.
+    """`incoming/<clientCode>/[redrive=<jobId>/][api=v1/][mode=raw/][delta=on/]<file>.csv[.gz]`.
 
-    The optional `api=` and `mode=` folders choose the Target API and the input mode for this
-    drop; without them the stack's defaults apply. `redrive=<jobId>` marks a re-drive file of that
-    job (profile_sync.redrive): rows already in Target's format, linked to the job.
+    The optional `api=`, `mode=` and `delta=` folders choose the Target API, the input mode and
+    delta sync for this drop; without them the stack's defaults (or the client profile's) apply.
+    `redrive=<jobId>` marks a re-drive file of that job (profile_sync.redrive): rows already in
+    Target's format, linked to the job.
     """
     if not key.startswith(INCOMING_PREFIX):
         raise DropRejected(f"{key}: not under {INCOMING_PREFIX}")
@@ -96,8 +100,8 @@ def parse_drop_key(key: str, settings: Settings) -> DropOptions:
         raise DropRejected(
             f"{key}: {client_code!r} is not a valid Target client code (letters, digits, - and _)"
         )
-    chosen = {"api": settings.api_version, "mode": settings.input_mode}
-    allowed = {"api": API_VERSIONS, "mode": INPUT_MODES}
+    chosen = {"api": settings.api_version, "mode": settings.input_mode, "delta": settings.delta}
+    allowed = {"api": API_VERSIONS, "mode": INPUT_MODES, "delta": DELTA_MODES}
     parent = ""
     for option in options:
         name, sep, value = option.partition("=")
@@ -107,7 +111,9 @@ def parse_drop_key(key: str, settings: Settings) -> DropOptions:
             parent = value
             continue
         if not sep or name not in allowed:
-            raise DropRejected(f"{key}: unknown folder {option!r}; use api=v2|v1|single or mode=encoded|raw")
+            raise DropRejected(
+                f"{key}: unknown folder {option!r}; use api=v2|v1|single, mode=encoded|raw or delta=on|off"
+            )
         if value not in allowed[name]:
             raise DropRejected(f"{key}: {option!r}: {name} must be one of {', '.join(allowed[name])}")
         chosen[name] = value
@@ -117,6 +123,7 @@ def parse_drop_key(key: str, settings: Settings) -> DropOptions:
         input_mode=chosen["mode"],
         file_name=file_name,
         compressed=file_name.lower().endswith(".gz"),
+        delta=chosen["delta"],
         parent_job_id=parent,
     )
 
@@ -133,6 +140,8 @@ class IngestPorts:
     workflow: Workflow
     notifier: Notifier | None = None
     profiles: ProfileStore | None = None
+    # Delta sync's snapshot pointers (profile_sync.delta); None: this stack keeps no snapshots.
+    snapshots: PointerStore | None = None
 
 
 class FileTooLarge(Exception):
@@ -172,13 +181,14 @@ def ingest_drop(
     """Validate and split one drop into a job; returns the job record as stored.
 
     ``profiles``: the client's profile (if any) maps the file and sets the drop's defaults; the
-    job records the profile version it used.
+    job records the profile version it used. ``snapshots``: the delta snapshots' pointers, for a
+    drop with delta sync on (its rows whose values Target already confirmed are not sent).
 
     Safe to repeat: a job that got past validation is returned as it is; one that stopped midway
     is done again with the same keys, and the workflow start is idempotent by name.
     """
     objects, jobs, workflow, notifier = ports.objects, ports.jobs, ports.workflow, ports.notifier
-    settings, profiles = ports.settings, ports.profiles
+    settings, profiles, snapshots = ports.settings, ports.profiles, ports.snapshots
     job_id = drop.job_id()
     stamp = now().isoformat(timespec="seconds")
     job: JobRecord = {
@@ -216,6 +226,8 @@ def ingest_drop(
                 "inputMode": options.input_mode,
             }
         )
+        if options.delta == "on":
+            job["delta"] = "on"
         if options.parent_job_id:
             job["parentJobId"] = options.parent_job_id
             _link_parent(jobs, options.parent_job_id, job_id)
@@ -227,7 +239,7 @@ def ingest_drop(
                 f"{drop.key}: {drop.size:,} bytes is over the configured maximum of "
                 f"{settings.file_max_bytes:,} bytes (FILE_MAX_BYTES)"
             )
-        result = _split(
+        result, delta = _split(
             drop=drop,
             options=options,
             job_id=job_id,
@@ -235,6 +247,7 @@ def ingest_drop(
             settings=_split_settings(settings, options),
             workdir=workdir,
             profile=profile,
+            snapshots=snapshots,
         )
     except DropRejected as exc:
         return _reject(jobs, job, str(exc), now, notifier)
@@ -253,7 +266,7 @@ def ingest_drop(
         "source": {"bucket": drop.bucket, "key": drop.key},
         "idColumn": result.id_column,
         "columns": result.columns,
-        "counts": dict(_counts(result)),
+        "counts": dict(_counts(result, delta)),
         "warnings": result.warnings,
         "batches": [
             {**entry, "lineRuns": [list(run) for run in b.line_runs]}
@@ -262,12 +275,16 @@ def ingest_drop(
     }
     if profile is not None:
         manifest["clientProfile"] = {"version": profile.version}
+    if delta is not None:
+        manifest["delta"] = _delta_summary(delta)
     objects.put_json(keys.manifest, manifest)
     # The workflow's map reads this list: pointers only, never rows.
     objects.put_json(keys.batch_list, batches)
     jobs.put_batches(job_id, batches)
     # Still RECEIVED: with batchesKey set, a later try skips straight to the start.
-    job.update(_counts(result))
+    job.update(_counts(result, delta))
+    if delta is not None:
+        job["deltaKey"] = f"{delta_prefix(keys.prefix)}manifest.json"
     job.update(
         {
             "idColumn": result.id_column,
@@ -391,8 +408,14 @@ def _split(
     settings: Settings,
     workdir: Path | None,
     profile: ClientProfile | None = None,
-) -> ValidationResult:
+    snapshots: PointerStore | None = None,
+) -> tuple[ValidationResult, dict[str, Any] | None]:
+    """Validate and store the batches; with delta sync on, only the rows that changed (and the
+    delta manifest, else None)."""
     keys = JobKeys(job_id)
+    delta_on = options.delta == "on"
+    if delta_on and snapshots is None:
+        raise DropRejected(f"{drop.key}: delta sync is on but this stack keeps no delta snapshots")
     out_dir = Path(tempfile.mkdtemp(prefix=f"{job_id}-", dir=workdir))
 
     def store_batch(batch: BatchInfo) -> None:
@@ -410,15 +433,36 @@ def _split(
         raw = gzip.GzipFile(fileobj=body, mode="rb") if options.compressed else body
         stream = CappedReader(raw, settings.file_max_bytes)
         try:
+            # With delta sync the engine's batches stay on disk until they are diffed.
             result = validate_with_profile(
-                stream, out_dir, settings, profile, source_name=drop.key, on_batch=store_batch
+                stream,
+                out_dir,
+                settings,
+                profile,
+                source_name=drop.key,
+                on_batch=None if delta_on else store_batch,
             )
         except FileTooLarge as exc:
             raise DropRejected(f"{drop.key}: {exc} (FILE_MAX_BYTES)") from exc
         except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
             raise DropRejected(f"{drop.key}: not a readable gzip file ({exc})") from exc
         objects.upload_file(out_dir / "rejects.csv", keys.rejects, "text/csv; charset=utf-8")
-        return result
+        delta = None
+        if delta_on and result.file_error is None and result.batches and snapshots is not None:
+            result.batches, delta = diff_job(
+                job_prefix=keys.prefix,
+                client_code=options.client_code,
+                id_type=result.id_column or "",
+                batches=result.batches,
+                objects=objects,
+                pointers=snapshots,
+                workdir=out_dir,
+                partitions=settings.delta_partitions,
+                max_rows=settings.batch_max_rows,
+                max_bytes=settings.batch_max_bytes,
+                on_batch=store_batch,
+            )
+        return result, delta
     finally:
         shutil.rmtree(out_dir, ignore_errors=True)
 
@@ -454,16 +498,23 @@ def _batch_entry(job_id: str, batch: BatchInfo) -> BatchPointer:
     }
 
 
-def _counts(result: ValidationResult) -> JobRecord:
+def _counts(result: ValidationResult, delta: Mapping[str, Any] | None = None) -> JobRecord:
     return {
         "received": result.received,
         "accepted": result.accepted,
         "rejected": result.rejected,
         "skipped": result.skipped,
+        # Accepted rows whose values Target already confirmed (delta sync): not in any batch.
+        "unchanged": delta["unchanged"] if delta is not None else 0,
         "duplicateIds": result.duplicate_ids,
         "reasons": dict(result.reasons),
         "rejectedNotListed": result.rejected_unlisted,
     }
+
+
+def _delta_summary(delta: Mapping[str, Any]) -> dict[str, Any]:
+    keys = ("baseVersion", "partitions", "rows", "unchanged", "sent")
+    return {"snapshotVersion" if k == "baseVersion" else k: delta[k] for k in keys}
 
 
 def _reject(

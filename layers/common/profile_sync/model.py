@@ -94,6 +94,7 @@ class RowOutcome(StrEnum):
 
     REJECTED = "rejected"  # by validation: never sent
     SKIPPED = "skipped"  # by validation (e.g. nothing to update): never sent
+    UNCHANGED = "unchanged"  # delta sync: Target already confirmed these values for the id: not sent
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     NOT_FOUND = "not_found"
@@ -108,8 +109,9 @@ BATCH_ROW_OUTCOMES: tuple[RowOutcome, ...] = (
     RowOutcome.NOT_FOUND,
     RowOutcome.PENDING,
 )
-# The job's row account, in the order the README writes it: received = rejected + skipped + the rest.
-ACCOUNT_FIELDS: tuple[str, ...] = ("received", "rejected", "skipped", *BATCH_ROW_OUTCOMES)
+# The job's row account, in the order the README writes it: received = rejected + skipped + unchanged
+# + the rest.
+ACCOUNT_FIELDS: tuple[str, ...] = ("received", "rejected", "skipped", "unchanged", *BATCH_ROW_OUTCOMES)
 
 
 class RejectReason(StrEnum):
@@ -219,9 +221,12 @@ class JobRecord(TypedDict, total=False):
     accepted: int
     rejected: int
     skipped: int
+    unchanged: int  # delta sync: accepted rows whose values Target already confirmed (not batched)
     duplicateIds: int
     reasons: dict[str, int]  # RejectReason -> rows
     rejectedNotListed: int
+    delta: Literal["on"]  # delta sync on for this job (profile_sync.delta)
+    deltaKey: str  # the job's delta manifest (the diff at ingest), read by the snapshot update
     warnings: list[str]
     batchCount: int
     manifestKey: str
@@ -238,6 +243,7 @@ class JobRecord(TypedDict, total=False):
     pending: int
     reportKey: str
     reportRowsKey: str
+    deltaUpdate: dict[str, Any]  # the snapshot update after the job (delta sync)
     # Re-drives (profile_sync.redrive): the job this one re-drives, the jobs that re-drive this one
     # (redriveCount: their number, for conditional appends), the automatic re-drive's drop key.
     parentJobId: str
@@ -301,6 +307,7 @@ class Manifest(TypedDict):
     columns: list[str]
     clientProfile: NotRequired[dict[str, Any]]
     counts: dict[str, Any]
+    delta: NotRequired[dict[str, Any]]  # delta sync: the diff's summary
     warnings: list[str]
     batches: list[ManifestBatch]
 
@@ -388,10 +395,12 @@ class JobResult(TypedDict, total=False):
     received: int
     rejected: int
     skipped: int
+    unchanged: int
     succeeded: int
     failed: int
     not_found: int
     pending: int
+    delta: dict[str, Any]  # delta sync: the snapshot update (or why it was skipped)
     durationSeconds: int | None
 
 

@@ -1,10 +1,11 @@
 """What happened to each row of a batch, and the account of a whole job.
 
-Every row ends in exactly one bucket: received = rejected + skipped + succeeded + failed +
-not_found + pending. Where Target names rows (failed ids, or every row in the 2017-2020 format)
-they are mapped back to their source lines; where a batch ends without per-row answers (stuck,
-deadline, vanished status, refused upload) all its rows share the batch's outcome, so the report
-can still list every row that is not a success.
+Every row ends in exactly one bucket: received = rejected + skipped + unchanged + succeeded +
+failed + not_found + pending (unchanged: delta sync found Target already holds its values).
+Where Target names rows (failed ids, or every row in the 2017-2020 format) they are mapped back
+to their source lines; where a batch ends without per-row answers (stuck, deadline, vanished
+status, refused upload) all its rows share the batch's outcome, so the report can still list every
+row that is not a success.
 """
 
 from __future__ import annotations
@@ -218,11 +219,18 @@ class JobAccount:
     failed: int
     not_found: int
     pending: int
+    unchanged: int = 0  # delta sync: values Target already confirmed, not sent
 
     @property
     def balanced(self) -> bool:
         return self.received == (
-            self.rejected + self.skipped + self.succeeded + self.failed + self.not_found + self.pending
+            self.rejected
+            + self.skipped
+            + self.unchanged
+            + self.succeeded
+            + self.failed
+            + self.not_found
+            + self.pending
         )
 
     @property
@@ -252,13 +260,14 @@ def account(job: JobRecord, batches: Iterable[BatchRecord]) -> JobAccount:
         received=job.get("received", 0),
         rejected=job.get("rejected", 0),
         skipped=job.get("skipped", 0),
+        unchanged=job.get("unchanged", 0),
         **totals,
     )
-    if accepted != job.get("accepted", 0) or not result.balanced:
+    if accepted + result.unchanged != job.get("accepted", 0) or not result.balanced:
         raise AccountingError(
             f"job {job.get('jobId')}: rows do not add up: received {result.received} != rejected "
-            f"{result.rejected} + skipped {result.skipped} + succeeded {result.succeeded} + failed "
-            f"{result.failed} + not_found {result.not_found} + pending {result.pending} "
-            f"(batches hold {accepted}, validation accepted {job.get('accepted', 0)})"
+            f"{result.rejected} + skipped {result.skipped} + unchanged {result.unchanged} + succeeded "
+            f"{result.succeeded} + failed {result.failed} + not_found {result.not_found} + pending "
+            f"{result.pending} (batches hold {accepted}, validation accepted {job.get('accepted', 0)})"
         )
     return result

@@ -13,6 +13,7 @@ from typing import Any
 
 API_VERSIONS = ("v2", "v1", "single")
 INPUT_MODES = ("encoded", "raw")
+DELTA_MODES = ("off", "on")
 # Target: a visitor id (thirdPartyId) is at most 256 characters (TARGET_API.md). Defined once for the
 # pipeline: the ingest's default limit, its fast path (through the setting), the Target client's
 # check and the report's cut of a rejected id all use it. Only the emulator keeps its own copy.
@@ -38,6 +39,13 @@ class Settings:
     ingest_retry_attempts: int = 2
     input_mode: str = "encoded"  # "encoded": values already URL-encoded; "raw": we encode them
     api_version: str = "v2"  # "v2" (create + update), "v1" (update only), "single"
+    # Delta sync (profile_sync.delta): "on" sends only rows whose values Target has not confirmed
+    # yet; per client in its profile or per drop with a delta= folder. A new snapshot is split in
+    # delta_partitions files (a power of two; an existing one keeps its count); the update after a
+    # job tries its conditional write this many times against other jobs of the client.
+    delta: str = "off"
+    delta_partitions: int = 256
+    delta_merge_attempts: int = 10
     # Quotas and rate (0 = off).
     daily_row_quota: int = 1_000_000  # rows per client per UTC day, all files
     single_update_quota: int = 1_000_000  # single updates per rolling 24 h
@@ -99,6 +107,16 @@ class Settings:
             )
         if self.input_mode not in INPUT_MODES:
             raise ValueError(f"input_mode must be one of {', '.join(INPUT_MODES)}, not {self.input_mode!r}")
+        if self.delta not in DELTA_MODES:
+            raise ValueError(f"delta must be one of {', '.join(DELTA_MODES)}, not {self.delta!r}")
+        if (
+            self.delta_partitions < 1
+            or self.delta_partitions & (self.delta_partitions - 1)
+            or self.delta_partitions > 4096
+        ):
+            raise ValueError("delta_partitions must be a power of two from 1 to 4096")
+        if self.delta_merge_attempts < 1:
+            raise ValueError("delta_merge_attempts must be positive")
         for name in ("batch_max_rows", "batch_max_bytes", "row_max_bytes", "id_max_chars"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")

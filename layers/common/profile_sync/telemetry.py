@@ -26,6 +26,7 @@ ROWS_RECEIVED = "RowsReceived"
 ROWS_REJECTED = "RowsRejected"
 ROWS_REJECTED_BY_REASON = "RowsRejectedByReason"  # dimension: reason (the engine's fixed codes)
 ROWS_SKIPPED = "RowsSkipped"
+ROWS_UNCHANGED = "RowsUnchanged"  # delta sync: values Target already confirmed, not sent
 DUPLICATE_IDS = "DuplicateIds"
 BATCHES_CREATED = "BatchesCreated"
 # Quota
@@ -63,13 +64,17 @@ LANDING_VERIFIED = "LandingVerified"
 LANDING_MISMATCHED = "LandingMismatched"
 LANDING_NOT_VISIBLE = "LandingNotVisible"
 LANDING_UNCHECKED = "LandingUnchecked"
+# Delta sync (profile_sync.delta): confirmed rows merged into a client's snapshot after a job, and
+# updates that failed (those rows are sent again next time).
+DELTA_ROWS_CONFIRMED = "DeltaRowsConfirmed"
+DELTA_UPDATES_FAILED = "DeltaUpdatesFailed"
 # Alerts
 NOTIFICATIONS_FAILED = "NotificationsFailed"  # SNS publishes that failed (best-effort: jobs go on)
 
 METRICS = frozenset(
     {
         DROP_EVENTS_RECEIVED, FILES_RECEIVED, FILES_REJECTED, ROWS_RECEIVED, ROWS_REJECTED,
-        ROWS_REJECTED_BY_REASON, ROWS_SKIPPED, DUPLICATE_IDS, BATCHES_CREATED,
+        ROWS_REJECTED_BY_REASON, ROWS_SKIPPED, ROWS_UNCHANGED, DUPLICATE_IDS, BATCHES_CREATED,
         QUOTA_ROWS_RESERVED, QUOTA_DEFERRED,
         BATCHES_SUBMITTED, STATUS_POLLS, BATCHES_COMPLETED, BATCHES_STUCK, BATCHES_TIMED_OUT,
         BATCHES_VANISHED, BATCHES_FAILED, SINGLE_UPDATE_CHUNKS,
@@ -78,6 +83,7 @@ METRICS = frozenset(
         TARGET_REAUTHENTICATIONS, TARGET_LATENCY,
         JOBS_COMPLETED, JOBS_WITH_ERRORS, JOBS_FAILED, JOB_DURATION,
         LANDING_VERIFIED, LANDING_MISMATCHED, LANDING_NOT_VISIBLE, LANDING_UNCHECKED,
+        DELTA_ROWS_CONFIRMED, DELTA_UPDATES_FAILED,
         NOTIFICATIONS_FAILED,
     }
 )  # fmt: skip
@@ -130,6 +136,14 @@ def add_row_counts(metrics: Metrics, counts: Mapping[str, int]) -> None:
     """A batch's row outcomes as metrics."""
     for outcome, name in ROW_METRICS.items():
         count(metrics, name, counts.get(outcome, 0))
+
+
+def add_delta_update(metrics: Metrics, delta: Mapping[str, object] | None) -> None:
+    """A job's delta snapshot update (profile_sync.delta); zeros for a job without delta sync."""
+    delta = delta or {}
+    confirmed = delta.get("confirmed", 0)
+    count(metrics, DELTA_ROWS_CONFIRMED, confirmed if isinstance(confirmed, int) else 0)
+    count(metrics, DELTA_UPDATES_FAILED, 1 if delta.get("error") else 0)
 
 
 def add_batch_end(metrics: Metrics, end: BatchEnd, counts: Mapping[str, int]) -> None:

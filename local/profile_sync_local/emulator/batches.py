@@ -21,13 +21,22 @@ def _form_decode(value: str) -> str:
     return unquote_plus(value) if "%" in value or "+" in value else value
 
 
+def row_is_empty(line: str) -> bool:
+    """A batch row holding only empty values (nothing to apply): every character after the id is
+    a comma (an id holds no raw comma)."""
+    comma = line.find(",")
+    return comma < 0 or line.count(",") == len(line) - comma
+
+
 @dataclass
 class _Batch:
     batch_id: str
     client: str
     version: str
     id_type: str
-    rows: list[tuple[str, dict[str, str]]]
+    names: tuple[str, ...]  # the header's parameter names
+    ids: list[str]  # each row's visitor id
+    lines: list[str] | None  # each row as sent (values URL-encoded), until its values are applied
     row_fails: list[bool]
     created_at: float
     polls_until_complete: int
@@ -41,13 +50,14 @@ class _Batch:
     lost: set[int] = field(default_factory=set)  # rows reported successful and never applied
     visible_at: float | None = None  # when the values are to be written (None: written)
     outcomes: list[str] = field(default_factory=list)  # per row: success | failed | not_found
+    counts: Counter[str] = field(default_factory=Counter)  # of outcomes, once applied
 
 
 def parse_body(
     body: bytes, cfg: EmulatorConfig
-) -> tuple[str, list[tuple[str, dict[str, str]]], list[bool]] | str:
-    """(id type, rows as (visitor id, non-empty values), whether each row is invalid), or why the
-    whole batch is refused."""
+) -> tuple[str, tuple[str, ...], list[str], list[str], list[bool]] | str:
+    """(id type, parameter names, each row's visitor id, the rows, whether each row is invalid), or
+    why the whole batch is refused. Values stay as sent (URL-encoded) until they are applied."""
     if not body.startswith(b"batch="):
         return "Request body must start with batch="
     if len(body) >= cfg.max_bytes:
@@ -59,39 +69,39 @@ def parse_body(
         text = form_value.decode("utf-8")
     except UnicodeDecodeError:
         return "Batch file must be UTF-8"
+    del form_value
     lines = [line for line in text.splitlines() if line.strip()]
+    del text
     if not lines:
         return "Batch file has no header"
     header = [unquote_plus(h) for h in lines[0].split(",")]
-    id_type, names = header[0], header[1:]
+    id_type, names = header[0], tuple(header[1:])
     if id_type not in ("pcId", "thirdPartyId"):
         return "First header must be pcId or thirdPartyId"
     if not names or any(not n for n in names) or len(set(names)) != len(names):
         return "Invalid parameter names in header"
-    data_lines = lines[1:]
-    if not data_lines:
+    del lines[0]
+    if not lines:
         return "Batch file has no rows"
-    if len(data_lines) > cfg.max_rows:
+    if len(lines) > cfg.max_rows:
         return f"Batch file has more than {cfg.max_rows} rows"
-    rows: list[tuple[str, dict[str, str]]] = []
+    ids: list[str] = []
     bad: list[bool] = []
-    for line in data_lines:
-        values = line.split(",")
-        visitor_id = _form_decode(values[0])
-        attrs = {
-            name: _form_decode(v) for name, v in zip(names, values[1 : len(names) + 1], strict=False) if v
-        }
-        invalid = (
+    columns = len(names)
+    third_party = id_type == "thirdPartyId"
+    for line in lines:
+        comma = line.find(",")
+        visitor_id = _form_decode(line if comma < 0 else line[:comma])
+        ids.append(visitor_id)
+        bad.append(
             not visitor_id
-            or len(values) - 1 > len(names)
+            or line.count(",") > columns
             or (
-                id_type == "thirdPartyId"
+                third_party
                 and (len(visitor_id) > THIRD_PARTY_ID_MAX_CHARS or "+" in visitor_id or "/" in visitor_id)
             )
         )
-        rows.append((visitor_id, attrs))
-        bad.append(invalid)
-    return id_type, rows, bad
+    return id_type, names, ids, lines, bad
 
 
 def status_parts(batch: _Batch, details: bool, cfg: EmulatorConfig) -> list[tuple[str, Any]]:
@@ -100,10 +110,10 @@ def status_parts(batch: _Batch, details: bool, cfg: EmulatorConfig) -> list[tupl
     parts: list[tuple[str, Any]] = [
         ("batchId", batch.batch_id),
         ("status", state),
-        ("batchSize", str(len(batch.rows))),
+        ("batchSize", str(len(batch.ids))),
     ]
     if details:
-        outcomes = Counter(batch.outcomes)
+        outcomes = batch.counts
         parts += [
             ("consumedCount", str(len(batch.outcomes))),
             ("successfulUpdates", str(outcomes["success"])),
@@ -112,11 +122,12 @@ def status_parts(batch: _Batch, details: bool, cfg: EmulatorConfig) -> list[tupl
         ]
     if batch.version == "v2" and cfg.profile_format == "failures":
         # Only failed rows are listed (none before the batch is applied).
-        failed = [i for i, o in enumerate(batch.outcomes) if o == "failed"] if batch.applied else []
-        for index in failed:
-            parts.append(("profile", [("id", batch.rows[index][0]), ("status", "failed")]))
+        if batch.applied and batch.counts["failed"]:
+            for visitor_id, outcome in zip(batch.ids, batch.outcomes, strict=True):
+                if outcome == "failed":
+                    parts.append(("profile", [("id", visitor_id), ("status", "failed")]))
     elif batch.version == "v2":
-        for index, (visitor_id, _) in enumerate(batch.rows):
+        for index, visitor_id in enumerate(batch.ids):
             word = _row_word(batch, index, cfg.profile_format)
             if word:
                 parts.append(("profile", [("id", visitor_id), ("status", word)]))

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from profile_sync_local.emulator.batches import _Batch, batch_digest, parse_body, status_parts
+from profile_sync_local.emulator.batches import _Batch, batch_digest, parse_body, row_is_empty, status_parts
 from profile_sync_local.emulator.http_api import _Handler, _Server
 from profile_sync_local.emulator.render import render_xml
 from profile_sync_local.emulator.settings import (
@@ -190,7 +190,7 @@ class TargetEmulator:
             return {
                 "batch_id": b.batch_id,
                 "version": b.version,
-                "rows": len(b.rows),
+                "rows": len(b.ids),
                 "polls": b.polls,
                 "stuck": b.stuck,
                 "vanish": b.vanish,
@@ -269,12 +269,13 @@ class TargetEmulator:
         parsed = parse_body(body, cfg)
         if isinstance(parsed, str):
             return False, parsed
-        id_type, rows, bad = parsed
+        id_type, names, ids, lines, bad = parsed
         with self._lock:
             rng = self._rng
+            fail_ids, share = cfg.fail_ids, cfg.fail_share
             fails = [
-                b or vid in cfg.fail_ids or (cfg.fail_share > 0 and rng.random() < cfg.fail_share)
-                for (vid, _), b in zip(rows, bad, strict=True)
+                b or vid in fail_ids or (share > 0 and rng.random() < share)
+                for vid, b in zip(ids, bad, strict=True)
             ]
             stuck = cfg.stuck_share > 0 and rng.random() < cfg.stuck_share
             vanish = cfg.vanish_share > 0 and rng.random() < cfg.vanish_share
@@ -291,7 +292,9 @@ class TargetEmulator:
                 client=client,
                 version=version,
                 id_type=id_type,
-                rows=rows,
+                names=names,
+                ids=ids,
+                lines=lines,
                 row_fails=fails,
                 created_at=now,
                 polls_until_complete=cfg.polls_until_complete,
@@ -307,7 +310,7 @@ class TargetEmulator:
                 for old in mine[: max(len(mine) - cfg.keep_statuses, 0)]:
                     old.evicted = True
             self._advance(batch)
-        logger.debug("batch %s accepted: %d rows", batch_id, len(rows))
+        logger.debug("batch %s accepted: %d rows", batch_id, len(ids))
         base = cfg.status_url_base.rstrip("/") or self.url
         segment = "/v2" if version == "v2" else ""  # Adobe's v2 status URLs carry /v2/
         return (
@@ -329,20 +332,27 @@ class TargetEmulator:
                 return
             batch.applied = True
             batch.outcomes = self.store.outcomes(
-                batch.client, batch.id_type, batch.rows, batch.row_fails, create=batch.version == "v2"
+                batch.client,
+                batch.id_type,
+                batch.ids,
+                batch.lines or [],
+                batch.row_fails,
+                create=batch.version == "v2",
             )
+            batch.counts = Counter(batch.outcomes)
             batch.visible_at = self.clock() + self._config.visibility_seconds
-        if batch.visible_at is None or self.clock() < batch.visible_at:
+        if batch.visible_at is None or self.clock() < batch.visible_at or batch.lines is None:
             return
         batch.visible_at = None
         write = [o == "success" for o in batch.outcomes]
         for index in sorted(batch.lost):
-            if write[index] and batch.rows[index][1]:  # a success with values to apply
-                self._lost.setdefault(batch.client, []).append((batch.id_type, batch.rows[index][0]))
+            if write[index] and not row_is_empty(batch.lines[index]):  # a success with values to apply
+                self._lost.setdefault(batch.client, []).append((batch.id_type, batch.ids[index]))
             write[index] = False
-        self.store.apply(batch.client, batch.id_type, batch.rows, write)
-        for _, attrs in batch.rows:
-            attrs.clear()  # applied: the store has the values, the batch keeps its ids
+        self.store.apply(
+            batch.client, batch.id_type, names=batch.names, ids=batch.ids, lines=batch.lines, write=write
+        )
+        batch.lines = None  # applied: the store has the values, the batch keeps its ids
 
     def _advance_all(self) -> None:
         """Every batch and single update due (before a profile fetch answers)."""

@@ -15,6 +15,7 @@ from typing import Any
 from profile_sync import clock
 from profile_sync.adobe_target.client import CallStats, TargetClient
 from profile_sync.adobe_target.ratelimit import RateLimiter
+from profile_sync.aws.delta import DynamoSnapshotPointers
 from profile_sync.aws.jobs import DynamoJobStore
 from profile_sync.aws.notify import SnsNotifier
 from profile_sync.aws.profiles import profile_store_from_settings
@@ -31,7 +32,7 @@ from profile_sync.settings import Settings
 from profile_sync.workflow.batch_end import RecordPorts
 from profile_sync.workflow.bulk import BulkPorts
 from profile_sync.workflow.quota import QuotaPorts
-from profile_sync.workflow.report import ReportPorts
+from profile_sync.workflow.report import DeltaPorts, ReportPorts
 from profile_sync.workflow.single import SinglePorts
 
 _lock = threading.Lock()
@@ -66,8 +67,15 @@ def record_ports() -> RecordPorts:
     return RecordPorts(objects=_objects(), jobs=_jobs(), now=clock.now)
 
 
-def report_ports() -> ReportPorts:
-    return ReportPorts(objects=_objects(), jobs=_jobs(), now=clock.now, notifier=_notifier())
+def report_ports(*, delta: bool = True) -> ReportPorts:
+    """`delta`: a delta sync job's report also updates the client's snapshot (finalize, job_failed)."""
+    return ReportPorts(
+        objects=_objects(),
+        jobs=_jobs(),
+        now=clock.now,
+        notifier=_notifier(),
+        delta=DeltaPorts(_snapshots(), settings().delta_merge_attempts) if delta else None,
+    )
 
 
 def landing_ports() -> LandingPorts:
@@ -85,6 +93,7 @@ def ingest_ports(bucket: str) -> IngestPorts:
         workflow=_workflow(),
         notifier=_notifier(),
         profiles=_profiles(),
+        snapshots=_snapshots(),
     )
 
 
@@ -96,6 +105,7 @@ def clear() -> None:
         _jobs,
         _notifier,
         _profiles,
+        _snapshots,
         _workflow,
         _targets,
         _daily_quota,
@@ -153,6 +163,12 @@ def _notifier() -> SnsNotifier:
 def _profiles() -> ProfileStore | None:
     """The client profiles; None: there are none, the stack's settings apply to every client."""
     return profile_store_from_settings(settings())
+
+
+@cache
+def _snapshots() -> DynamoSnapshotPointers:
+    """Delta sync's snapshot pointers (profile_sync.delta), in the jobs table."""
+    return DynamoSnapshotPointers(_table())
 
 
 @cache

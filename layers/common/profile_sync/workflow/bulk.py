@@ -189,7 +189,11 @@ def poll_batch(ports: BulkPorts, item: BatchItem) -> PollState:
     status: TargetBatchStatus | None
     retry_after = 0.0
     try:
-        status = ports.target(item["clientCode"]).batch_status(poll["statusUrl"])
+        # The rows sent let an answer without a batch-level <status> or batchSize count as complete
+        # when its counters cover them (responses._implied_state).
+        status = ports.target(item["clientCode"]).batch_status(
+            poll["statusUrl"], expected_rows=item["batch"]["rows"]
+        )
     except TargetRetryLater as exc:
         status = None  # Target is busy: ask again later, it does not count as vanished
         retry_after = exc.retry_after_seconds

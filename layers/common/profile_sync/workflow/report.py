@@ -9,8 +9,10 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
 
+from profile_sync.delta.job import update_from_job
+from profile_sync.delta.snapshot import PointerStore
 from profile_sync.model import (
     BatchEnd,
     BatchItem,
@@ -27,14 +29,25 @@ from profile_sync.ports import Notifier
 from profile_sync.settings import TARGET_ID_MAX_CHARS
 from profile_sync.validate import spreadsheet_unsafe
 from profile_sync.workflow.batch_end import RecordPorts, end_single_rest, record_batch_end, upload_lines
-from profile_sync.workflow.common import auth_reason, iso
+from profile_sync.workflow.common import auth_reason, iso, short
+
+
+@dataclass(frozen=True)
+class DeltaPorts:
+    """Delta sync's snapshot update after a job: the snapshot pointers, and how many conditional
+    writes to try against other jobs of the client (DELTA_MERGE_ATTEMPTS)."""
+
+    pointers: PointerStore
+    merge_attempts: int
 
 
 @dataclass(frozen=True)
 class ReportPorts(RecordPorts):
-    """The job's files and records (batches left unrecorded are recorded now), and a person to tell."""
+    """The job's files and records (batches left unrecorded are recorded now), and a person to tell;
+    `delta`: the snapshot update of a delta sync job (None: this stack keeps no snapshots)."""
 
     notifier: Notifier
+    delta: DeltaPorts | None = None
 
 
 def finalize_job(ports: ReportPorts, job_id: str, failure: str | None = None) -> JobResult:
@@ -54,6 +67,7 @@ def finalize_job(ports: ReportPorts, job_id: str, failure: str | None = None) ->
     if failure:
         status = JobStatus.FAILED
     keys = JobKeys(job_id)
+    delta = _update_delta(ports, job, batches)
     upload_lines(ports.objects, keys.report_rows, _report_rows(ports, job), header=True)
     summary = {
         "jobId": job_id,
@@ -67,6 +81,7 @@ def finalize_job(ports: ReportPorts, job_id: str, failure: str | None = None) ->
         # Rejected rows counted (in account and reasons) but not listed in rows.csv: REJECTS_MAX_ROWS.
         "rejectedNotListed": job.get("rejectedNotListed", 0),
         "warnings": job.get("warnings", []),
+        **({"delta": delta} if delta is not None else {}),
         "batches": [
             {
                 "batchIndex": b["batchIndex"],
@@ -95,6 +110,7 @@ def finalize_job(ports: ReportPorts, job_id: str, failure: str | None = None) ->
             "reportRowsKey": keys.report_rows,
             "finishedAt": summary["finishedAt"],
             "reason": failure,
+            **({"deltaUpdate": delta} if delta is not None else {}),
         },
     )
     if status != JobStatus.COMPLETE:
@@ -109,9 +125,33 @@ def finalize_job(ports: ReportPorts, job_id: str, failure: str | None = None) ->
             "status": status,
             **({"reason": failure} if failure else {}),
             **rows_account.to_dict(),
+            **({"delta": delta} if delta is not None else {}),
             "durationSeconds": _seconds_since(job.get("createdAt"), ports.now()),
         },
     )
+
+
+def _update_delta(ports: ReportPorts, job: JobRecord, batches: list[BatchRecord]) -> dict[str, Any] | None:
+    """Delta sync: the rows Target confirmed go into the client's snapshot (profile_sync.delta).
+
+    Never fails the job: a snapshot not updated only means these rows are sent again next time.
+    """
+    if not job.get("deltaKey") or ports.delta is None:
+        return None
+    try:
+        return update_from_job(
+            job=job,
+            batches=list(batches),
+            objects=ports.objects,
+            pointers=ports.delta.pointers,
+            now=iso(ports.now()),
+            max_attempts=ports.delta.merge_attempts,
+        )
+    except Exception as exc:
+        return {
+            "error": f"{type(exc).__name__}: {short(str(exc), 200)}",
+            "skipped": "the snapshot was not updated: this job's rows are sent again next time",
+        }
 
 
 def settle_unfinished(ports: RecordPorts, job: JobRecord) -> list[BatchRecord]:

@@ -1,10 +1,9 @@
-"""`profile-sync`: the command line of target-profile-sync."""
+"""`profile-sync run`: the whole pipeline on this machine; its options, each checked before anything runs."""
 
 from __future__ import annotations
 
 import argparse
 import difflib
-import gzip
 import json
 import os
 import signal
@@ -15,16 +14,12 @@ from pathlib import Path
 
 from profile_sync.adobe_target.errors import TargetRejected
 from profile_sync.adobe_target.urls import require_secure
-from profile_sync.client_profiles import validate_with_profile
-from profile_sync.ingest import CLIENT_CODE, CappedReader, FileTooLarge
+from profile_sync.ingest import CLIENT_CODE
 from profile_sync.settings import INPUT_MODES, Settings
-from profile_sync.validate import ValidationResult
-from profile_sync_local import clients, deployed, emulator, redrive_cli
-
-EXIT_OK = 0
-EXIT_ROWS_REJECTED = 1  # only with --strict
-EXIT_FILE_REJECTED = 2
-EXIT_USAGE = 2  # a bad option: nothing was run
+from profile_sync_local import clients, emulator
+from profile_sync_local.cli.options import EXIT_USAGE, UsageError, make_out_dir
+from profile_sync_local.deployed.resources import CliError
+from profile_sync_local.subcommands import Command
 
 TOKEN_ENV = "PROFILE_SYNC_TARGET_TOKEN"  # noqa: S105 - the name of a variable
 OAUTH_KEYS = ("client_id", "client_secret", "tenant")
@@ -42,107 +37,6 @@ _SWITCH_DEFAULTS = {
     "seed": 1,
     "auth": "none",
 }
-
-
-class UsageError(Exception):
-    """A bad option or input: one line on stderr, exit 2, nothing run."""
-
-
-def _limit_options(parser: argparse.ArgumentParser) -> None:
-    defaults = Settings()
-    parser.add_argument(
-        "--input-mode",
-        choices=INPUT_MODES,
-        help="encoded (default): values are URL-encoded already (Target's format); raw: encode them",
-    )
-    parser.add_argument(
-        "--batch-max-rows",
-        type=int,
-        metavar="N",
-        help=f"rows per batch file (default {defaults.batch_max_rows:,})",
-    )
-    parser.add_argument(
-        "--batch-max-bytes",
-        type=int,
-        metavar="N",
-        help=f"a batch file stays under this size (default {defaults.batch_max_bytes:,})",
-    )
-    parser.add_argument(
-        "--row-max-bytes",
-        type=int,
-        metavar="N",
-        help=f"largest decoded row (default {defaults.row_max_bytes:,})",
-    )
-    parser.add_argument(
-        "--file-max-bytes",
-        type=int,
-        metavar="N",
-        help=f"largest file, a .gz counted decompressed, as the ingest does (default "
-        f"{defaults.file_max_bytes:,}; 0 = no limit)",
-    )
-
-
-def _settings_from(args: argparse.Namespace, base: Settings | None = None) -> Settings:
-    return (base or Settings()).with_overrides(
-        input_mode=args.input_mode,
-        batch_max_rows=args.batch_max_rows,
-        batch_max_bytes=args.batch_max_bytes,
-        row_max_bytes=args.row_max_bytes,
-        file_max_bytes=args.file_max_bytes,
-    )
-
-
-def cmd_validate(args: argparse.Namespace) -> int:
-    source = Path(args.file)
-    out_dir = Path(args.out) if args.out else Path("out") / source.name.split(".")[0]
-    try:
-        _make_out_dir(out_dir)
-    except UsageError as exc:
-        print(f"profile-sync: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    profile = None
-    if args.client_profile:
-        try:
-            profile = clients.load_local_profile(args.client_profile, "local")
-        except deployed.CliError as exc:
-            print(f"profile-sync: {exc}", file=sys.stderr)
-            return EXIT_FILE_REJECTED
-    # The profile's settings, then the options given (--input-mode wins over the profile's).
-    settings = _settings_from(args) if profile is None else _settings_from(args, profile.settings(Settings()))
-    try:
-        opener = gzip.open if source.name.lower().endswith(".gz") else open
-        with opener(source, "rb") as stream:
-            # The cap counts what the engine reads, the decompressed bytes of a .gz (as the ingest).
-            capped = CappedReader(stream, settings.file_max_bytes)
-            result = validate_with_profile(capped, out_dir, settings, profile, source_name=str(source))
-    except FileTooLarge as exc:
-        return _file_unreadable(args, settings, source, out_dir, f"{exc} (--file-max-bytes, FILE_MAX_BYTES)")
-    except FileNotFoundError:
-        return _file_unreadable(args, settings, source, out_dir, "no such file")
-    except (gzip.BadGzipFile, EOFError, OSError) as exc:
-        return _file_unreadable(args, settings, source, out_dir, f"cannot read: {exc}")
-    if args.json:
-        print(json.dumps({**result.to_dict(), "out_dir": str(out_dir)}, indent=2))
-    else:
-        print(format_summary(source, result, out_dir))
-    if result.file_error:
-        return EXIT_FILE_REJECTED
-    if args.strict and result.rejected:
-        return EXIT_ROWS_REJECTED
-    return EXIT_OK
-
-
-def _file_unreadable(
-    args: argparse.Namespace, settings: Settings, source: Path, out_dir: Path, reason: str
-) -> int:
-    """A file rejected before the engine could finish it: one line on stderr and, with --json, the
-    object a script expects (its file_error says why), not an empty stdout."""
-    print(f"profile-sync: {source}: {reason}", file=sys.stderr)
-    if args.json:
-        result = ValidationResult(source_name=str(source), input_mode=settings.input_mode)
-        result.file_error = f"{source}: {reason}"
-        print(json.dumps({**result.to_dict(), "out_dir": str(out_dir)}, indent=2))
-    return EXIT_FILE_REJECTED
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -163,7 +57,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         _check_target(args)
         client_profile = _client_profile(args)
         out_dir = Path(args.out) if args.out else Path("out") / source.name.split(".")[0]
-        _make_out_dir(out_dir)
+        make_out_dir(out_dir)
     except UsageError as exc:
         print(f"profile-sync: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -198,6 +92,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             credentials=credentials,
             clock=args.clock,
             client_profile=client_profile,
+            delta=args.delta,
+            state_dir=Path(args.state) if args.state else None,
         )
     finally:
         signal.signal(signal.SIGINT, previous)
@@ -205,21 +101,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run.exit_code(result)
 
 
-def _make_out_dir(out_dir: Path) -> None:
-    """--out checked before anything runs: a file there, or no permission, is a bad option (exit 2),
-    not a traceback whose exit 1 would read as COMPLETE_WITH_ERRORS."""
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"--out {out_dir}: cannot create the report folder: {exc.strerror}") from None
-
-
 def _client_profile(args: argparse.Namespace) -> dict | None:
     if not args.client_profile:
         return None
     try:
         return clients.load_local_profile(args.client_profile, args.client).document
-    except deployed.CliError as exc:
+    except CliError as exc:
         raise UsageError(str(exc)) from exc
 
 
@@ -334,89 +221,42 @@ def _require_secure(url: str, what: str) -> None:
         raise UsageError(f"{what}: {exc}") from None
 
 
-def format_summary(source: Path, result: ValidationResult, out_dir: Path) -> str:
-    if result.file_error:
-        return f"REJECTED {result.file_error}"
-    lines = [
-        f"{source}: {result.received:,} rows received ({result.id_column} + {len(result.columns)} parameters)"
-    ]
-    batch_word = "batch" if len(result.batches) == 1 else "batches"
-    lines.append(f"  accepted  {result.accepted:>10,}  in {len(result.batches)} {batch_word}")
-    for batch in result.batches:
-        lines.append(f"            {Path(batch.path).name}: {batch.rows:,} rows, {batch.bytes:,} bytes")
-    reasons = ", ".join(f"{code}: {count:,}" for code, count in sorted(result.reasons.items()))
-    lines.append(f"  rejected  {result.rejected:>10,}" + (f"  ({reasons})" if reasons else ""))
-    if result.rejected_unlisted:
-        lines.append(f"            {result.rejected_unlisted:,} of them counted, not listed in rejects.csv")
-    lines.append(f"  skipped   {result.skipped:>10,}" + ("  (no values to send)" if result.skipped else ""))
-    for warning in result.warnings:
-        lines.append(f"  warning: {warning}")
-    if result.rejected:
-        lines.append(f"  rejected rows with line numbers and reasons: {out_dir / 'rejects.csv'}")
-    lines.append(f"  batch files: {out_dir}")
-    return "\n".join(lines)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="profile-sync",
-        description="Validate CSV visitor attributes and load them into Adobe Target profiles.",
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    validate = commands.add_parser(
-        "validate",
-        help="validate and split a CSV file offline",
-        description="Validate a CSV (plain or .gz) the way the ingest function does, and write the batch "
-        "files and the rejects file into --out.",
-    )
-    validate.add_argument("file", help="CSV file, plain or .gz")
-    validate.add_argument(
-        "--out", metavar="DIR", help="where batch files and rejects.csv go (default out/<name>)"
-    )
-    validate.add_argument("--json", action="store_true", help="print one JSON object instead of the summary")
-    validate.add_argument("--strict", action="store_true", help="exit 1 when any row is rejected")
-    _limit_options(validate)
-    validate.add_argument(
-        "--client-profile",
-        metavar="PROFILE.json",
-        help="read the file as this client profile maps it (encoding, separator, columns)",
-    )
-    validate.set_defaults(handler=cmd_validate)
-
-    run_parser = commands.add_parser(
-        "run",
-        help="run the whole pipeline locally on a file",
-        description="The pipeline as deployed, on this machine: the template's resources in moto, the "
-        "real handlers, the real state machine, and the local Target emulator on a virtual clock, or a "
-        "Target at --target-url on the real clock. Exit code 0 when the job is COMPLETE, 1 when it "
-        "completed with errors, 2 when it was rejected or failed (or an option was wrong).",
-    )
-    run_parser.add_argument("file", help="CSV file, plain or .gz")
-    run_parser.add_argument("--client", default="demo", help="Target client code (default demo)")
-    run_parser.add_argument(
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", help="CSV file, plain or .gz")
+    parser.add_argument("--client", default="demo", help="Target client code (default demo)")
+    parser.add_argument(
         "--client-profile",
         metavar="PROFILE.json",
         help="the client's profile, stored for --client in the local stack as `clients set` would",
     )
-    run_parser.add_argument("--api", choices=("v2", "v1", "single"), help="Target API (default v2)")
-    run_parser.add_argument("--input-mode", choices=INPUT_MODES, help="encoded (default) or raw")
-    run_parser.add_argument("--out", metavar="DIR", help="where the report files go (default out/<name>)")
-    run_parser.add_argument("--json", action="store_true", help="print one JSON object")
-    run_parser.add_argument(
+    parser.add_argument("--api", choices=("v2", "v1", "single"), help="Target API (default v2)")
+    parser.add_argument("--input-mode", choices=INPUT_MODES, help="encoded (default) or raw")
+    parser.add_argument("--out", metavar="DIR", help="where the report files go (default out/<name>)")
+    parser.add_argument(
+        "--delta",
+        action="store_true",
+        help="delta sync: rows whose values Target already confirmed are counted unchanged, not sent",
+    )
+    parser.add_argument(
+        "--state",
+        metavar="DIR",
+        help="keep the delta snapshots and quota counters in DIR between runs (default: none kept)",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
         "--set",
         action="append",
         metavar="NAME=VALUE",
         help="a setting for this run, repeatable: the upper-case name of a Settings field, "
         "e.g. BATCH_MAX_ROWS=2000, POLL_INITIAL_DELAY_SECONDS=5, CALLS_PER_MINUTE=10",
     )
-    run_parser.add_argument(
+    parser.add_argument(
         "--clock",
         choices=("real", "virtual"),
         help="real: waits, back-off and the calls-per-minute window take real time; virtual: they "
         "take none (default: virtual for the built-in emulator, real with --target-url)",
     )
-    target = run_parser.add_argument_group("a real Target (or an emulator you started)")
+    target = parser.add_argument_group("a real Target (or an emulator you started)")
     target.add_argument(
         "--target-url",
         metavar="URL",
@@ -433,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a JSON file of OAuth server-to-server credentials: client_id, client_secret, tenant "
         "(optional scopes, ims_url, token_url)",
     )
-    switches = run_parser.add_argument_group("built-in emulator switches")
+    switches = parser.add_argument_group("built-in emulator switches")
     switches.add_argument(
         "--fail-share", type=float, default=_SWITCH_DEFAULTS["fail_share"], help="share of rows Target fails"
     )
@@ -490,28 +330,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="the emulator requires authentication: a profile token, or OAuth server-to-server credentials "
         "(minted through the emulator's IMS and token endpoints), read from Secrets Manager",
     )
-    run_parser.set_defaults(handler=cmd_run)
-
-    emulator_parser = commands.add_parser(
-        "emulator",
-        help="run the local Target emulator on loopback",
-        description="A local HTTP server that answers like Adobe Target's profile APIs (bulk v2/v1, batch "
-        "status, single update, profile fetch, IMS and profile-token endpoints), with switches for auth, "
-        "throttling, failures, stuck and vanished batches. Point TARGET_BASE_URL at the URL it prints.",
-    )
-    emulator.add_arguments(emulator_parser)
-    emulator_parser.set_defaults(handler=emulator.run_from_args)
-
-    deployed.add_parsers(commands)
-    redrive_cli.add_parser(commands)
-    clients.add_parser(commands)
-    return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return args.handler(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+RUN = Command(
+    "run",
+    "run the whole pipeline locally on a file",
+    cmd_run,
+    _arguments,
+    description="The pipeline as deployed, on this machine: the template's resources in moto, the "
+    "real handlers, the real state machine, and the local Target emulator on a virtual clock, or a "
+    "Target at --target-url on the real clock. Exit code 0 when the job is COMPLETE, 1 when it "
+    "completed with errors, 2 when it was rejected or failed (or an option was wrong).",
+)
