@@ -33,7 +33,9 @@ from requests.adapters import HTTPAdapter
 
 from profile_sync.aws.jobs import DynamoJobStore
 from profile_sync.model import JobRecord
+from profile_sync.settings import Settings
 from profile_sync_local.costs import AwsRequests, LambdaDurations, format_cost, job_cost
+from profile_sync_local.deployed.output import landing_line
 from profile_sync_local.emulator import DEFAULT_PROFILE_TOKEN, EmulatorConfig, TargetEmulator
 from profile_sync_local.progress import Progress, observed
 from profile_sync_local.sfn_local.clock import VirtualClock
@@ -175,6 +177,8 @@ def run_local(
                 "duplicate_ids": record.get("duplicateIds", 0),
                 "profile_version": record.get("profileVersion"),
                 "delta": record.get("deltaUpdate"),
+                # Did it land? (profile_sync.landing_step): the sample read back after the job ended.
+                "landing_check": record.get("landingCheck") or _landing_not_run(record),
                 "batches": [
                     {
                         "index": b["batchIndex"],
@@ -204,6 +208,13 @@ def run_local(
     finally:
         os.environ.clear()
         os.environ.update(saved_env)
+
+
+def _landing_not_run(record: JobRecord) -> dict[str, Any]:
+    """Why a job's record has no landing check: the setting, or the job never got that far."""
+    if Settings.from_env().landing_check_sample_rows <= 0:
+        return {"sampled": 0, "reason": "off (LANDING_CHECK_SAMPLE_ROWS is 0)"}
+    return {"sampled": 0, "reason": f"not run: the job ended {record.get('status')}"}
 
 
 _NO_TRANSITIONS = {"total": 0, "parent": 0, "child_executions": 0, "child_states": 0}
@@ -370,6 +381,7 @@ def format_result(result: dict) -> str:
             f"  delta snapshot: version {delta.get('version', '?')}, {delta.get('confirmed', 0):,} confirmed "
             "row(s) merged" + (f" ({delta['skipped']})" if delta.get("skipped") else "")
         )
+    lines.append(f"  landed: {landing_line(result['landing_check'])}")
     for batch in result["batches"]:
         lines.append(
             f"  batch {batch['index']}: {batch['rows']:,} rows, {batch['status']}, "

@@ -115,12 +115,7 @@ def _finish(
         ports.objects.put_json(job["reportKey"], summary)
     share = ports.settings.landing_check_alert_share
     if notify and landing.alert_needed(result, share):
-        missed = landing.not_verified_share(result)
-        ports.notifier.notify(
-            f"target-profile-sync: job {job['jobId']}: {missed:.0%} of the sampled profiles did not "
-            "show what was sent",
-            landing.alert_message(job, result, share),
-        )
+        ports.notifier.notify(landing.alert_subject(job, result), landing.alert_message(job, result, share))
 
 
 def landing_check_failed(ports: Ports, job_id: str, error: StepError) -> dict[str, Any]:
