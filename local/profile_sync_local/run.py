@@ -175,6 +175,7 @@ def run_local(
                 **{name: record.get(name, 0) for name in ("received", "rejected", "skipped", "unchanged")},
                 **{name: record.get(name, 0) for name in ("succeeded", "failed", "not_found", "pending")},
                 "duplicate_ids": record.get("duplicateIds", 0),
+                "warnings": list(record.get("warnings") or []),
                 "profile_version": record.get("profileVersion"),
                 "delta": record.get("deltaUpdate"),
                 # Did it land? (profile_sync.landing_step): the sample read back after the job ended.
@@ -372,6 +373,7 @@ def format_result(result: dict) -> str:
         lines[0] += f" (client profile v{result['profile_version']})"
     if result.get("reason"):
         lines.append(f"  reason: {result['reason']}")
+    lines += [f"  warning: {warning}" for warning in result.get("warnings", [])]
     lines.append(f"  received   {result['received']:>10,}")
     for name in ("rejected", "skipped", "unchanged", "succeeded", "failed", "not_found", "pending"):
         lines.append(f"  {name:<10} {result.get(name, 0):>10,}")

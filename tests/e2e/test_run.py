@@ -134,6 +134,39 @@ def test_the_sample_runs_end_to_end_with_its_bad_rows_reported_by_line(tmp_path,
     assert "M%C3%BCnchen" not in log and "CRM-100001" not in log
 
 
+def test_the_files_warnings_are_printed_with_the_result(tmp_path, capsys):
+    # A repeated id is sent (Target keeps one of the two updates): the person running the job must
+    # see why the profile may not hold the value of the file's last row.
+    source = tmp_path / "repeats.csv"
+    source.write_text("pcId,tier\n1,gold\n2,silver\n1,bronze\n")
+
+    code = main(["run", str(source), "--out", str(tmp_path / "out")])
+
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "COMPLETE" in printed
+    assert (
+        "  warning: incoming/demo/repeats.csv: 1 row repeats an id from an earlier row; "
+        "Target's updates of one id override each other, and batches may be applied in any order\n"
+    ) in printed
+    assert "bronze" not in printed  # the warning names no value
+
+
+def test_a_header_only_file_completes_with_a_warning_that_nothing_was_sent(tmp_path, capsys):
+    source = tmp_path / "empty-export.csv"
+    source.write_text("pcId,tier\n")
+
+    code = main(["run", str(source), "--out", str(tmp_path / "out"), "--json"])
+
+    result = json.loads(capsys.readouterr().out)
+    assert (code, result["status"], result["received"]) == (0, "COMPLETE", 0)
+    assert result["target_calls"] == {}
+    assert result["warnings"] == [
+        "incoming/demo/empty-export.csv: the file has a header and no rows: nothing to send; "
+        "check that the export is complete"
+    ]
+
+
 def test_failing_rows_from_the_emulator_are_counted_and_listed(tmp_path, capsys):
     source = tmp_path / "clean.csv"
     source.write_text("pcId,tier\n" + "".join(f"{i},gold\n" for i in range(1, 201)))

@@ -265,10 +265,18 @@ def test_header_after_blank_lines_gives_its_line_number(run):
     assert r.result.file_error.startswith("f.csv: line 3: header: first column 'ECID'")
 
 
-def test_header_only_file_is_fine(run):
+def test_header_only_file_is_accepted_with_a_warning(run):
     r = run(b"thirdPartyId,a\n")
     assert r.result.file_error is None
     assert (r.result.received, r.result.batches, r.result.id_column) == (0, [], "thirdPartyId")
+    assert r.result.warnings == [
+        "f.csv: the file has a header and no rows: nothing to send; check that the export is complete"
+    ]
+
+
+def test_a_file_of_blank_rows_after_its_header_gets_the_same_warning_and_a_skipped_row_does_not(run):
+    assert "header and no rows" in run(b"pcId,a\n\n\n").result.warnings[0]
+    assert run(b"pcId,a\n1,\n").result.warnings == []  # received 1, skipped 1: the counts tell it
 
 
 def test_profile_prefix_is_removed_with_a_warning(run):

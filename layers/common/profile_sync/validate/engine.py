@@ -252,6 +252,12 @@ class _Engine:
         if self.batches is not None:
             self.batches.close_batch()
         result.duplicate_ids = self.duplicates.count()
+        if self.rows is not None and not result.received:
+            # Most often a broken export: say so rather than end a job that sent nothing in silence.
+            result.warnings.append(
+                f"{self.source}: the file has a header and no rows: nothing to send; "
+                "check that the export is complete"
+            )
         if result.rejected_unlisted:
             result.warnings.append(unlisted_warning(self.source, self.settings, result.rejected_unlisted))
         if result.duplicate_ids:
