@@ -11,7 +11,10 @@ from __future__ import annotations
 import json
 
 from profile_sync import landing
+from profile_sync.aws.jobs import DynamoJobStore
 from profile_sync.landing_step import sample_key
+from profile_sync_local.stack.functions import load_function
+from tests.conftest import FakeContext, event_path
 from tests.workflow.conftest import CLIENT
 from tests.workflow.test_scenarios import assert_accounted, source_line, visitor_id, visitors
 
@@ -221,3 +224,32 @@ def test_a_job_without_a_succeeded_row_is_not_read_back(pipeline):
     }
     assert pipeline.emulator.calls["profiles"] == 0
     assert _notices(pipeline) == []
+
+
+def test_an_execution_stopped_during_the_check_leaves_the_job_its_status(pipeline):
+    """The execution now outlives the final status by the check's waits: stopping it by hand then
+    (ExecutionAlert's EventBridge event) cuts the check short, it does not fail a finished job."""
+    run = pipeline.run(visitors(3))
+    job_id = run.job["jobId"]
+    store = DynamoJobStore(pipeline.stack.jobs_table)
+    store.update_job(job_id, {"landingCheck": {"status": "WAITING", "sampled": 3, "round": 0}})
+    event = json.loads(event_path("execution_alert_execution_aborted.json").read_text())
+    event["detail"].update(name=job_id, status="ABORTED")
+    pipeline.messages()  # what the job itself sent, if anything
+
+    alert = load_function("execution_alert").lambda_handler(event, FakeContext())
+
+    assert alert == {"jobId": job_id, "notified": False}
+    job = pipeline.job(job_id)
+    assert job["status"] == "COMPLETE" and "reason" not in job
+    assert job["landingCheck"] == {
+        "status": "FAILED",
+        "sampled": 0,
+        "reason": "not finished: the execution ended ABORTED during the check",
+    }
+    assert pipeline.summary(job)["status"] == "COMPLETE"
+    assert pipeline.messages() == []
+    # A check that had finished keeps its figures.
+    store.update_job(job_id, {"landingCheck": run.job["landingCheck"]})
+    assert load_function("execution_alert").lambda_handler(event, FakeContext())["notified"] is False
+    assert pipeline.job(job_id)["landingCheck"] == run.job["landingCheck"]

@@ -125,6 +125,18 @@ def landing_check_failed(ports: Ports, job_id: str, error: StepError) -> dict[st
     return {"done": True, "round": 0, "waitSeconds": 0, "result": result}
 
 
+def execution_ended(jobs: JobStore, job: Mapping[str, Any], how: str) -> bool:
+    """An execution that ended (stopped by hand, timed out) after its job's final status was in its
+    landing check: the job keeps its status, the check says it was cut short. False: the job had
+    no final status (the caller fails it)."""
+    if job.get("status") not in CHECKED_STATUSES:
+        return False
+    if (job.get("landingCheck") or {}).get("status") != "DONE":
+        reason = f"not finished: the execution ended {how} during the check"
+        jobs.update_job(job["jobId"], {"landingCheck": {"status": "FAILED", "sampled": 0, "reason": reason}})
+    return True
+
+
 def _as_dict(document: object) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise ValueError("expected a JSON object")
