@@ -149,6 +149,8 @@ def test_a_late_update_verifies_on_a_retry_and_no_notice_goes_out():
     state = check_landing(ports, jobs.job["jobId"])
     state = check_landing(ports, jobs.job["jobId"], state)
     assert not state["done"]
+    # What `profile-sync status` shows meanwhile: "checking: 3 sampled profiles, read 1 done".
+    assert jobs.job["landingCheck"] == {"status": "READING", "sampled": 3, "round": 1}
     target.profiles["CRM-3"] = {"tier": "gold"}  # Target applied it meanwhile
     state = check_landing(ports, jobs.job["jobId"], state)
     assert state["done"] and state["result"]["verified"] == 3 and state["result"]["rounds"] == 2

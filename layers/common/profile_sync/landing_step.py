@@ -68,7 +68,8 @@ def check_landing(ports: Ports, job_id: str, state: dict[str, Any] | None = None
         result = landing.tally(sample, rounds=round_, stopped=stopped)
         _finish(ports, job, result, landing.rows_report(sample))
         return {"done": True, "round": round_, "waitSeconds": 0, "result": result}
-    ports.jobs.update_job(job_id, {"landingCheck": {"status": "READING", "round": round_}})
+    reading = {"status": "READING", "sampled": len(sample.rows), "round": round_}
+    ports.jobs.update_job(job_id, {"landingCheck": reading})
     return {"done": False, "round": round_ + 1, "waitSeconds": max(1, settings.landing_check_delay_seconds)}
 
 
