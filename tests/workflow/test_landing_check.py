@@ -253,3 +253,16 @@ def test_an_execution_stopped_during_the_check_leaves_the_job_its_status(pipelin
     store.update_job(job_id, {"landingCheck": run.job["landingCheck"]})
     assert load_function("execution_alert").lambda_handler(event, FakeContext())["notified"] is False
     assert pipeline.job(job_id)["landingCheck"] == run.job["landingCheck"]
+
+
+def test_pc_id_profiles_are_read_through_their_own_path_and_third_party_ids_through_theirs(pipeline):
+    pipeline.setting(landing_check_sample_rows=4)
+    by_pc_id = pipeline.run(b"pcId,tier\n" + b"".join(b"%d_0,gold\n" % i for i in range(1, 5)))
+    by_third_party_id = pipeline.run(visitors(4))
+
+    for run in (by_pc_id, by_third_party_id):
+        assert run.job["landingCheck"]["verified"] == 4, run.job["landingCheck"]
+    paths = [r["path"] for r in pipeline.emulator.requests if r["endpoint"] == "profiles"]
+    assert sorted(paths[:4]) == [f"/rest/v1/profiles/{i}_0" for i in range(1, 5)]
+    assert sorted(paths[4:]) == [f"/rest/v1/profiles/thirdPartyId/{visitor_id(i)}" for i in range(1, 5)]
+    assert {r["client"] for r in pipeline.emulator.requests if r["endpoint"] == "profiles"} == {CLIENT}
