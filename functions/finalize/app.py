@@ -19,7 +19,7 @@ logger, metrics = function.logger, function.metrics
 
 @function.handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> JobResult:
-    result = report.finalize_job(ports.report_ports(), event["jobId"])
+    result = report.finalize_job(ports.report_ports(redrive=True), event["jobId"])
     if result["status"] == JobStatus.COMPLETE:
         m.count(metrics, m.JOBS_COMPLETED)
     elif result["status"] == JobStatus.FAILED:  # e.g. Target refused authentication: the report is written

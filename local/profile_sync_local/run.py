@@ -16,6 +16,7 @@ import io
 import json
 import os
 import re
+import tempfile
 import threading
 import time
 import warnings
@@ -32,7 +33,11 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from profile_sync.aws.jobs import DynamoJobStore
-from profile_sync.model import JobRecord
+from profile_sync.aws.s3 import S3ObjectStore
+from profile_sync.job_rows import JobFiles
+from profile_sync.model import ACCOUNT_FIELDS, JobRecord, JobStatus
+from profile_sync.outcomes import PENDING, SUCCEEDED
+from profile_sync.redrive import build_redrive_file, redrive_key
 from profile_sync.settings import Settings
 from profile_sync_local.costs import AwsRequests, LambdaDurations, format_cost, job_cost
 from profile_sync_local.deployed.output import landing_line
@@ -77,6 +82,7 @@ def run_local(
     client_profile: dict | None = None,
     delta: bool = False,
     state_dir: Path | None = None,
+    redrive: tuple[str, ...] = (),
 ) -> dict:
     """Run one file through the whole pipeline; returns the job's result (and writes the reports).
 
@@ -91,6 +97,11 @@ def run_local(
     delta: drop the file under `delta=on/` (delta sync). state_dir: the delta snapshots and quota
     counters are loaded from it before the drop and saved into it at the end (profile_sync_local.state),
     so a later run with the same folder diffs against what this one confirmed.
+
+    redrive ("failed", "pending", "not_found"): when the job ends COMPLETE_WITH_ERRORS, its rows of
+    those outcomes are re-driven once in the same stack, as `profile-sync redrive` does it (a new
+    job, linked both ways), and the result gains "redrive" (the new job) and "combined" (the file's
+    rows after both jobs). With REDRIVE_PENDING_AUTO=1 the run follows Finalize's own re-drive instead.
     """
     if target_url is not None and auth != "none":
         raise ValueError("auth configures the built-in emulator: give credentials for another Target")
@@ -148,12 +159,14 @@ def run_local(
                 )
             requests.counts["s3_put"] -= 1  # the drop itself (one PutObject) is the user's upload
             store = DynamoJobStore(local.jobs_table)
-            progress.validated(_stored(store, job["jobId"]))
-            execution = None
-            if job.get("executionId"):
+
+            def run_job(job: Mapping[str, Any]) -> Any:
+                progress.validated(_stored(store, job["jobId"]))
+                if not job.get("executionId"):
+                    return None
                 sfn = boto3.client("stepfunctions", region_name=REGION)
                 execution_input = json.loads(sfn.describe_execution(executionArn=job["executionId"])["input"])
-                execution = run_workflow(
+                return run_workflow(
                     execution_input,
                     clock=virtual,
                     handlers=durations.wrap(observed(workflow_handlers(), progress)),
@@ -161,49 +174,54 @@ def run_local(
                     timeout=300.0 if virtual else float("inf"),
                     poll_interval=0.005 if virtual else 0.5,
                 )
+
+            execution = run_job(job)
+            record = _stored(store, job["jobId"])
+            progress.finished(record)
+            executions = [execution]
+            child = None
+            follow, redrive_info = _follow_up(local, store, record, redrive, time_source)
+            if redrive_info is not None:
+                progress.note(_describe_redrive(redrive_info))
+            if follow and redrive_info is not None:
+                progress.batches.clear()  # the re-drive job's batches are numbered from 1 again
+                progress.rows.clear()
+                with durations.timing("Ingest"):
+                    child = local.deliver(redrive_info["key"], at=time_source.datetime())  # its S3 event
+                executions.append(run_job(child))
+                progress.finished(_stored(store, child["jobId"]))
             requests.on = False  # what follows is this command's reading, not the job's
             if state_dir is not None:
                 save_state(state_dir, bucket=local.bucket, table=local.jobs_table, region=REGION)
             record = _stored(store, job["jobId"])
-            progress.finished(record)
-            batches = store.list_batches(record["jobId"])
             files = _download(local, record, out_dir)
+            transitions = _transitions(executions)
+            invocations: Counter[str] = Counter({"Ingest": len(executions)})
+            for run in executions:
+                invocations.update(run.invocations if run else {})
+            result = _job_result(store, record)
+            if child is not None and redrive_info is not None:
+                child_record = _stored(store, child["jobId"])
+                (out_dir / "redrive").mkdir(exist_ok=True)  # the re-drive job's report
+                child_files = _download(local, child_record, out_dir / "redrive")
+                result["redrive"] = {**redrive_info, **_job_result(store, child_record), "files": child_files}
+                result["combined"] = combined(result, redrive_info, result["redrive"])
+            elif redrive_info is not None:
+                result["redrive"] = redrive_info
             return {
-                "status": record["status"],
-                "jobId": record["jobId"],
-                "reason": record.get("reason"),
-                **{name: record.get(name, 0) for name in ("received", "rejected", "skipped", "unchanged")},
-                **{name: record.get(name, 0) for name in ("succeeded", "failed", "not_found", "pending")},
-                "duplicate_ids": record.get("duplicateIds", 0),
-                "warnings": list(record.get("warnings") or []),
-                "profile_version": record.get("profileVersion"),
-                "delta": record.get("deltaUpdate"),
-                # Did it land? (profile_sync.landing_step): the sample read back after the job ended.
-                "landing_check": record.get("landingCheck") or _landing_not_run(record),
-                "batches": [
-                    {
-                        "index": b["batchIndex"],
-                        "rows": b["rows"],
-                        "status": b.get("status"),
-                        "polls": b.get("polls"),
-                        "reason": b.get("reason"),
-                    }
-                    for b in sorted(batches, key=lambda b: b["batchIndex"])
-                ],
+                **result,
                 "target_url": target_url,
                 "clock": clock,
                 # What the run spent: Step Functions bills transitions, Lambda invocations, Target
                 # counts calls against the client's minute.
-                "state_transitions": execution.transitions if execution else _NO_TRANSITIONS,
-                "lambda_invocations": {"Ingest": 1, **(execution.invocations if execution else {})},
+                "state_transitions": transitions,
+                "lambda_invocations": {"Ingest": invocations.pop("Ingest"), **invocations},
                 "target_calls": calls.by_endpoint(),
                 # What the job would cost in AWS at list prices (profile_sync_local.costs).
-                "cost": job_cost(
-                    (execution.transitions if execution else _NO_TRANSITIONS)["total"], durations, requests
-                ),
+                "cost": job_cost(transitions["total"], durations, requests),
                 "elapsed_seconds": round(time_source.elapsed),
                 "simulated_seconds": round(time_source.elapsed) if virtual else None,
-                "real_seconds": round(execution.real_seconds, 2) if execution else 0,
+                "real_seconds": round(sum(run.real_seconds for run in executions if run), 2),
                 "files": {**files, "log": str(log_path)},
             }
     finally:
@@ -211,7 +229,7 @@ def run_local(
         os.environ.update(saved_env)
 
 
-def _landing_not_run(record: JobRecord) -> dict[str, Any]:
+def _landing_not_run(record: Mapping[str, Any]) -> dict[str, Any]:
     """Why a job's record has no landing check: the setting, or the job never got that far."""
     if Settings.from_env().landing_check_sample_rows <= 0:
         return {"sampled": 0, "reason": "off (LANDING_CHECK_SAMPLE_ROWS is 0)"}
@@ -219,6 +237,125 @@ def _landing_not_run(record: JobRecord) -> dict[str, Any]:
 
 
 _NO_TRANSITIONS = {"total": 0, "parent": 0, "child_executions": 0, "child_states": 0}
+
+
+def _transitions(executions: list[Any]) -> dict[str, int]:
+    """State transitions of every execution of the run (the job's, and its re-drive's)."""
+    total = dict(_NO_TRANSITIONS)
+    for execution in executions:
+        for name, n in (execution.transitions if execution else {}).items():
+            total[name] = total.get(name, 0) + n
+    return total
+
+
+def _job_result(store: DynamoJobStore, record: Mapping[str, Any]) -> dict[str, Any]:
+    """One job's status, row account and batches, as the summary shows them."""
+    batches = store.list_batches(record["jobId"])
+    return {
+        "status": record["status"],
+        "jobId": record["jobId"],
+        "reason": record.get("reason"),
+        **{name: record.get(name, 0) for name in ("received", "rejected", "skipped", "unchanged")},
+        **{name: record.get(name, 0) for name in ("succeeded", "failed", "not_found", "pending")},
+        "duplicate_ids": record.get("duplicateIds", 0),
+        "warnings": list(record.get("warnings") or []),
+        "profile_version": record.get("profileVersion"),
+        "delta": record.get("deltaUpdate"),
+        # Did it land? (profile_sync.landing_step): the sample read back after the job ended.
+        "landing_check": record.get("landingCheck") or _landing_not_run(record),
+        **({"parent_job_id": record["parentJobId"]} if record.get("parentJobId") else {}),
+        "duration_seconds": _seconds(record.get("createdAt"), record.get("finishedAt")),
+        "batches": [
+            {
+                "index": b["batchIndex"],
+                "rows": b["rows"],
+                "status": b.get("status"),
+                "polls": b.get("polls"),
+                "reason": b.get("reason"),
+            }
+            for b in sorted(batches, key=lambda b: b["batchIndex"])
+        ],
+    }
+
+
+def _seconds(start: str | None, end: str | None) -> int | None:
+    """From the drop to the final status, on the run's clock."""
+    if not start or not end:
+        return None
+    return round((datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds())
+
+
+def _follow_up(
+    local: LocalResources,
+    store: DynamoJobStore,
+    record: Mapping[str, Any],
+    redrive: tuple[str, ...],
+    clock: VirtualClock | RealClock,
+) -> tuple[bool, dict[str, Any] | None]:
+    """The re-drive that follows the job in this run, and what it took (None: none).
+
+    Finalize's automatic re-drive (REDRIVE_PENDING_AUTO) put its file in the bucket already: the
+    stack's S3 event is delivered by the caller. --redrive's file is built and dropped here as
+    `profile-sync redrive` does it against a deployed stack.
+    """
+    auto = record.get("autoRedrive") or {}
+    if auto.get("key") and auto.get("rows"):
+        picked = {"byOutcome": {PENDING: auto["rows"]}, "resentSucceeded": 0}
+        return True, {"automatic": True, "key": auto["key"], "rows": auto["rows"], **picked}
+    if not redrive:
+        return False, ({"automatic": True, **auto} if auto else None)
+    wanted = " or ".join(redrive)
+    if record["status"] != JobStatus.COMPLETE_WITH_ERRORS:
+        why = {
+            JobStatus.COMPLETE: "every row succeeded",
+            JobStatus.REJECTED: "the file was rejected: fix it and run it again",
+            JobStatus.FAILED: "the job FAILED: fix what its reason names, then run the file again",
+        }.get(record["status"], f"the job ended {record['status']}")
+        return False, {"rows": 0, "skipped": f"nothing re-driven: {why}"}
+    objects = S3ObjectStore(local.bucket)
+    files = JobFiles(objects, record, store.list_batches(record["jobId"]))
+    with tempfile.NamedTemporaryFile(suffix=".csv") as spool:
+        built = build_redrive_file(files, redrive, spool)
+        spool.flush()
+        if not built.rows:
+            skipped = f"nothing re-driven: the job has no {wanted} rows that can be listed"
+            return False, {**built.to_dict(), "skipped": skipped}
+        key = redrive_key(record, redrive, built.api_version)
+        objects.upload_file(Path(spool.name), key, "text/csv; charset=utf-8")
+    return True, {"automatic": False, "key": key, **built.to_dict()}
+
+
+def _describe_redrive(info: Mapping[str, Any]) -> str:
+    if info.get("skipped") or info.get("note") or info.get("error"):
+        return str(info.get("skipped") or info.get("error") or info.get("note"))
+    picked = ", ".join(f"{name} {n:,}" for name, n in info["byOutcome"].items() if n)
+    how = "automatic re-drive (REDRIVE_PENDING_AUTO)" if info.get("automatic") else "re-drive"
+    return f"{how}: {info['rows']:,} rows ({picked}) dropped as {info['key']}"
+
+
+def combined(first: Mapping[str, Any], taken: Mapping[str, Any], second: Mapping[str, Any]) -> dict[str, Any]:
+    """The first job's rows after its re-drive: the rows re-driven count as the re-drive job ended them.
+
+    received = rejected + skipped + unchanged + succeeded + failed + not_found + pending still holds
+    for the file's rows. Re-sent whole v1 batches (not_found) held rows that had succeeded: those
+    are taken out of the first job's succeeded, as the second job counts them again.
+    """
+    counts = {name: int(first.get(name) or 0) for name in ACCOUNT_FIELDS}
+    for outcome, n in (taken.get("byOutcome") or {}).items():
+        counts[outcome] -= n
+    counts[SUCCEEDED] -= int(taken.get("resentSucceeded") or 0)
+    for name in ACCOUNT_FIELDS[1:]:
+        counts[name] += int(second.get(name) or 0)
+    if second["status"] in (JobStatus.FAILED, JobStatus.REJECTED):
+        status, reason = (
+            JobStatus.FAILED,
+            f"the re-drive job {second['jobId']} ended {second['status']}: {second.get('reason')}",
+        )
+    elif any(counts[name] for name in ("rejected", "failed", "not_found", "pending")):
+        status, reason = JobStatus.COMPLETE_WITH_ERRORS, None
+    else:
+        status, reason = JobStatus.COMPLETE, None
+    return {"status": status, "reason": reason, **counts}
 
 
 class RealClock:
@@ -374,9 +511,7 @@ def format_result(result: dict) -> str:
     if result.get("reason"):
         lines.append(f"  reason: {result['reason']}")
     lines += [f"  warning: {warning}" for warning in result.get("warnings", [])]
-    lines.append(f"  received   {result['received']:>10,}")
-    for name in ("rejected", "skipped", "unchanged", "succeeded", "failed", "not_found", "pending"):
-        lines.append(f"  {name:<10} {result.get(name, 0):>10,}")
+    lines += _account_lines(result)
     if result.get("delta"):
         delta = result["delta"]
         lines.append(
@@ -384,12 +519,9 @@ def format_result(result: dict) -> str:
             "row(s) merged" + (f" ({delta['skipped']})" if delta.get("skipped") else "")
         )
     lines.append(f"  landed: {landing_line(result['landing_check'])}")
-    for batch in result["batches"]:
-        lines.append(
-            f"  batch {batch['index']}: {batch['rows']:,} rows, {batch['status']}, "
-            f"{batch['polls'] or 0} status polls" + (f": {batch['reason']}" if batch.get("reason") else "")
-            # Rows Target counted without naming them (v1) are in no rows.csv line: the reason says so.
-        )
+    lines += _batch_lines(result)
+    if result.get("redrive"):
+        lines += _redrive_lines(result)
     t = result["state_transitions"]
     lines.append(
         f"  state transitions {t['total']:,} (parent {t['parent']:,}; child executions started "
@@ -420,10 +552,47 @@ def format_result(result: dict) -> str:
     return "\n".join(lines)
 
 
-def exit_code(result: dict) -> int:
-    return {"COMPLETE": EXIT_COMPLETE, "COMPLETE_WITH_ERRORS": EXIT_WITH_ERRORS}.get(
-        result["status"], EXIT_FAILED
+def _account_lines(result: Mapping[str, Any]) -> list[str]:
+    lines = [f"  received   {result['received']:>10,}"]
+    for name in ("rejected", "skipped", "unchanged", "succeeded", "failed", "not_found", "pending"):
+        lines.append(f"  {name:<10} {result.get(name, 0):>10,}")
+    return lines
+
+
+def _batch_lines(result: Mapping[str, Any]) -> list[str]:
+    # Rows Target counted without naming them (v1) are in no rows.csv line: the reason says so.
+    return [
+        f"  batch {batch['index']}: {batch['rows']:,} rows, {batch['status']}, "
+        f"{batch['polls'] or 0} status polls" + (f": {batch['reason']}" if batch.get("reason") else "")
+        for batch in result["batches"]
+    ]
+
+
+def _redrive_lines(result: Mapping[str, Any]) -> list[str]:
+    redrive = result["redrive"]
+    lines = [f"  {_describe_redrive(redrive)}"] + [f"  note: {note}" for note in redrive.get("notes") or ()]
+    if not redrive.get("jobId"):
+        return lines
+    took = f", {redrive['duration_seconds']:,} s" if redrive.get("duration_seconds") is not None else ""
+    lines.append(
+        f"re-drive job {redrive['jobId']} (parentJobId {result['jobId']}{took}): {redrive['status']}"
     )
+    if redrive.get("reason"):
+        lines.append(f"  reason: {redrive['reason']}")
+    lines += _account_lines(redrive)
+    lines.append(f"  landed: {landing_line(redrive['landing_check'])}")
+    lines += _batch_lines(redrive)
+    both = result["combined"]
+    lines.append(f"combined: the file's rows after the re-drive: {both['status']}")
+    if both.get("reason"):
+        lines.append(f"  reason: {both['reason']}")
+    return lines + _account_lines(both)
+
+
+def exit_code(result: dict) -> int:
+    """The job's status, or with a re-drive the combined outcome of the file's rows."""
+    status = (result.get("combined") or result)["status"]
+    return {"COMPLETE": EXIT_COMPLETE, "COMPLETE_WITH_ERRORS": EXIT_WITH_ERRORS}.get(status, EXIT_FAILED)
 
 
 def _local_profile(document: dict) -> dict:

@@ -58,6 +58,11 @@ def save_state(state_dir: Path, *, bucket: str, table: str, region: str) -> dict
         if not target.exists():  # snapshot files are never overwritten: one written is final
             target.parent.mkdir(parents=True, exist_ok=True)
             s3.download_file(bucket, key, str(target))
+    # Files a merge deleted (replaced more than DELTA_CLEANUP_GRACE_SECONDS ago) go from DIR too.
+    present = set(keys)
+    for path in sorted((root / SNAPSHOT_PREFIX).rglob("*")) if (root / SNAPSHOT_PREFIX).exists() else ():
+        if path.is_file() and path.relative_to(root).as_posix() not in present:
+            path.unlink()
     dynamodb = boto3.client("dynamodb", region_name=region)
     items = [
         item

@@ -73,6 +73,8 @@ BATCH_READS = s3("GetObject", "/jobs/*")
 DELTA_UPDATE = (
     s3("GetObject", "/delta/*")
     | upload("/delta/*")
+    # delta.update._clean_up: snapshot files replaced more than DeltaCleanupGraceSeconds ago
+    | s3("DeleteObject", "/delta/*")
     | {("dynamodb:PutItem", JOBS_TABLE, (("ForAllValues:StringLike", "dynamodb:LeadingKeys", ("DELTA#*",)),))}
 )
 
@@ -133,6 +135,8 @@ CALLS: dict[str, set] = {
         | upload("/jobs/*/report/*")
         # settle_unfinished: a batch left without counts gets its rows in results/
         | upload("/jobs/*/results/*")
+        # REDRIVE_PENDING_AUTO: the pending rows as a drop under incoming/<client>/redrive=<jobId>/
+        | upload("/incoming/*/redrive=*")
         # get_job, list_batches (query), update_job
         | table("GetItem", "Query", "UpdateItem")
         | DELTA_UPDATE
@@ -150,14 +154,13 @@ CALLS: dict[str, set] = {
     ),
     # landing_step.check_landing: the job's manifest, batch files and results (JobFiles lists
     # results/), its report; put_json of landing/sample.json and report/summary.json; the profile
-    # fetch (token, profiles, the calls-per-minute window); redrive_pending's upload of the re-drive
-    # file under incoming/<client>/redrive=<jobId>/; the notice
+    # fetch (token, profiles, the calls-per-minute window); the notice. Nothing under incoming/: the
+    # automatic re-drive of pending rows is Finalize's.
     "LandingCheckFunctionRole": (
         BATCH_READS
         | s3("ListBucket", "", (("StringLike", "s3:prefix", "jobs/*"),))
         | s3("PutObject", "/jobs/*/landing/*")
         | s3("PutObject", "/jobs/*/report/*")
-        | upload("/incoming/*/redrive=*")
         | table("GetItem", "Query", "UpdateItem")
         | ALERTS
         | TOKEN
@@ -285,14 +288,21 @@ def test_the_secret_is_granted_by_its_exact_name_not_a_prefix(with_secret) -> No
 
 
 def test_nothing_may_delete_objects_change_the_bucket_or_use_a_whole_bucket_or_table(with_secret) -> None:
+    deleters = set()
     for role, found in with_secret.items():
         for action, resource, _ in found["grants"]:
-            assert action not in {"s3:DeleteObject", "s3:PutLifecycleConfiguration", "s3:PutObjectAcl"}, role
+            if action == "s3:DeleteObject":
+                # Only delta sync's replaced snapshot files, by the two steps that merge snapshots.
+                assert resource == f"{BUCKET}/delta/*", (role, resource)
+                deleters.add(role)
+                continue
+            assert action not in {"s3:PutLifecycleConfiguration", "s3:PutObjectAcl"}, role
             assert not action.endswith("*") and action != "*", (role, action)
             assert resource != f"{BUCKET}/*", (role, action)
             assert not resource.startswith(f"{JOBS_TABLE}/index"), (role, action)
             if resource == "*":
                 assert role == "ProfileSyncStateMachineRole" and action.startswith("logs:"), (role, action)
+    assert deleters == {"FinalizeFunctionRole", "JobFailedFunctionRole"}
 
 
 def test_the_comparison_catches_a_widened_role() -> None:

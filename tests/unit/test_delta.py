@@ -6,6 +6,7 @@ import gzip
 import io
 import random
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,14 @@ class MemObjects:
 
     def upload_file(self, path: Path, key: str, content_type: str) -> None:
         self.data[key] = Path(path).read_bytes()
+
+    refuse_deletes = False
+
+    def delete_keys(self, keys: list[str]) -> None:
+        if self.refuse_deletes:
+            raise OSError("S3 refused to delete 1 object(s): AccessDenied")
+        for key in keys:
+            self.data.pop(key, None)  # a missing key is no error, as in S3
 
 
 class MemPointers:
@@ -112,7 +121,13 @@ class Client:
             self.objects.upload_file(path, keys[partition], "application/gzip")
         return Job(f"job{self.jobs}", work, result, sent, keys)
 
-    def update(self, job: Job, not_confirmed: Callable[[str], bool] = lambda ident: False):
+    def update(
+        self,
+        job: Job,
+        not_confirmed: Callable[[str], bool] = lambda ident: False,
+        now: str = "",
+        grace_seconds: int = 86400,
+    ):
         """Target confirmed every sent row except those ``not_confirmed`` names."""
         outcome = []
         for batch in job.sent:
@@ -131,6 +146,8 @@ class Client:
             objects=self.objects,
             pointers=self.pointers,
             workdir=job.work / "update",
+            now=now,
+            grace_seconds=grace_seconds,
         )
 
     def run(self, data: bytes, **kwargs):
@@ -392,3 +409,82 @@ def test_rebatch_keeps_limits_and_source_lines(tmp_path):
             seen.append(n)
             assert batch.source_line(index) == n + 2 + (n > 5)  # header is line 1
     assert seen == keep
+
+
+# ------------------------------------------------------------------------------------- old files
+def at(seconds: int) -> str:
+    return datetime.fromtimestamp(1_795_000_000 + seconds, UTC).isoformat(timespec="seconds")
+
+
+def snapshot_files(client: Client) -> set[str]:
+    return {key for key in client.objects.data if key.startswith("delta/")}
+
+
+def test_replaced_files_are_kept_for_the_grace_period_then_deleted_and_current_ones_never(tmp_path):
+    client = Client(tmp_path, partitions=4)
+    rows = people(80)
+    client.update(client.diff(csv_of(rows)), now=at(0))
+    first = client.pointers.get("acme", "thirdPartyId")
+    assert len(first.keys) == 4 and first.retired == ()
+    # Day 2 changes ids in partition 0 only: the other three keep day 1's files.
+    in_p0 = [i for i in rows if partition_of(i.encode(), 4) == 0]
+    day2 = {**rows, **{i: ("tier-day2", *rows[i][1:]) for i in in_p0}}
+    reader = client.diff(csv_of(day2))  # a job whose diff read version 1 ...
+    client.update(reader, now=at(100), grace_seconds=3600)
+    second = client.pointers.get("acme", "thirdPartyId")
+    assert [(r.at, r.parts) for r in second.retired] == [(at(100), (0,))]
+    # ... and one still streaming version 1 within the grace period reads every file it names.
+    late = diff_batches(
+        [Path(b.path) for b in split(csv_of(day2), tmp_path / "late")],
+        pointer=first,
+        objects=client.objects,
+        workdir=tmp_path / "late-delta",
+        partitions=4,
+    )
+    assert late.changed == len(in_p0)
+    # Within the grace period nothing is deleted.
+    day3 = {**day2, **{i: ("tier-day3", *day2[i][1:]) for i in in_p0}}
+    third = client.update(client.diff(csv_of(day3)), now=at(100 + 3600), grace_seconds=3600)
+    assert third.deleted == 0 and first.keys[0] in client.objects.data
+    # The first merge after it deletes the file replaced at 100, and only it.
+    day4 = {**day3, **{i: ("tier-day4", *day3[i][1:]) for i in in_p0}}
+    fourth = client.update(client.diff(csv_of(day4)), now=at(100 + 3601), grace_seconds=3600)
+    assert fourth.deleted == 1 and fourth.to_dict()["deleted"] == 1
+    assert first.keys[0] not in client.objects.data
+    pointer = client.pointers.get("acme", "thirdPartyId")
+    retired = {key for r in pointer.retired for key in r.files()}
+    # Every file is either current or waiting out its grace period: nothing leaks, and the three
+    # partitions untouched since day 1 keep their (old) files.
+    assert snapshot_files(client) == set(pointer.keys.values()) | retired
+    assert [pointer.keys[p] for p in (1, 2, 3)] == [first.keys[p] for p in (1, 2, 3)]
+    assert client.diff(csv_of(day4)).sent_ids == []  # the snapshot reads whole
+
+
+def test_a_merge_that_lost_the_race_deletes_the_files_no_pointer_names(tmp_path):
+    client = Client(tmp_path)
+    rows = people(100)
+    client.run(csv_of(rows))
+    ids = list(rows)
+    job_a = client.diff(csv_of({i: ("a", *rows[i][1:]) for i in ids[:50]}))
+    job_b = client.diff(csv_of({i: ("b", *rows[i][1:]) for i in ids[50:]}))
+    client.pointers.before_put = lambda: client.update(job_a, now=at(10))
+    assert client.update(job_b, now=at(10)).attempts == 2
+    # B's first attempt wrote version 2 files under its own id; A's pointer won version 2.
+    assert not [key for key in snapshot_files(client) if f"v00000002-{job_b.job_id}/" in key]
+    pointer = client.pointers.get("acme", "thirdPartyId")
+    assert snapshot_files(client) == set(pointer.keys.values()) | {
+        k for r in pointer.retired for k in r.files()
+    }
+
+
+def test_a_deletion_s3_refuses_never_fails_the_update_and_is_tried_again(tmp_path):
+    client = Client(tmp_path, partitions=1)
+    client.update(client.diff(b"thirdPartyId,tier\nA,gold\n"), now=at(0))
+    client.update(client.diff(b"thirdPartyId,tier\nA,silver\n"), now=at(10), grace_seconds=0)
+    client.objects.refuse_deletes = True
+    result = client.update(client.diff(b"thirdPartyId,tier\nA,bronze\n"), now=at(20), grace_seconds=0)
+    assert result.confirmed == 1 and result.deleted == 0
+    assert len(client.pointers.get("acme", "thirdPartyId").retired) == 2  # still listed
+    client.objects.refuse_deletes = False
+    result = client.update(client.diff(b"thirdPartyId,tier\nA,iron\n"), now=at(30), grace_seconds=0)
+    assert result.deleted == 2 and len(snapshot_files(client)) == 2  # current + the one just replaced

@@ -5,15 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from profile_sync.adobe_target.errors import TargetAuthError
-from profile_sync.adobe_target.responses import BatchStatus
 from profile_sync.landing_step import (
     LandingPorts,
     check_landing,
     landing_check_failed,
-    redrive_pending,
     sample_key,
 )
-from profile_sync.model import BatchEnd
 from profile_sync.settings import Settings
 from tests.unit.finished_jobs import MemoryObjects, finished_job
 from tests.unit.test_redrive import ENDS, SOURCE
@@ -175,32 +172,6 @@ def test_refused_credentials_end_the_check_without_touching_the_job_status():
     assert "refused authentication" in result["reason"] and result["unchecked"] == 3
     assert jobs.job["status"] == "COMPLETE_WITH_ERRORS"
     assert len(inbox.messages) == 1
-
-
-def test_pending_rows_are_re_driven_once_when_the_setting_is_on():
-    ports, jobs, _, _, objects = ports_for(dict(LANDED))
-    assert redrive_pending(ports, jobs.job["jobId"]) is None  # off by default
-    ports, jobs, _, _, objects = ports_for(dict(LANDED), redrive_pending_auto=1)
-    key = redrive_pending(ports, jobs.job["jobId"])
-    assert key.startswith(f"incoming/demo/redrive={jobs.job['jobId']}/api=v2/mode=encoded/")
-    assert objects.data[key] == b"thirdPartyId,tier,city\nCRM-7,gold,Lima\nCRM-8,gold,Kyiv\nCRM-9,gold,Nice\n"
-    assert redrive_pending(ports, jobs.job["jobId"]) is None  # once
-    jobs.job.pop("autoRedriveKey")
-    jobs.job["parentJobId"] = "J0"
-    assert redrive_pending(ports, jobs.job["jobId"]) is None  # a re-drive never re-drives itself
-
-
-def test_no_auto_redrive_without_pending_rows():
-    ends = {1: (BatchEnd.COMPLETE, BatchStatus("complete")), 3: (BatchEnd.VANISHED, None)}
-    ports, jobs, _, _, _ = ports_for(dict(LANDED), ends=ends, redrive_pending_auto=1)
-    jobs.job["pending"] = 0
-    assert redrive_pending(ports, jobs.job["jobId"]) is None
-
-
-def test_the_first_round_re_drives_pending_rows_when_the_setting_is_on():
-    ports, jobs, _, _, objects = ports_for(dict(LANDED), redrive_pending_auto=1)
-    check_landing(ports, jobs.job["jobId"])
-    assert jobs.job["autoRedriveKey"] in objects.data
 
 
 def test_a_failed_check_is_recorded_and_the_job_keeps_its_status():

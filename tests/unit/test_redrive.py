@@ -10,10 +10,17 @@ from pathlib import Path
 import pytest
 
 from profile_sync.adobe_target.responses import BatchStatus
+from profile_sync.ingest import parse_drop_key
 from profile_sync.job_rows import JobFiles, JobFilesError
 from profile_sync.model import BatchEnd
 from profile_sync.outcomes import FAILED, NOT_FOUND, PENDING
-from profile_sync.redrive import RedriveRefused, build_redrive_file, parse_only, redrive_key
+from profile_sync.redrive import (
+    RedriveRefused,
+    auto_redrive_pending,
+    build_redrive_file,
+    parse_only,
+    redrive_key,
+)
 from profile_sync.settings import Settings
 from profile_sync.validate import validate_and_split
 from tests.unit.finished_jobs import finished_job
@@ -162,6 +169,13 @@ def test_redrive_key_names_the_parent_and_the_choice():
     assert redrive_key(job, ("failed", "pending"), "v1") == (
         "incoming/acme/redrive=J1/api=v1/mode=encoded/Export 2026.redrive-failed-pending.csv"
     )
+    # A delta sync job's re-drive is one too (its rows diffed, the rows it confirms kept), and the
+    # key parses as the ingest reads it.
+    delta = {**job, "delta": "on", "sourceKey": "incoming/acme/delta=on/x.redrive-pending.csv"}
+    key = redrive_key(delta, ("pending",), "v2")
+    assert key == "incoming/acme/redrive=J1/api=v2/mode=encoded/delta=on/x.redrive-pending.csv"
+    options = parse_drop_key(key, Settings())
+    assert (options.delta, options.parent_job_id, options.input_mode) == ("on", "J1", "encoded")
 
 
 @pytest.mark.parametrize("status", ["RUNNING", "QUEUED", "RECEIVED", "REJECTED"])
@@ -204,3 +218,97 @@ def test_memory_stays_flat_however_many_rows():
     # as new): the walk holds about one read chunk of each, whatever their size.
     small, large = _redrive_peak(8_000), _redrive_peak(24_000)
     assert large < small * 1.2 and large < 8 * 1024 * 1024, (small, large)
+
+
+# ------------------------------------------------------------- the automatic re-drive (finalize)
+class UploadingObjects:
+    """MemoryObjects with S3's upload_file; `fail_uploads`: PutObject refused."""
+
+    def __init__(self, objects, fail_uploads: bool = False) -> None:
+        self.inner, self.fail_uploads = objects, fail_uploads
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def upload_file(self, path: Path, key: str, content_type: str) -> None:
+        if self.fail_uploads:
+            raise PermissionError("AccessDenied")
+        self.inner.data[key] = Path(path).read_bytes()
+
+
+class JobRecords:
+    """The job record's conditional writes, as DynamoJobStore does them (an empty value = absent)."""
+
+    def __init__(self, job: dict) -> None:
+        self.job = dict(job)
+
+    def update_job(self, job_id: str, changes: dict, *, expect: dict | None = None) -> bool:
+        if any((self.job.get(k) or "") != v for k, v in (expect or {}).items()):
+            return False
+        self.job.update(changes)
+        return True
+
+
+def auto_job(**fields):
+    objects, files = finished_job(SOURCE, ENDS)
+    job = {**files.job, "pending": 3, "sourceBucket": "drop", **fields}
+    return UploadingObjects(objects), JobRecords(job), job, files.batches
+
+
+def test_the_automatic_re_drive_drops_the_pending_rows_once():
+    objects, records, job, batches = auto_job()
+    done = auto_redrive_pending(objects, records, job, batches)
+    key = f"incoming/demo/redrive={job['jobId']}/api=v2/mode=encoded/visitors.redrive-pending.csv"
+    assert done == {"key": key, "rows": 3, "batches": 1, "notes": []}
+    assert (
+        objects.inner.data[key]
+        == b"thirdPartyId,tier,city\nCRM-7,gold,Lima\nCRM-8,gold,Kyiv\nCRM-9,gold,Nice\n"
+    )
+    assert records.job["autoRedriveKey"] == key
+    # A retried finalize (its record read before the first try wrote the key): nothing dropped again.
+    del objects.inner.data[key]
+    again = auto_redrive_pending(objects, records, job, batches)
+    assert again == {"key": key, "note": "dropped by an earlier try of this step"}
+    assert key not in objects.inner.data
+    # ... and one that read the key says so too.
+    assert auto_redrive_pending(objects, records, records.job, batches)["key"] == key
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"autoRedriveOf": "20261202T000000Z-grandparent1"},  # itself an automatic re-drive: no loop
+        {"pending": 0},
+        {"status": "FAILED"},  # fix what failed first
+        {"status": "COMPLETE"},
+    ],
+)
+def test_no_automatic_re_drive_of_a_re_drive_a_failed_job_or_one_without_pending_rows(fields):
+    objects, records, job, batches = auto_job(**fields)
+    assert auto_redrive_pending(objects, records, job, batches) is None
+    assert not any(key.startswith("incoming/") for key in objects.inner.data)
+    assert "autoRedriveKey" not in records.job
+
+
+def test_a_manual_re_drive_job_may_re_drive_its_pending_rows_once_automatically():
+    objects, records, job, batches = auto_job(parentJobId="20261202T000000Z-byhand000001")
+    assert auto_redrive_pending(objects, records, job, batches)["rows"] == 3
+
+
+def test_a_refused_upload_is_reported_with_what_to_do_and_leaves_the_key_free():
+    objects, records, job, batches = auto_job()
+    objects.fail_uploads = True
+    done = auto_redrive_pending(objects, records, job, batches)
+    assert done["error"] == "PermissionError: AccessDenied"
+    assert done["next"] == f"re-drive by hand: profile-sync redrive {job['jobId']} --only pending"
+    assert not records.job["autoRedriveKey"]
+    objects.fail_uploads = False
+    assert auto_redrive_pending(objects, records, records.job, batches)["rows"] == 3  # a later try drops it
+
+
+def test_pending_rows_target_never_named_give_no_file():
+    objects, files = finished_job(SOURCE)
+    files.batches[2]["counts"] = {"succeeded": 2, "pending": 1}  # Target counted one, named none
+    job = {**files.job, "pending": 1}
+    done = auto_redrive_pending(UploadingObjects(objects), JobRecords(job), job, files.batches)
+    assert done["rows"] == 0 and "without being named" in done["note"]

@@ -303,15 +303,12 @@ def test_client_profiles_and_their_own_token_secrets(pipeline, calls):
     assert {f for f, service, _ in made if service == "secrets-manager"} & {"submit_batch", "poll_batch"}
 
 
-def test_the_landing_check_reads_back_notifies_and_re_drives_pending_rows(pipeline, calls):
-    """LandingCheck: the job's files and records, the sample, the report, the notice, the re-drive drop."""
-    pipeline.setting(batch_max_rows=4, landing_check_sample_rows=8, redrive_pending_auto=1)
+def test_the_landing_check_reads_back_and_notifies(pipeline, calls):
+    """LandingCheck: the job's files and records, the sample, the report, the notice."""
+    pipeline.setting(batch_max_rows=4, landing_check_sample_rows=8)
     pipeline.emulator.configure(lose_share=0.5)
     lossy = pipeline.run(_visitors(8))  # half lost: a notice
     assert lossy.job["landingCheck"]["status"] == "DONE" and lossy.job["landingCheck"]["notVisible"] > 0
-    pipeline.emulator.configure(lose_share=0.0, vanish_share=1.0, vanish_after_polls=0)
-    stuck = pipeline.run(_visitors(3))  # its status vanished: every row pending, re-driven once by itself
-    assert stuck.job["pending"] == 3 and pipeline.job(stuck.job["jobId"]).get("autoRedriveKey")
     made = _check(calls)
     assert {
         ("landing_check", "dynamodb", "GetItem"),
@@ -319,12 +316,8 @@ def test_the_landing_check_reads_back_notifies_and_re_drives_pending_rows(pipeli
         ("landing_check", "dynamodb", "UpdateItem"),
         ("landing_check", "s3", "ListObjectsV2"),
         ("landing_check", "s3", "GetObject"),
-        ("landing_check", "s3", "PutObject"),  # landing/sample.json, report/summary.json, the re-drive file
+        ("landing_check", "s3", "PutObject"),
         ("landing_check", "sns", "Publish"),
     } <= made, sorted(made)
-    keys = {
-        params.get("Key")
-        for f, service, op, params in calls.seen
-        if f == "landing_check" and op == "PutObject"
-    }
-    assert any(k.startswith("incoming/acme/redrive=") for k in keys), keys
+    keys = {p["Key"] for f, _, op, p in calls.seen if f == "landing_check" and op == "PutObject"}
+    assert keys == {f"jobs/{lossy.job['jobId']}/landing/sample.json", lossy.job["reportKey"]}

@@ -230,7 +230,9 @@ def ingest_drop(
             job["delta"] = "on"
         if options.parent_job_id:
             job["parentJobId"] = options.parent_job_id
-            _link_parent(jobs, options.parent_job_id, job_id)
+            parent = _link_parent(jobs, options.parent_job_id, job_id)
+            if parent is not None and parent.get("autoRedriveKey") == drop.key:
+                job["autoRedriveOf"] = options.parent_job_id  # finalize's own drop: it never re-drives again
             # A re-drive file holds rows as they were sent: the profile's settings apply, its
             # column mapping (done for the first job) must not run again.
             profile = None
@@ -300,20 +302,22 @@ def ingest_drop(
     return _start(job, workflow=workflow, jobs=jobs, settings=settings, now=now, notifier=notifier)
 
 
-def _link_parent(jobs: JobStore, parent_id: str, job_id: str) -> None:
+def _link_parent(jobs: JobStore, parent_id: str, job_id: str) -> JobRecord | None:
     """The re-driven job lists its re-drives (redrivenBy, oldest first): a conditional write on a
-    counter, so two re-drives of one job ingested at once both land in the list."""
+    counter, so two re-drives of one job ingested at once both land in the list. Returns the parent."""
+    parent = None
     for _ in range(5):
         parent = jobs.get_job(parent_id)
         if parent is None:
-            return  # expired or unknown: the new job still names it
+            return None  # expired or unknown: the new job still names it
         linked = list(parent.get("redrivenBy") or [])
         if job_id in linked:
-            return
+            return parent
         count = int(parent.get("redriveCount") or 0)
         changes = {"redrivenBy": [*linked, job_id], "redriveCount": count + 1}
         if jobs.update_job(parent_id, changes, expect={"redriveCount": count}):
-            return
+            return parent
+    return parent
 
 
 def _start(

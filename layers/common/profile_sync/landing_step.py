@@ -1,13 +1,13 @@
-"""The workflow's landing check (profile_sync.landing) and automatic re-drive, over the steps' ports.
+"""The workflow's landing check (profile_sync.landing), over the steps' ports.
 
 check_landing runs once per round, called by the state machine after Finalize, which waits
-between rounds (a Wait state: the Lambda never sleeps). Its first call drops the re-drive file of
-the job's pending rows when REDRIVE_PENDING_AUTO is on (redrive_pending), then draws the sample
-and stores it under the job's prefix (landing/sample.json: ids and the values sent, like the batch
-files); each later call reads once what did not verify yet. The last round writes the figures to
-the job record and the report (summary.json's landingCheck and landingRows: lines and attribute
-names, never values) and sends a notice when the share that did not verify is above
-LANDING_CHECK_ALERT_SHARE.
+between rounds (a Wait state: the Lambda never sleeps). (The automatic re-drive of pending rows,
+REDRIVE_PENDING_AUTO, is Finalize's: profile_sync.redrive.auto_redrive_pending.) Its first call
+draws the sample and stores it under the job's prefix (landing/sample.json: ids and the values
+sent, like the batch files); each later call reads once what did not verify yet. The last round
+writes the figures to the job record and the report (summary.json's landingCheck and
+landingRows: lines and attribute names, never values) and sends a notice when the share that
+did not verify is above LANDING_CHECK_ALERT_SHARE.
 
 A check that cannot run never changes the job's status: it says why in landingCheck.reason.
 """
@@ -15,18 +15,14 @@ A check that cannot run never changes the job's status: it says why in landingCh
 from __future__ import annotations
 
 import random
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from profile_sync import landing
 from profile_sync.job_rows import JobFiles
 from profile_sync.model import JobKeys, JobStatus, StepError
-from profile_sync.outcomes import PENDING
 from profile_sync.ports import JobStore, Notifier, ObjectStore, TargetFor
-from profile_sync.redrive import build_redrive_file, redrive_key
 from profile_sync.settings import Settings
 from profile_sync.workflow.common import error_reason
 
@@ -59,7 +55,6 @@ def check_landing(ports: Ports, job_id: str, state: dict[str, Any] | None = None
         raise LookupError(f"job {job_id} not found")
     round_ = int((state or {}).get("round") or 0)
     if round_ == 0:
-        redrive_pending(ports, job_id)  # REDRIVE_PENDING_AUTO: right after the final status
         return _start(ports, job, rng=random.Random())
     sample = landing.Sample.from_dict(_as_dict(ports.objects.get_json(sample_key(job_id))))
     stopped = landing.read_round(sample.rows, ports.target(job["clientCode"]).fetch_profile)
@@ -142,36 +137,3 @@ def _as_dict(document: object) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise ValueError("expected a JSON object")
     return document
-
-
-def redrive_pending(ports: Ports, job_id: str) -> str | None:
-    """REDRIVE_PENDING_AUTO: drop a re-drive file of the job's pending rows, once; returns its key.
-
-    Never for a job that is itself a re-drive (so it happens once), nor twice for one job (a
-    retried step finds autoRedriveKey set). The ingest of the file starts the new job.
-    """
-    job = ports.jobs.get_job(job_id)
-    if (
-        not ports.settings.redrive_pending_auto
-        or job is None
-        or job.get("parentJobId")
-        or job.get("autoRedriveKey")
-        or not int(job.get("pending") or 0)
-        or job.get("status") != JobStatus.COMPLETE_WITH_ERRORS  # FAILED: fix what failed first
-    ):
-        return None
-    files = JobFiles(ports.objects, job, ports.jobs.list_batches(job_id))
-    with tempfile.NamedTemporaryFile(suffix=".csv") as spool:
-        result = build_redrive_file(files, (PENDING,), spool)
-        if not result.rows:
-            return None  # pending rows Target only counted: nothing can be listed
-        spool.flush()
-        key = redrive_key(job, (PENDING,), result.api_version)
-        if not ports.jobs.update_job(job_id, {"autoRedriveKey": key}, expect={"autoRedriveKey": ""}):
-            return None  # an earlier try dropped it
-        try:
-            ports.objects.upload_file(Path(spool.name), key, "text/csv; charset=utf-8")
-        except Exception:
-            ports.jobs.update_job(job_id, {"autoRedriveKey": ""})  # the step's retry drops it
-            raise
-    return key

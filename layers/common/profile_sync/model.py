@@ -250,6 +250,8 @@ class JobRecord(TypedDict, total=False):
     redrivenBy: list[str]
     redriveCount: int
     autoRedriveKey: str
+    autoRedrive: dict[str, Any]  # what the automatic re-drive did (finalize), or why it didn't
+    autoRedriveOf: str  # this job is the automatic re-drive of that job: it never re-drives itself
     # The landing check (profile_sync.landing_step): status, figures and reason.
     landingCheck: dict[str, Any]
 
@@ -401,6 +403,7 @@ class JobResult(TypedDict, total=False):
     not_found: int
     pending: int
     delta: dict[str, Any]  # delta sync: the snapshot update (or why it was skipped)
+    autoRedrive: dict[str, Any]  # REDRIVE_PENDING_AUTO: the re-drive file dropped (or why not)
     durationSeconds: int | None
 
 

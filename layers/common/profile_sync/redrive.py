@@ -20,11 +20,13 @@ What can be picked:
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Iterable, Mapping
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
-from profile_sync.job_rows import BatchWalk, JobFiles
+from profile_sync.job_rows import BatchWalk, JobFiles, Objects
 from profile_sync.model import FINAL_JOB_STATUSES, JobStatus
 from profile_sync.outcomes import FAILED, NOT_FOUND, PENDING, SUCCEEDED
 
@@ -149,12 +151,73 @@ def build_redrive_file(files: JobFiles, only: Iterable[str], out: Sink) -> Redri
 
 
 def redrive_key(job: Mapping[str, Any], only: Iterable[str], api_version: str) -> str:
-    """incoming/<client>/redrive=<jobId>/api=<v>/mode=encoded/<source name>.redrive-<only>.csv."""
+    """incoming/<client>/redrive=<jobId>/api=<v>/mode=encoded/[delta=on/]<source name>.redrive-<only>.csv.
+
+    A delta sync job's re-drive is one too (delta=on/, whatever decided it for the first job): its
+    rows are diffed against the snapshot like any drop's (a row another job has confirmed since with
+    the same values is unchanged, not sent), and the rows it confirms enter the snapshot.
+    """
     name = posixpath.basename(str(job.get("sourceKey") or "file.csv"))
     for suffix in (".gz", ".csv", ".txt"):
         name = name[: -len(suffix)] if name.lower().endswith(suffix) else name
     stem = name.split(".redrive-", 1)[0]  # a re-drive of a re-drive keeps one suffix
     return (
         f"incoming/{job['clientCode']}/{REDRIVE_FOLDER}{job['jobId']}/api={api_version}/mode=encoded/"
-        f"{stem}.redrive-{'-'.join(only)}.csv"
+        + ("delta=on/" if job.get("delta") == "on" else "")
+        + f"{stem}.redrive-{'-'.join(only)}.csv"
     )
+
+
+# ------------------------------------------------------------------ automatic re-drive (finalize)
+class AutoObjects(Objects, Protocol):
+    def upload_file(self, path: Path, key: str, content_type: str) -> None: ...
+
+
+class AutoJobs(Protocol):
+    def update_job(
+        self, job_id: str, changes: Mapping[str, Any], *, expect: Mapping[str, Any] | None = None
+    ) -> bool: ...
+
+
+def auto_redrive_pending(
+    objects: AutoObjects, jobs: AutoJobs, job: Mapping[str, Any], batches: Sequence[Mapping[str, Any]]
+) -> dict[str, Any] | None:
+    """REDRIVE_PENDING_AUTO: drop one re-drive file of a finished job's pending rows; what was done.
+
+    `job` carries its final status and counts (finalize calls this before it writes them). None when
+    there is nothing to do: no pending rows, a FAILED job (fix what failed first), or a job that is
+    itself an automatic re-drive (`autoRedriveOf`, set by the ingest): so it happens once per chain, not
+    in a loop. The ingest of the file starts the new job and links the two (redrivenBy, parentJobId).
+
+    At most once per job: autoRedriveKey is set by a conditional write before the upload, so a retried
+    finalize finds it and drops nothing (a crash between the two leaves the key recorded and no file:
+    the summary says so; `profile-sync redrive JOB --only pending` sends them). Never raises: an error
+    is returned, and the job keeps its status.
+    """
+    if (
+        job.get("status") != JobStatus.COMPLETE_WITH_ERRORS
+        or not int(job.get("pending") or 0)
+        or job.get("autoRedriveOf")
+    ):
+        return None
+    job_id = str(job["jobId"])
+    if job.get("autoRedriveKey"):
+        return {"key": job["autoRedriveKey"], "note": "dropped by an earlier try of this step"}
+    by_hand = f"profile-sync redrive {job_id} --only pending"
+    try:
+        with tempfile.NamedTemporaryFile(suffix=".csv") as spool:
+            result = build_redrive_file(JobFiles(objects, job, batches), (PENDING,), spool)
+            if not result.rows:  # Target counted them without names: nothing can be listed
+                return {"rows": 0, "note": "; ".join(result.notes) or "no pending row can be listed"}
+            spool.flush()
+            key = redrive_key(job, (PENDING,), result.api_version)
+            if not jobs.update_job(job_id, {"autoRedriveKey": key}, expect={"autoRedriveKey": ""}):
+                return {"key": key, "note": "dropped by an earlier try of this step"}
+            try:
+                objects.upload_file(Path(spool.name), key, "text/csv; charset=utf-8")
+            except Exception:
+                jobs.update_job(job_id, {"autoRedriveKey": ""})
+                raise
+    except Exception as exc:
+        return {"error": f"{type(exc).__name__}: {str(exc)[:200]}", "next": f"re-drive by hand: {by_hand}"}
+    return {"key": key, "rows": result.rows, "batches": result.batches, "notes": result.notes}

@@ -96,6 +96,10 @@ class Settings:
     landing_check_delay_seconds: int = 300
     landing_check_retries: int = 3
     landing_check_alert_share: float = 0.1
+    # Delta sync: a snapshot file replaced by a newer version is deleted by the first merge this many
+    # seconds later (a job that read the older pointer streams its files for at most one Lambda
+    # invocation, 900 s).
+    delta_cleanup_grace_seconds: int = 86400
     # Re-drive (profile_sync.redrive): 1 = a job that ends with pending rows re-drives them once by
     # itself (a new job, linked both ways; a re-drive job never re-drives itself again). 0 = off.
     redrive_pending_auto: int = 0
@@ -115,6 +119,8 @@ class Settings:
             or self.delta_partitions > 4096
         ):
             raise ValueError("delta_partitions must be a power of two from 1 to 4096")
+        if self.delta_cleanup_grace_seconds < 0:
+            raise ValueError("delta_cleanup_grace_seconds must be 0 or more")
         if self.delta_merge_attempts < 1:
             raise ValueError("delta_merge_attempts must be positive")
         for name in ("batch_max_rows", "batch_max_bytes", "row_max_bytes", "id_max_chars"):

@@ -15,6 +15,7 @@ from pathlib import Path
 from profile_sync.adobe_target.errors import TargetRejected
 from profile_sync.adobe_target.urls import require_secure
 from profile_sync.ingest import CLIENT_CODE
+from profile_sync.redrive import CHOICES, DEFAULT_ONLY, parse_only
 from profile_sync.settings import INPUT_MODES, Settings
 from profile_sync_local import clients, emulator
 from profile_sync_local.cli.options import EXIT_USAGE, UsageError, make_out_dir
@@ -36,6 +37,8 @@ _SWITCH_DEFAULTS = {
     "throttle_per_minute": 0,
     "seed": 1,
     "auth": "none",
+    "stuck_batches": 0,
+    "vanish_batches": 0,
 }
 
 
@@ -53,6 +56,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 f"--client {args.client!r} is not a valid Target client code (letters, digits, - and _)"
             )
         settings_env = parse_sets(args.set or [])
+        redrive = _redrive(args, settings_env)
         credentials = _credentials(args)
         _check_target(args)
         client_profile = _client_profile(args)
@@ -68,6 +72,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             lose_share=args.lose_share,
             visibility_seconds=args.visibility_seconds,
             stuck_share=args.stuck_share,
+            stuck_batches=args.stuck_batches,
+            vanish_batches=args.vanish_batches,
             polls_until_complete=args.polls_until_complete,
             seconds_until_complete=args.processing_seconds,
             calls_per_minute=args.throttle_per_minute,
@@ -94,11 +100,27 @@ def cmd_run(args: argparse.Namespace) -> int:
             client_profile=client_profile,
             delta=args.delta,
             state_dir=Path(args.state) if args.state else None,
+            redrive=redrive,
         )
     finally:
         signal.signal(signal.SIGINT, previous)
     print(json.dumps(result, indent=2) if args.json else run.format_result(result))
     return run.exit_code(result)
+
+
+def _redrive(args: argparse.Namespace, settings_env: dict[str, str]) -> tuple[str, ...]:
+    """--redrive [failed,pending,not_found]: which rows to re-drive once after the job (none: ())."""
+    if args.redrive is None:
+        return ()
+    if settings_env.get("REDRIVE_PENDING_AUTO", "0") != "0":
+        raise UsageError(
+            "--redrive and --set REDRIVE_PENDING_AUTO=1 both re-drive the job: give one "
+            "(with the setting, the run follows Finalize's own re-drive of the pending rows)"
+        )
+    try:
+        return parse_only([args.redrive])
+    except ValueError as exc:
+        raise UsageError(str(exc).replace("--only", "--redrive")) from None
 
 
 def _client_profile(args: argparse.Namespace) -> dict | None:
@@ -242,6 +264,15 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="keep the delta snapshots and quota counters in DIR between runs (default: none kept)",
     )
+    parser.add_argument(
+        "--redrive",
+        nargs="?",
+        const=",".join(DEFAULT_ONLY),
+        metavar=",".join(CHOICES),
+        help="when the job ends with errors, re-drive its rows of these outcomes once (default "
+        "failed,pending) as a new linked job in the same local stack, as `profile-sync redrive` does; "
+        "the summary shows both jobs and the file's combined outcome, which sets the exit code",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(
         "--set",
@@ -295,6 +326,20 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=_SWITCH_DEFAULTS["stuck_share"],
         help="share of batches that end stuck",
+    )
+    switches.add_argument(
+        "--stuck-batches",
+        type=int,
+        default=_SWITCH_DEFAULTS["stuck_batches"],
+        metavar="N",
+        help="the first N batches Target takes end stuck (Target is fine after them: a re-drive lands)",
+    )
+    switches.add_argument(
+        "--vanish-batches",
+        type=int,
+        default=_SWITCH_DEFAULTS["vanish_batches"],
+        metavar="N",
+        help="the N batches after the stuck ones lose their status (their rows end pending)",
     )
     switches.add_argument(
         "--polls-until-complete",

@@ -42,6 +42,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--polls-until-complete: both must hold)",
     )
     parser.add_argument("--stuck-share", type=float, default=d.stuck_share)
+    parser.add_argument(
+        "--stuck-batches", type=int, default=d.stuck_batches, help="the first N batches end stuck"
+    )
+    parser.add_argument(
+        "--vanish-batches",
+        type=int,
+        default=d.vanish_batches,
+        help="the N batches after the stuck ones lose their status",
+    )
     parser.add_argument("--fail-ids", default="", help="comma-separated visitor ids whose rows fail")
     parser.add_argument("--fail-share", type=float, default=d.fail_share)
     parser.add_argument(
@@ -102,6 +111,8 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         polls_until_complete=args.polls_until_complete,
         seconds_until_complete=args.seconds_until_complete,
         stuck_share=args.stuck_share,
+        stuck_batches=args.stuck_batches,
+        vanish_batches=args.vanish_batches,
         fail_ids=frozenset(i for i in args.fail_ids.split(",") if i),
         fail_share=args.fail_share,
         lose_share=args.lose_share,

@@ -58,6 +58,10 @@ class EmulatorConfig:
     # and/or clock seconds after submit: Target's processing time (--processing-seconds)
     seconds_until_complete: float = 0.0
     stuck_share: float = 0.0  # share of batches that end `stuck`
+    # The first N batches accepted end `stuck`; the M after them lose their status (as vanish_share
+    # does). An incident Target gets over: the batches after them (a re-drive's) are fine.
+    stuck_batches: int = 0
+    vanish_batches: int = 0
     fail_ids: frozenset[str] = frozenset()  # visitor ids whose rows fail
     fail_share: float = 0.0  # share of other rows that fail
     # Share of rows reported successful (batch status, single update) and never applied: Adobe
@@ -109,6 +113,12 @@ class EmulatorConfig:
         ):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1")
-        for name in ("polls_until_complete", "calls_per_minute", "visibility_seconds"):
+        for name in (
+            "polls_until_complete",
+            "calls_per_minute",
+            "visibility_seconds",
+            "stuck_batches",
+            "vanish_batches",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be 0 or more")

@@ -279,6 +279,9 @@ class TargetEmulator:
             ]
             stuck = cfg.stuck_share > 0 and rng.random() < cfg.stuck_share
             vanish = cfg.vanish_share > 0 and rng.random() < cfg.vanish_share
+            accepted = len(self._batches)  # batches accepted before this one
+            stuck = stuck or accepted < cfg.stuck_batches
+            vanish = vanish or cfg.stuck_batches <= accepted < cfg.stuck_batches + cfg.vanish_batches
             lost = (
                 {i for i, failed in enumerate(fails) if not failed and rng.random() < cfg.lose_share}
                 if cfg.lose_share > 0

@@ -45,7 +45,18 @@ class LocalResources:
     def drop(self, key: str, body: bytes, *, at: datetime, sequencer: str | None = None) -> dict:
         """Put a file in the drop bucket and hand its S3 event to the real ingest handler."""
         boto3.client("s3", region_name=REGION).put_object(Bucket=self.bucket, Key=key, Body=body)
-        event = drop_event(self.bucket, key, len(body), at=at, sequencer=sequencer)
+        return self.deliver(key, at=at, sequencer=sequencer, size=len(body))
+
+    def deliver(
+        self, key: str, *, at: datetime, sequencer: str | None = None, size: int | None = None
+    ) -> dict:
+        """Hand the S3 event of an object already in the drop bucket (e.g. the automatic re-drive
+        file Finalize put there) to the real ingest handler, as EventBridge does in the stack."""
+        if size is None:
+            size = boto3.client("s3", region_name=REGION).head_object(Bucket=self.bucket, Key=key)[
+                "ContentLength"
+            ]
+        event = drop_event(self.bucket, key, size, at=at, sequencer=sequencer)
         context = LocalLambdaContext(
             function_name="profile-sync-ingest", invoked_function_arn=function_arn("profile-sync-ingest")
         )

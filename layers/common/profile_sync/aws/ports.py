@@ -67,14 +67,20 @@ def record_ports() -> RecordPorts:
     return RecordPorts(objects=_objects(), jobs=_jobs(), now=clock.now)
 
 
-def report_ports(*, delta: bool = True) -> ReportPorts:
-    """`delta`: a delta sync job's report also updates the client's snapshot (finalize, job_failed)."""
+def report_ports(*, delta: bool = True, redrive: bool = False) -> ReportPorts:
+    """`delta`: a delta sync job's report also updates the client's snapshot (finalize, job_failed);
+    `redrive`: REDRIVE_PENDING_AUTO applies (finalize only: a failed job is never re-driven)."""
     return ReportPorts(
         objects=_objects(),
         jobs=_jobs(),
         now=clock.now,
         notifier=_notifier(),
-        delta=DeltaPorts(_snapshots(), settings().delta_merge_attempts) if delta else None,
+        delta=(
+            DeltaPorts(_snapshots(), settings().delta_merge_attempts, settings().delta_cleanup_grace_seconds)
+            if delta
+            else None
+        ),
+        redrive_pending_auto=bool(settings().redrive_pending_auto) if redrive else False,
     )
 
 

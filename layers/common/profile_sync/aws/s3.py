@@ -72,6 +72,17 @@ class S3ObjectStore:
     def get_json(self, key: str) -> object:
         return json.loads(self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())
 
+    def delete_keys(self, keys: list[str]) -> None:
+        """DeleteObjects, 1,000 keys a call; raises when S3 refused any (a missing key is no error)."""
+        for start in range(0, len(keys), 1000):
+            chunk = keys[start : start + 1000]
+            answer = self._s3.delete_objects(
+                Bucket=self.bucket, Delete={"Objects": [{"Key": key} for key in chunk], "Quiet": True}
+            )
+            if errors := answer.get("Errors"):
+                first = errors[0]
+                raise OSError(f"S3 refused to delete {len(errors)} object(s): {first.get('Code')}")
+
     def list_keys(self, prefix: str) -> list[str]:
         keys: list[str] = []
         for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):

@@ -34,6 +34,7 @@ class JobObjects(Protocol):
     def open(self, key: str) -> BinaryIO: ...
     def upload_file(self, path: Path, key: str, content_type: str) -> None: ...
     def put_json(self, key: str, document: object) -> None: ...
+    def delete_keys(self, keys: list[str]) -> None: ...
 
 
 class JobReader(JobObjects, Protocol):
@@ -112,6 +113,7 @@ def update_from_job(
     pointers: PointerStore,
     now: str = "",
     max_attempts: int = 10,
+    grace_seconds: int = 86400,
 ) -> dict[str, object]:
     """Merge the rows of an ended delta job that Target confirmed into the client's snapshot."""
     if job.get("apiVersion") == "single":
@@ -143,6 +145,7 @@ def update_from_job(
             workdir=Path(work),
             now=now,
             max_attempts=max_attempts,
+            grace_seconds=grace_seconds,
         )
     return result.to_dict()
 

@@ -14,7 +14,9 @@ last one left out. A partition that holds nothing has no file.
 
 The pointer (a small record in the jobs table) names the current version and its files. Files are
 never overwritten: a new version writes new keys, so a diff still streaming an older version
-reads consistent files.
+reads consistent files. A file a new version replaced is listed in the pointer's ``retired`` with
+the time it was replaced, and deleted by the first merge after DELTA_CLEANUP_GRACE_SECONDS (a
+reader holds a pointer for at most one Lambda invocation, 15 minutes); see delta.update.
 """
 
 from __future__ import annotations
@@ -57,6 +59,27 @@ def partition_key(client_code: str, id_type: str, version: int, job_id: str, par
     return f"{snapshot_prefix(client_code, id_type)}v{version:08d}-{job_id}/part-{partition:04d}.gz"
 
 
+def folder_of(key: str) -> str:
+    """The folder of one version's files (``.../v00000007-<jobId>/``)."""
+    return key.rsplit("/", 1)[0] + "/"
+
+
+def part_key(folder: str, partition: int) -> str:
+    return f"{folder}part-{partition:04d}.gz"
+
+
+@dataclass(frozen=True)
+class Retired:
+    """Files of one folder that a version replaced at ``at`` (ISO-8601), kept for the grace period."""
+
+    at: str
+    folder: str
+    parts: tuple[int, ...]
+
+    def files(self) -> list[str]:
+        return [part_key(self.folder, p) for p in self.parts]
+
+
 @dataclass(frozen=True)
 class Pointer:
     version: int
@@ -65,6 +88,7 @@ class Pointer:
     ids: int = 0  # records in the snapshot (unknown ones included)
     applied: tuple[str, ...] = ()  # the last jobs merged, newest last
     updated_at: str = ""
+    retired: tuple[Retired, ...] = ()  # replaced files not deleted yet, oldest first
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -74,13 +98,15 @@ class Pointer:
             "ids": self.ids,
             "applied": list(self.applied),
             "updatedAt": self.updated_at,
+            "retired": [{"at": r.at, "folder": r.folder, "parts": list(r.parts)} for r in self.retired],
         }
 
     @classmethod
     def from_dict(cls, item: Mapping[str, object]) -> Pointer:
         keys = item.get("keys") or {}
         applied = item.get("applied") or []
-        assert isinstance(keys, Mapping) and isinstance(applied, list)
+        retired = item.get("retired") or []
+        assert isinstance(keys, Mapping) and isinstance(applied, list) and isinstance(retired, list)
         return cls(
             version=int(str(item["version"])),
             partitions=int(str(item["partitions"])),
@@ -88,6 +114,9 @@ class Pointer:
             ids=int(str(item.get("ids") or 0)),
             applied=tuple(str(job) for job in applied),
             updated_at=str(item.get("updatedAt") or ""),
+            retired=tuple(
+                Retired(str(r["at"]), str(r["folder"]), tuple(int(p) for p in r["parts"])) for r in retired
+            ),
         )
 
 
@@ -110,6 +139,10 @@ class SnapshotObjects(Protocol):
         ...
 
     def upload_file(self, path: Path, key: str, content_type: str) -> None: ...
+
+    def delete_keys(self, keys: list[str]) -> None:
+        """Delete these objects (a missing one is no error); raises when S3 refused any."""
+        ...
 
 
 # ------------------------------------------------------------------------------------- files

@@ -7,6 +7,12 @@ keep their file.
 Then the pointer is written only if its version is still the one this merge started from. When
 another job of the client wrote first, the merge is done again on the newer snapshot (``attempts``).
 
+Old files: a file replaced by the new version is recorded in the pointer's ``retired`` with the
+merge's time; a merge deletes the retired files older than ``grace_seconds`` (readers that read an
+older pointer have long finished) before writing its pointer, and the files of its own attempt
+when another job's pointer came first (no pointer ever named them). A deletion S3 refuses leaves
+the files listed, for the next merge: cleanup never fails the update.
+
 Per id: a confirmed row's non-empty values replace the snapshot's (Target keeps the others), and
 its row hash becomes the record's. The id is marked unknown (sent again next time) when a job that
 merged after this job's diff also wrote it, or when this job confirmed two different rows for it:
@@ -19,6 +25,7 @@ import itertools
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from profile_sync.delta.snapshot import (
@@ -29,7 +36,9 @@ from profile_sync.delta.snapshot import (
     Pointer,
     PointerStore,
     RecordWriter,
+    Retired,
     SnapshotObjects,
+    folder_of,
     join_pairs,
     partition_key,
     read_lines,
@@ -44,6 +53,7 @@ class UpdateResult:
     unknown: int = 0  # ids marked unknown (ambiguous)
     attempts: int = 0  # pointer writes tried
     skipped: str = ""  # why nothing was merged, if so
+    deleted: int = 0  # old snapshot files deleted (replaced more than the grace period ago)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -52,6 +62,7 @@ class UpdateResult:
             "unknown": self.unknown,
             "attempts": self.attempts,
             **({"skipped": self.skipped} if self.skipped else {}),
+            **({"deleted": self.deleted} if self.deleted else {}),
         }
 
 
@@ -95,6 +106,7 @@ def update_snapshot(
     workdir: Path,
     now: str = "",
     max_attempts: int = 10,
+    grace_seconds: int = 86400,
 ) -> UpdateResult:
     """Merge the confirmed candidates (``candidates``: partition -> candidates file key) into the snapshot.
 
@@ -124,6 +136,7 @@ def update_snapshot(
         keys = dict(current.keys) if current is not None else {}
         ids = current.ids if current is not None else 0
         merged = unknown = 0
+        written: list[str] = []
         for partition, key in sorted(candidates.items()):
             out = workdir / f"part-{partition:04d}.gz"
             stats = _merge_partition(
@@ -141,12 +154,14 @@ def update_snapshot(
             new_key = partition_key(client_code, id_type, new_version, job_id, partition)
             objects.upload_file(out, new_key, CONTENT_TYPE)
             out.unlink()
+            written.append(new_key)
             keys[partition] = new_key
             ids += stats[0]
             merged += stats[1]
             unknown += stats[2]
         if not merged:
             return UpdateResult(version, attempts=attempts - 1, skipped="no confirmed rows")
+        retired, deleted = _clean_up(objects, current, keys, now, grace_seconds)
         pointer = Pointer(
             version=new_version,
             partitions=partitions,
@@ -154,10 +169,61 @@ def update_snapshot(
             ids=ids,
             applied=((current.applied if current is not None else ()) + (job_id,))[-APPLIED_KEPT:],
             updated_at=now,
+            retired=retired,
         )
         if pointers.put(client_code, id_type, pointer, expect_version=version):
-            return UpdateResult(new_version, confirmed=merged, unknown=unknown, attempts=attempts)
-        # Another job's merge came first: its files stay; merge again on top of them.
+            return UpdateResult(
+                new_version, confirmed=merged, unknown=unknown, attempts=attempts, deleted=deleted
+            )
+        # Another job's merge came first: its files stay; merge again on top of them. This attempt's
+        # files were never named by a pointer: nobody reads them.
+        _delete(objects, written)
+
+
+def _clean_up(
+    objects: SnapshotObjects, current: Pointer | None, keys: Mapping[int, str], now: str, grace_seconds: int
+) -> tuple[tuple[Retired, ...], int]:
+    """The new pointer's retired files, and how many old ones were deleted now.
+
+    The current version's files that ``keys`` replaces are retired at ``now``; retired files older
+    than the grace period are deleted (those S3 refused stay listed).
+    """
+    if current is None:
+        return (), 0
+    replaced: dict[str, list[int]] = {}
+    for partition, key in sorted(current.keys.items()):
+        if keys.get(partition) != key:
+            replaced.setdefault(folder_of(key), []).append(partition)
+    kept: list[Retired] = []
+    deleted = 0
+    for entry in current.retired:
+        if not _older_than(entry.at, now, grace_seconds):
+            kept.append(entry)
+        elif _delete(objects, entry.files()):
+            deleted += len(entry.parts)
+        else:
+            kept.append(entry)
+    kept += [Retired(now, folder, tuple(parts)) for folder, parts in replaced.items()]
+    return tuple(kept), deleted
+
+
+def _older_than(at: str, now: str, seconds: int) -> bool:
+    """``at`` is more than ``seconds`` before ``now`` (an unknown time never is)."""
+    try:
+        return (datetime.fromisoformat(now) - datetime.fromisoformat(at)).total_seconds() > seconds
+    except ValueError:
+        return False
+
+
+def _delete(objects: SnapshotObjects, keys: list[str]) -> bool:
+    """Delete the files; False (and they stay) when S3 refused: cleanup never fails an update."""
+    if not keys:
+        return True
+    try:
+        objects.delete_keys(keys)
+    except Exception:
+        return False
+    return True
 
 
 def _merge_partition(

@@ -26,6 +26,7 @@ from profile_sync.model import (
 )
 from profile_sync.outcomes import MAYBE_ACCEPTED_REASON, account, rows_csv
 from profile_sync.ports import Notifier
+from profile_sync.redrive import auto_redrive_pending
 from profile_sync.settings import TARGET_ID_MAX_CHARS
 from profile_sync.validate import spreadsheet_unsafe
 from profile_sync.workflow.batch_end import RecordPorts, end_single_rest, record_batch_end, upload_lines
@@ -39,6 +40,8 @@ class DeltaPorts:
 
     pointers: PointerStore
     merge_attempts: int
+    # DELTA_CLEANUP_GRACE_SECONDS: a replaced snapshot file is deleted by the first merge after this.
+    cleanup_grace_seconds: int = 86400
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,8 @@ class ReportPorts(RecordPorts):
 
     notifier: Notifier
     delta: DeltaPorts | None = None
+    # REDRIVE_PENDING_AUTO (finalize only): a job that ends with pending rows re-drives them once.
+    redrive_pending_auto: bool = False
 
 
 def finalize_job(ports: ReportPorts, job_id: str, failure: str | None = None) -> JobResult:
@@ -69,6 +74,10 @@ def finalize_job(ports: ReportPorts, job_id: str, failure: str | None = None) ->
     keys = JobKeys(job_id)
     delta = _update_delta(ports, job, batches)
     upload_lines(ports.objects, keys.report_rows, _report_rows(ports, job), header=True)
+    redrive = None
+    if ports.redrive_pending_auto and not failure:
+        ended = {**job, "status": status, **rows_account.to_dict()}
+        redrive = auto_redrive_pending(ports.objects, ports.jobs, ended, batches)
     summary = {
         "jobId": job_id,
         "status": status,
@@ -82,6 +91,7 @@ def finalize_job(ports: ReportPorts, job_id: str, failure: str | None = None) ->
         "rejectedNotListed": job.get("rejectedNotListed", 0),
         "warnings": job.get("warnings", []),
         **({"delta": delta} if delta is not None else {}),
+        **({"autoRedrive": redrive} if redrive is not None else {}),
         "batches": [
             {
                 "batchIndex": b["batchIndex"],
@@ -111,12 +121,14 @@ def finalize_job(ports: ReportPorts, job_id: str, failure: str | None = None) ->
             "finishedAt": summary["finishedAt"],
             "reason": failure,
             **({"deltaUpdate": delta} if delta is not None else {}),
+            **({"autoRedrive": redrive} if redrive is not None else {}),
         },
     )
     if status != JobStatus.COMPLETE:
         ports.notifier.notify(
             f"target-profile-sync: job {job_id} {status}",
-            _account_message(job, status, rows_account.to_dict(), keys.report_summary, failure),
+            _account_message(job, status, rows_account.to_dict(), keys.report_summary, failure)
+            + _redrive_message(job, redrive),
         )
     return cast(
         JobResult,
@@ -126,6 +138,7 @@ def finalize_job(ports: ReportPorts, job_id: str, failure: str | None = None) ->
             **({"reason": failure} if failure else {}),
             **rows_account.to_dict(),
             **({"delta": delta} if delta is not None else {}),
+            **({"autoRedrive": redrive} if redrive is not None else {}),
             "durationSeconds": _seconds_since(job.get("createdAt"), ports.now()),
         },
     )
@@ -146,6 +159,7 @@ def _update_delta(ports: ReportPorts, job: JobRecord, batches: list[BatchRecord]
             pointers=ports.delta.pointers,
             now=iso(ports.now()),
             max_attempts=ports.delta.merge_attempts,
+            grace_seconds=ports.delta.cleanup_grace_seconds,
         )
     except Exception as exc:
         return {
@@ -235,6 +249,21 @@ def _any_field_size() -> Iterator[None]:
         yield
     finally:
         csv.field_size_limit(previous)
+
+
+def _redrive_message(job: JobRecord, redrive: dict[str, Any] | None) -> str:
+    """What the automatic re-drive did, for the notice (REDRIVE_PENDING_AUTO)."""
+    if not redrive:
+        return ""
+    if redrive.get("error"):
+        return f"\nAutomatic re-drive of the pending rows failed ({redrive['error']}): {redrive['next']}."
+    if not redrive.get("key"):
+        return f"\nAutomatic re-drive: nothing to send ({redrive.get('note')})."
+    rows = f"{redrive['rows']:,} pending rows " if redrive.get("rows") else "the pending rows "
+    return (
+        f"\nAutomatic re-drive: {rows}dropped as s3://{job.get('sourceBucket')}/{redrive['key']}; "
+        f"a new job starts from it (profile-sync status {job['jobId']} lists it in redrivenBy)."
+    )
 
 
 def _account_message(
