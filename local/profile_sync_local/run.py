@@ -582,6 +582,7 @@ def _redrive_lines(result: Mapping[str, Any]) -> list[str]:
     lines += _account_lines(redrive)
     lines.append(f"  landed: {landing_line(redrive['landing_check'])}")
     lines += _batch_lines(redrive)
+    lines += [f"  {name}: {path}" for name, path in (redrive.get("files") or {}).items()]
     both = result["combined"]
     lines.append(f"combined: the file's rows after the re-drive: {both['status']}")
     if both.get("reason"):

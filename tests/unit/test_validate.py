@@ -7,9 +7,12 @@ import io
 import json
 import random
 import re
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from profile_sync.settings import Settings
@@ -592,17 +595,20 @@ def reference_duplicates(hashes: list[int]) -> int:
 
 def count_with(tmp_path: Path, chunks: list[list[int]], singles: bool = False) -> tuple[int, dict]:
     """Feed ``chunks`` to a counter (each hash on its own when ``singles``); return the count and
-    what it did: spill files made, deepest split, largest set and largest buffer between calls."""
+    what it did: spill files made, deepest split, largest block deduplicated in memory and largest
+    buffer between calls."""
     seen = {"files": 0, "depth": 0, "largest_set": 0, "largest_buffer": 0}
+    distinct, unique = duplicates._distinct, duplicates._unique
 
-    def spy_set(items=()):
-        made = set(items)
-        seen["largest_set"] = max(seen["largest_set"], len(made))
-        return made
+    def spy(real):
+        def counted(hashes):
+            seen["largest_set"] = max(seen["largest_set"], len(hashes))
+            return real(hashes)
+
+        return counted
 
     counter = duplicates.DuplicateCounter(tmp_path)
-    counter_set = duplicates.__dict__.get("set")
-    duplicates.set = spy_set  # the module's sets, not the builtin
+    duplicates._distinct, duplicates._unique = spy(distinct), spy(unique)
     make_temp, count_file = counter._temp, counter._count_file
 
     def temp():
@@ -618,17 +624,14 @@ def count_with(tmp_path: Path, chunks: list[list[int]], singles: bool = False) -
         for chunk in chunks:
             if singles:
                 for h in chunk:
-                    counter.add_one(h)
+                    counter.add_hash(h % (1 << 64))
             else:
-                counter.add(chunk)
-            seen["largest_buffer"] = max(seen["largest_buffer"], sum(map(len, counter._parts)))
+                counter.add(np.array(chunk, dtype=np.int64).view(np.uint64))
+            seen["largest_buffer"] = max(seen["largest_buffer"], counter._buffered)
         return counter.count(), seen
     finally:
         counter.close()
-        if counter_set is None:
-            del duplicates.set
-        else:
-            duplicates.set = counter_set
+        duplicates._distinct, duplicates._unique = distinct, unique
 
 
 def test_duplicate_counter_spills_and_splits_exactly(tmp_path, monkeypatch):
@@ -643,7 +646,7 @@ def test_duplicate_counter_spills_and_splits_exactly(tmp_path, monkeypatch):
     assert count == reference_duplicates(hashes)
     assert seen["files"] > 8  # the 8 partitions spilled and then some were split again
     assert seen["depth"] >= 2
-    assert 0 < seen["largest_set"] <= 20  # never more than DUP_SET_MAX hashes in one set
+    assert 0 < seen["largest_set"] <= 20  # never more than DUP_SET_MAX hashes deduplicated at once
     assert seen["largest_buffer"] < 50  # a spill once the buffer holds 50 hashes
     assert count_with(tmp_path, chunks, singles=True)[0] == count
 
@@ -651,7 +654,7 @@ def test_duplicate_counter_spills_and_splits_exactly(tmp_path, monkeypatch):
 def test_duplicate_counter_matches_a_set_on_random_data(tmp_path, monkeypatch):
     rng = random.Random(11)
     for case in range(50):
-        bits = rng.choice([1, 2, 4, 7])
+        bits = rng.choice([1, 2, 4, 7, 8])
         monkeypatch.setattr(tuning, "DUP_PARTITION_BITS", bits)
         monkeypatch.setattr(tuning, "DUP_BUFFER", rng.choice([1, 3, 64, 1 << 18]))
         monkeypatch.setattr(tuning, "DUP_SET_MAX", rng.choice([1, 2, 5, 100, 1 << 17]))
@@ -681,18 +684,65 @@ def test_duplicate_counter_without_spill_counts_in_memory(tmp_path):
     assert (count, seen["files"]) == (2, 0)
 
 
+def test_id_hash_is_the_same_one_by_one_and_vectorised():
+    # The per-record path hashes one id at a time, the fast path a chunk's ids at once: a repeat
+    # across the two is only counted when both give the same hash, wherever the id sits in the
+    # buffer (its last bytes at the buffer's end, a buffer under 8 bytes).
+    rng = random.Random(13)
+    seed = rng.getrandbits(64)
+    for _ in range(300):
+        ids = [
+            bytes(rng.choice(b"ab%9,\n\x00\xff") for _ in range(rng.choice([1, 2, 7, 8, 9, 16, 17, 40])))
+            for _ in range(rng.randrange(1, 6))
+        ]
+        buf = bytes(rng.randrange(256) for _ in range(rng.randrange(3))) + b"".join(ids)
+        starts, at = [], len(buf) - sum(map(len, ids))
+        for ident in ids:
+            starts.append(at)
+            at += len(ident)
+        got = duplicates.hash_ids(
+            buf, np.array(starts, dtype=np.int64), np.array([len(i) for i in ids], dtype=np.int64), seed
+        )
+        assert got.tolist() == [duplicates.hash_id(i, seed) for i in ids]
+
+
+def test_id_hash_has_no_collisions_on_structured_ids():
+    # Sequential numbers, one-byte variations of long ids and Thue-Morse strings (which break
+    # polynomial hashing modulo 2**64) all hash apart.
+    seed = 12345
+    ids = [b"%d" % i for i in range(200_000)] + [b"%032d" % i for i in range(100_000)]
+    ids += [bytes([65 + (i >> 8) % 26, 65 + i % 26]) * 20 + b"x%d" % i for i in range(50_000)]
+    thue = bytearray(b"a")
+    while len(thue) < 4096:
+        thue += bytes(b"a"[0] + b"b"[0] - c for c in thue)
+    ids += [bytes(thue[:n]) for n in range(1, 4097)]
+    ids += [bytes(b"a"[0] + b"b"[0] - c for c in thue[:n]) for n in range(1, 4097)]
+    buf = b"".join(ids)
+    lengths = np.array([len(i) for i in ids], dtype=np.int64)
+    starts = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64)
+    hashes = duplicates.hash_ids(buf, starts, lengths, seed)
+    assert len(set(hashes.tolist())) == len(set(ids)) == len(ids)
+
+
+@pytest.mark.parametrize("mode", ["encoded", "raw"])
 @pytest.mark.parametrize("fast", [True, False])
-def test_duplicate_ids_match_a_set_of_the_accepted_ids(run, monkeypatch, small_chunks, fast):
+def test_duplicate_ids_match_a_set_of_the_accepted_ids(run, monkeypatch, small_chunks, fast, mode):
+    # Short and long runs of clean lines (hashed one by one or at once) and lines of the per-row
+    # path (a quoted value) share ids: every repeat counts, whichever path each row took.
     monkeypatch.setattr(tuning, "FAST_PATH", fast)
     monkeypatch.setattr(tuning, "DUP_BUFFER", 7)
     monkeypatch.setattr(tuning, "DUP_SET_MAX", 5)
-    small_chunks(200)
+    small_chunks(4000)  # runs of 100 lines fit in a chunk
     rng = random.Random(3)
-    lines = [b"%d,v" % rng.randrange(300) if rng.random() < 0.97 else b",v" for _ in range(2000)]
-    r = run(b"pcId,a\n" + b"\n".join(lines) + b"\n", batch_max_rows=333)
+    lines = []
+    for _ in range(80):
+        for _ in range(rng.choice([1, 2, 5, 40, 100])):
+            lines.append(b"%d,v" % rng.randrange(300) if rng.random() < 0.97 else b",v")
+        lines.append(b'%d,"q"' % rng.randrange(300))
+    r = run(b"pcId,a\n" + b"\n".join(lines) + b"\n", batch_max_rows=333, input_mode=mode)
     ids = [line.split(b",")[0] for batch in r.batches for line in body(batch).splitlines()]
-    assert len(ids) == r.result.accepted > 1900
-    assert r.result.duplicate_ids == len(ids) - len(set(ids)) > 1500
+    assert len(ids) == r.result.accepted > 0.95 * len(lines) > 1900
+    assert r.result.duplicate_ids == len(ids) - len(set(ids)) > len(ids) - 300
 
 
 # ---- result -------------------------------------------------------------------------------------
@@ -814,6 +864,148 @@ def test_fast_path_matches_per_row_reference(run, monkeypatch):
         monkeypatch.setattr(tuning, "DUP_BUFFER", rng.choice([1, 4, 1 << 18]))
         monkeypatch.setattr(tuning, "DUP_SET_MAX", rng.choice([1, 3, 1 << 17]))
         assert snapshot(run(data, **settings)) == expected, (case, data, settings)
+
+
+# Pieces of encoded-mode fields: clean ones, and each way a line can fail or be rewritten by the
+# per-row path (escapes of every UTF-8 edge, the bytes around the allowed set, form syntax, quotes).
+TOKENS = [
+    b"a",
+    b"Z9",
+    b"x.y-z_~",
+    b"!$'()*",
+    b";:<>@[]^`{|}",
+    b"/",
+    b"\\",
+    b"%41",
+    b"%7e",
+    b"%2B",
+    b"%2b",
+    b"%2F",
+    b"%2f",
+    b"%25",
+    b"%00",
+    b"%0A",
+    b"%7F",
+    b"%C3%A9",
+    b"%c3%a9",
+    b"%E2%82%AC",
+    b"%F0%9F%98%80",
+    b"%F4%8F%BF%BF",
+    b"%EF%BF%BF",
+    b"%C2%80",
+    b"%DF%BF",
+    b"%E0%A0%80",
+    b"%ED%9F%BF",
+    b"%EE%80%80",
+    b"%C0%80",
+    b"%C1%BF",
+    b"%E0%80%AF",
+    b"%F0%80%80%80",
+    b"%ED%A0%80",
+    b"%ED%BF%BF",
+    b"%F4%90%80%80",
+    b"%F5%80%80%80",
+    b"%FF",
+    b"%80",
+    b"%BF",
+    b"%C3",
+    b"%E2%82",
+    b"%F0%9F%98",
+    b"%C3%41",
+    b"%C3a%A9",
+    b"%C3%C3%A9",
+    b"%E2%82%AC%AC",
+    b"%",
+    b"%4",
+    b"%G1",
+    b"%G1%80%80%80",
+    b"%8%C3%A9",
+    b"%4g",
+    b"%%41",
+    b"%%",
+    b" ",
+    b"+",
+    b"&",
+    b"#",
+    b"?",
+    b"=",
+    b'"',
+    b"\t",
+    b"\x7f",
+    b"\x80",
+    b"\xc3\xa9",
+    b"\xff",
+    b"\x00",
+]
+
+
+def adversarial_field(rng: random.Random) -> bytes:
+    if rng.random() < 0.15:
+        return b""
+    field = b"".join(
+        rng.choice(TOKENS) if rng.random() < 0.3 else rng.choice(TOKENS[:7])
+        for _ in range(rng.randrange(1, 5))
+    )
+    if rng.random() < 0.05:
+        field = b'"' + field.replace(b'"', b'""') + rng.choice([b",", b"", b"\n"]) + b'"'
+    if rng.random() < 0.03:
+        field = field * rng.randrange(2, 30)  # long ids and lines around the limits
+    return field
+
+
+def adversarial_file(rng: random.Random, id_column: bytes) -> bytes:
+    lines = [id_column + b",a,b,c"]
+    for _ in range(rng.randrange(1, 120)):
+        if rng.random() < 0.05:
+            lines.append(b"")
+            continue
+        fields = [adversarial_field(rng) for _ in range(rng.choice([1, 2, 2, 3, 4, 4, 4, 5]))]
+        if rng.random() < 0.6:  # mostly clean lines: long runs, broken by the others
+            fields = [rng.choice([b"1", b"22", b"333", b"q%C3%A9", b"4/4", b"x" * 9]), *fields[1:]]
+            fields[1:] = [
+                f if rng.random() < 0.1 else rng.choice([*TOKENS[:7], b"v%E2%82%AC", b""]) for f in fields[1:]
+            ]
+        lines.append(b",".join(fields))
+    newline = rng.choice([b"\n", b"\n", b"\r\n"])
+    data = newline.join(lines) + (newline if rng.random() < 0.8 else b"")
+    return (b"\xef\xbb\xbf" if rng.random() < 0.1 else b"") + data
+
+
+@pytest.mark.parametrize("mode", ["encoded", "raw"])
+def test_fast_path_matches_per_row_reference_on_adversarial_lines(run, monkeypatch, mode):
+    # The fast path must never accept what the per-row path rejects or rewrites, nor miss-number a
+    # line: same batches byte for byte, rejects, reasons, line runs and duplicate count.
+    rng = random.Random(20261202)
+    for case in range(300 if mode == "encoded" else 100):
+        id_column = rng.choice([b"pcId", b"thirdPartyId"])
+        data = adversarial_file(rng, id_column)
+        settings = {
+            "batch_max_rows": rng.choice([2, 50, 500_000]),
+            "batch_max_bytes": rng.choice([90, 300, 50_000_000]),
+            "row_max_bytes": rng.choice([12, 40, 65536]),
+            "id_max_chars": rng.choice([1, 3, 9, 256]),
+            "input_mode": mode,
+        }
+        monkeypatch.setattr(tuning, "FAST_PATH", False)
+        monkeypatch.setattr(tuning, "CHUNK_SIZE", 1 << 20)
+        monkeypatch.setattr(tuning, "READ_AHEAD", False)
+        expected = snapshot(run(data, **settings))
+        monkeypatch.setattr(tuning, "FAST_PATH", True)
+        monkeypatch.setattr(tuning, "CHUNK_SIZE", rng.choice([1, 7, 64, 333, 1 << 20]))
+        assert snapshot(run(data, **settings)) == expected, (case, data, settings)
+
+
+def test_many_bad_utf8_escapes_in_one_chunk_are_all_sent_to_the_per_row_path(run, monkeypatch):
+    # Past the few decode errors located one by one, every line with an escaped non-ASCII byte
+    # takes the per-row path: the good ones are still accepted there, the bad ones rejected.
+    lines = [b"%d,%s" % (i, [b"%C3%A9", b"%C3", b"ok", b"%E2%82%AC"][i % 4]) for i in range(200)]
+    data = b"pcId,a\n" + b"\n".join(lines) + b"\n"
+    monkeypatch.setattr(tuning, "FAST_PATH", False)
+    expected = snapshot(run(data))
+    monkeypatch.setattr(tuning, "FAST_PATH", True)
+    got = snapshot(run(data))
+    assert got == expected
+    assert got[0]["rejected"] == 50 and got[0]["accepted"] == 150
 
 
 # ---- bounds: what one file can make the engine write (issue 11) ----------------------------------
@@ -968,3 +1160,13 @@ def test_read_ahead_gives_the_same_result_as_plain_reads(run, monkeypatch, small
     expected = snapshot(run(data, batch_max_rows=50))
     monkeypatch.setattr(tuning, "READ_AHEAD", True)
     assert snapshot(run(data, batch_max_rows=50)) == expected
+
+
+def test_numpy_is_loaded_by_a_validation_not_by_importing_the_package():
+    # Functions that only read results (finalize's report, outcomes) import profile_sync.validate:
+    # their cold start must not pay for numpy.
+    code = (
+        "import sys, profile_sync.validate, profile_sync.outcomes, profile_sync.workflow.report\n"
+        "assert 'numpy' not in sys.modules, 'numpy imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -16,6 +16,7 @@ import contextvars
 import json
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 
 import boto3
@@ -85,7 +86,16 @@ class Calls:
             bucket = f"arn:aws:s3:::{names[params['Bucket']]}"
             if operation == "ListObjectsV2":
                 return [("s3:ListBucket", bucket, {"s3:prefix": params.get("Prefix", "")})]
+            if operation == "DeleteObjects":  # authorized per key, as s3:DeleteObject
+                return [("s3:DeleteObject", f"{bucket}/{o['Key']}", {}) for o in params["Delete"]["Objects"]]
             return [(S3_ACTIONS[operation], f"{bucket}/{params['Key']}", {})]
+        if service == "dynamodb" and operation == "PutItem":
+            # IAM's dynamodb:LeadingKeys is the item's partition key (the delta pointer's grant).
+            pk = params["Item"].get("pk")
+            context = {"dynamodb:LeadingKeys": pk["S"] if isinstance(pk, dict) else pk} if pk else {}
+            return [
+                ("dynamodb:PutItem", f"arn:aws:dynamodb:{ARN}:table/{names[params['TableName']]}", context)
+            ]
         if service == "dynamodb":
             tables = params["RequestItems"] if operation == "BatchWriteItem" else [params["TableName"]]
             return [(f"dynamodb:{operation}", f"arn:aws:dynamodb:{ARN}:table/{names[t]}", {}) for t in tables]
@@ -117,7 +127,8 @@ def _condition_holds(condition: tuple, context: dict) -> bool:
             return False
         if operator == "StringEquals" and value not in options:
             return False
-        if operator == "StringLike" and not any(fnmatchcase(value, o) for o in options):
+        like = operator in ("StringLike", "ForAllValues:StringLike")
+        if like and not any(fnmatchcase(value, o) for o in options):
             return False
     return True
 
@@ -301,6 +312,24 @@ def test_client_profiles_and_their_own_token_secrets(pipeline, calls):
         ("submit_batch", "ssm", "GetParameter"),
     } <= made, sorted(made)
     assert {f for f, service, _ in made if service == "secrets-manager"} & {"submit_batch", "poll_batch"}
+
+
+def test_the_automatic_re_drive_of_a_delta_job_and_the_snapshot_cleanup(pipeline, calls):
+    """Finalize drops the re-drive file under incoming/<client>/redrive=<jobId>/ and deletes the
+    snapshot files replaced more than DELTA_CLEANUP_GRACE_SECONDS ago: both within its role."""
+    pipeline.setting(batch_max_rows=5, redrive_pending_auto=1, delta_cleanup_grace_seconds=0)
+    pipeline.run(_visitors(10), folders="delta=on/")  # 2 batches, snapshot version 1
+    pipeline.emulator.configure(vanish_batches=3)  # the 3rd batch Target takes: job 2's first
+    changed = _visitors(10).replace(b",gold", b",silver")
+    second = pipeline.run(changed, folders="delta=on/").job
+    assert second["pending"] == 5 and second["autoRedrive"]["rows"] == 5
+    at = datetime.fromtimestamp(pipeline.clock.now(), UTC)
+    child = pipeline.stack.deliver(second["autoRedriveKey"], at=at, sequencer="00000000000000000A")
+    run_workflow(pipeline.execution_input(child), clock=pipeline.clock)
+    child = pipeline.job(child["jobId"])
+    assert child["status"] == "COMPLETE" and child["deltaUpdate"]["deleted"] >= 1
+    made = _check(calls)
+    assert {("finalize", "s3", "PutObject"), ("finalize", "s3", "DeleteObjects")} <= made, sorted(made)
 
 
 def test_the_landing_check_reads_back_and_notifies(pipeline, calls):

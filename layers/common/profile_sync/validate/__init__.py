@@ -1,6 +1,8 @@
 """Validate a visitor-attribute CSV and split its accepted rows into Bulk Profile Update batch files.
 
-Pure Python, stdlib only. The input is read once, in large chunks, and never held whole in memory.
+Python with numpy for the encoded-mode fast path and the duplicate counter (imported when a file is
+validated, not with this package). The input is read once, in large chunks, and never held whole in
+memory.
 
 Input: UTF-8 (a leading BOM is dropped), LF or CRLF line endings (CRLF is normalised to LF, also
 inside quoted fields), RFC 4180 quoting, an optional final newline. An empty line is not a row, but
@@ -54,20 +56,25 @@ not listed, so a small compressed file of bad rows can't fill the disk. Every ce
 spreadsheets by ``spreadsheet_safe``, which the job's report uses too.
 
 Duplicate ids: the number of accepted rows whose id (as written in the batch) already appeared in an
-earlier accepted row. Counted exactly (up to 64-bit hash collisions) by ``duplicates.DuplicateCounter``: each
-id's 64-bit hash goes to one of 128 partitions by its top bits and is spilled to that partition's
-temporary file; at the end each partition is counted with a set, and one too large for a set is
-split again by its next bits. Memory is bounded by constants, whatever the file size: the hashes
-buffered before a spill (``tuning.DUP_BUFFER``, 2 MB, plus those of one read chunk), 128 file buffers
-(1 MB), and at the end one set of at most ``tuning.DUP_SET_MAX`` hashes (about 10 MB; a split holds one
-such block, at most as many buffered hashes and 1 MB of file buffers per level, and a level is only
-needed past 2**24 accepted rows, 128 x ``tuning.DUP_SET_MAX``, and again past 2**31). Disk: 8 bytes per
-accepted row, at most twice that while a partition is split.
+earlier accepted row. Counted exactly (up to 64-bit hash collisions) by ``duplicates.DuplicateCounter``:
+each id gets a 64-bit hash (seeded per run, the same whether the fast path hashes a chunk's ids at
+once or the per-row path one id), goes to one of 16 partitions by its top bits and is spilled to
+that partition's temporary file; at the end each partition is sorted and counted, and one too large
+for memory is split again by its next bits. Memory is bounded by constants, whatever the file size:
+the hashes buffered before a spill (``tuning.DUP_BUFFER``, 2 MB, plus those of one read chunk, and
+about three times that while they are grouped), and at the end one block of at most
+``tuning.DUP_SET_MAX`` hashes (8 MB; a level of splitting is only needed past 2**24 accepted rows,
+16 x ``tuning.DUP_SET_MAX``, and again past 2**28). Disk: 8 bytes per accepted row, at most twice
+that while a partition is split.
 
-Speed: clean lines are recognised by one compiled regex that runs over whole chunks and are copied
-to the batch file in bulk; only lines that fail it (quotes, spaces, bad rows, ...) take the per-row
-path, which is the reference for every rule. The next chunk is read in a thread while this one is
-parsed (``engine.read_ahead``): gzip decompression and S3 reads release the GIL, so they overlap.
+Speed: in encoded mode each chunk is classified with numpy: one pass marks every byte that is not
+plain (newlines, commas, '%', bytes no clean line holds), and whole-array steps check each line's
+length, field count, id and escapes (hex digits, and the escaped bytes of the whole chunk decoded
+as UTF-8 at once). Runs of clean lines are copied to the batch file in bulk; in raw mode one
+compiled regex finds them. Only lines the fast path does not take (quotes, spaces, bad rows, ...)
+take the per-row path, which is the reference for every rule. The next chunk is read in a thread
+while this one is parsed (``engine.read_ahead``): gzip decompression and S3 reads release the GIL,
+so they overlap.
 
 Modules, in the order data flows through them: ``engine`` (reads chunks, routes records, counts),
 ``fast_path`` (runs of clean lines), ``records`` (the record parser and the per-row rules: the

@@ -7,17 +7,19 @@ from __future__ import annotations
 from collections.abc import Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from profile_sync.settings import Settings
 from profile_sync.validate import tuning
 from profile_sync.validate.batches import BatchWriter
-from profile_sync.validate.duplicates import DuplicateCounter
-from profile_sync.validate.fast_path import FastPath
 from profile_sync.validate.header import read_header
 from profile_sync.validate.records import Rejection, RowChecker, parse_record
 from profile_sync.validate.rejects import RejectsWriter
 from profile_sync.validate.results import BatchInfo, FileRejected, ValidationResult, unlisted_warning
+
+if TYPE_CHECKING:
+    from profile_sync.validate.duplicates import DuplicateCounter
+    from profile_sync.validate.fast_path import ChunkScan, CleanRun, FastPath
 
 _BOM = b"\xef\xbb\xbf"
 
@@ -95,7 +97,11 @@ class _Engine:
         rejects_path = out_dir / "rejects.csv"
         self.result.rejects_path = str(rejects_path)
         self.rejects = RejectsWriter(rejects_path, settings, self.result, self.record_limit)
-        self.duplicates = DuplicateCounter(out_dir)
+        # numpy comes in here, when a file is validated: the functions that import this package
+        # only for its results (the report, finalize) do not load it.
+        from profile_sync.validate.duplicates import DuplicateCounter  # noqa: PLC0415
+
+        self.duplicates: DuplicateCounter = DuplicateCounter(out_dir)
 
     # ---- reading -------------------------------------------------------------------------------
 
@@ -156,12 +162,15 @@ class _Engine:
         """Handle the records in ``work``; return where an unfinished record starts (or len)."""
         pos = 0
         n = len(work)
+        scan: ChunkScan | None = None  # made once the header has built the fast path
         while pos < n:
             if self.fast is not None:
-                end = self.fast.match(work, pos)
-                if end > pos:
-                    self._emit_clean(work, pos, end)
-                    pos = end
+                if scan is None:
+                    scan = self.fast.scan(work, self.duplicates.seed)
+                run = scan.run(pos)
+                if run is not None:
+                    self._emit_clean(run)
+                    pos = run.after
                     continue
             nxt = self._slow(work, pos, eof)
             if nxt < 0:
@@ -169,16 +178,15 @@ class _Engine:
             pos = nxt
         return n
 
-    def _emit_clean(self, work: bytes, pos: int, end: int) -> None:
-        assert self.fast is not None and self.batches is not None
-        buf, pos, end, ids = self.fast.rows(work, pos, end)
-        self.duplicates.add(list(map(hash, ids)))
-        rows = len(ids)
+    def _emit_clean(self, run: CleanRun) -> None:
+        assert self.batches is not None
+        self.duplicates.add(run.hashes)
+        rows = run.rows
         first_line = self.line
         self.line += rows
         self.result.received += rows
         self.result.accepted += rows
-        self.batches.add_rows(buf, pos, end, rows, first_line)
+        self.batches.add_rows(run.buf, run.start, run.end, rows, first_line)
 
     # ---- per-record path -----------------------------------------------------------------------
 
@@ -221,7 +229,7 @@ class _Engine:
         else:
             row, ident = outcome
             self.result.accepted += 1
-            self.duplicates.add_one(hash(ident))
+            self.duplicates.add_id(ident)
             assert self.batches is not None
             self.batches.add_row(row, line)
         return end
@@ -234,7 +242,9 @@ class _Engine:
         result.columns = header.names[1:]
         prefix = header.prefix
         self.rows = RowChecker(self.settings, header.names, len(prefix))
-        self.fast = FastPath.build(self.settings, header.names, len(prefix))
+        from profile_sync.validate.fast_path import build_fast_path  # noqa: PLC0415 (numpy: see __init__)
+
+        self.fast = build_fast_path(self.settings, header.names, len(prefix))
         self.batches = BatchWriter(self.out_dir, self.settings, prefix, result.batches, self.on_batch)
 
     def _reject_overlong(self, line: int, kept: bytes, length: int) -> None:
