@@ -4,6 +4,7 @@ duplicate counter."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -98,7 +99,9 @@ class _Engine:
         self.result.rejects_path = str(rejects_path)
         self.rejects = RejectsWriter(rejects_path, settings, self.result, self.record_limit)
         # numpy comes in here, when a file is validated: the functions that import this package
-        # only for its results (the report, finalize) do not load it.
+        # only for its results (the report, finalize) do not load it. The engine does no linear
+        # algebra: one OpenBLAS thread (unless set) makes the import faster and starts no idle pool.
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
         from profile_sync.validate.duplicates import DuplicateCounter  # noqa: PLC0415
 
         self.duplicates: DuplicateCounter = DuplicateCounter(out_dir)
