@@ -11,6 +11,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from profile_sync import landing_step
 from profile_sync import telemetry as m
 from profile_sync.aws import ports
 from profile_sync.aws.invocation import LambdaFunction
@@ -36,6 +37,10 @@ def lambda_handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str,
         return {"jobId": job_id, "notified": False}
     if job.get("status") == JobStatus.FAILED:
         return {"jobId": job_id, "notified": False}  # the workflow's Catch has told a person already
+    if landing_step.execution_ended(report_ports.jobs, job, status):
+        # Finalize had ended the job: only the landing check after it was cut short.
+        logger.warning("execution ended during the landing check", extra={"status": status})
+        return {"jobId": job_id, "notified": False}
     error: StepError = {
         "Error": f"Execution{status.title().replace('_', '')}",
         "Cause": detail.get("cause") or status,

@@ -134,7 +134,23 @@ def _describe(name: str, result: dict) -> str | None:
         return f"report written: {result.get('status')}"
     if name == "JobFailed":
         return f"job failed: {result.get('reason')}"
+    if name == "LandingCheck":
+        return _landing(result)
     return None
+
+
+def _landing(result: dict) -> str:
+    """The landing check: waiting, or what the sample showed (counts only)."""
+    if not result.get("done"):
+        return f"landing check: read {result.get('round', 1)} in {result.get('waitSeconds', 0)} s"
+    figures = result.get("result") or {}
+    if not figures.get("sampled"):
+        return f"landing check {figures.get('reason') or 'not run'}"
+    return (
+        f"landing check: {figures.get('verified', 0)} of {figures['sampled']} sampled profiles verified, "
+        f"{figures.get('mismatched', 0)} mismatched, {figures.get('notVisible', 0)} not yet visible, "
+        f"{figures.get('unchecked', 0)} unchecked"
+    )
 
 
 def observed(handlers: dict[str, Handler], progress: Progress) -> dict[str, Handler]:

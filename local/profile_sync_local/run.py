@@ -38,7 +38,9 @@ from profile_sync.job_rows import JobFiles
 from profile_sync.model import ACCOUNT_FIELDS, JobRecord, JobStatus
 from profile_sync.outcomes import PENDING, SUCCEEDED
 from profile_sync.redrive import build_redrive_file, redrive_key
+from profile_sync.settings import Settings
 from profile_sync_local.costs import AwsRequests, LambdaDurations, format_cost, job_cost
+from profile_sync_local.deployed.output import landing_line
 from profile_sync_local.emulator import DEFAULT_PROFILE_TOKEN, EmulatorConfig, TargetEmulator
 from profile_sync_local.progress import Progress, observed
 from profile_sync_local.sfn_local.clock import VirtualClock
@@ -227,6 +229,13 @@ def run_local(
         os.environ.update(saved_env)
 
 
+def _landing_not_run(record: Mapping[str, Any]) -> dict[str, Any]:
+    """Why a job's record has no landing check: the setting, or the job never got that far."""
+    if Settings.from_env().landing_check_sample_rows <= 0:
+        return {"sampled": 0, "reason": "off (LANDING_CHECK_SAMPLE_ROWS is 0)"}
+    return {"sampled": 0, "reason": f"not run: the job ended {record.get('status')}"}
+
+
 _NO_TRANSITIONS = {"total": 0, "parent": 0, "child_executions": 0, "child_states": 0}
 
 
@@ -252,6 +261,8 @@ def _job_result(store: DynamoJobStore, record: Mapping[str, Any]) -> dict[str, A
         "warnings": list(record.get("warnings") or []),
         "profile_version": record.get("profileVersion"),
         "delta": record.get("deltaUpdate"),
+        # Did it land? (profile_sync.landing_step): the sample read back after the job ended.
+        "landing_check": record.get("landingCheck") or _landing_not_run(record),
         **({"parent_job_id": record["parentJobId"]} if record.get("parentJobId") else {}),
         "duration_seconds": _seconds(record.get("createdAt"), record.get("finishedAt")),
         "batches": [
@@ -507,6 +518,7 @@ def format_result(result: dict) -> str:
             f"  delta snapshot: version {delta.get('version', '?')}, {delta.get('confirmed', 0):,} confirmed "
             "row(s) merged" + (f" ({delta['skipped']})" if delta.get("skipped") else "")
         )
+    lines.append(f"  landed: {landing_line(result['landing_check'])}")
     lines += _batch_lines(result)
     if result.get("redrive"):
         lines += _redrive_lines(result)
@@ -567,7 +579,9 @@ def _redrive_lines(result: Mapping[str, Any]) -> list[str]:
     )
     if redrive.get("reason"):
         lines.append(f"  reason: {redrive['reason']}")
-    lines += _account_lines(redrive) + _batch_lines(redrive)
+    lines += _account_lines(redrive)
+    lines.append(f"  landed: {landing_line(redrive['landing_check'])}")
+    lines += _batch_lines(redrive)
     lines += [f"  {name}: {path}" for name, path in (redrive.get("files") or {}).items()]
     both = result["combined"]
     lines.append(f"combined: the file's rows after the re-drive: {both['status']}")

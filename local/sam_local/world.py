@@ -187,6 +187,24 @@ def _poll_done(world: World) -> dict:
     return load_event("finalize_job.json")
 
 
+def _finalized(world: World) -> dict:
+    """The bulk job polled to its end and finalized: the landing check's first round comes next."""
+    _poll_done(world)
+    world.run_here("finalize", load_event("finalize_job.json"))
+    return load_event("landing_check_first_round.json")
+
+
+def check_landing(status: str, done: bool) -> Check:
+    def check(world: World, event: dict, answer: object) -> list[str]:
+        problems = _expect(answer, done=done)
+        record = (world.jobs.get_job(event["jobId"]) or {}).get("landingCheck") or {}
+        if record.get("status") != status:
+            problems.append(f"job record landingCheck {record!r}, expected status {status}")
+        return problems
+
+    return check
+
+
 STEPS: dict[str, tuple[Callable[[World], dict], Check]] = {
     "ingest_object_created.json": (lambda w: w.drop(BULK), check_ingest(10, "v2")),
     "ingest_object_created_gzip_odd_key.json": (
@@ -215,6 +233,12 @@ STEPS: dict[str, tuple[Callable[[World], dict], Check]] = {
     "job_failed_accounting_error.json": (
         lambda w: w.ingested(BULK) and load_event("job_failed_accounting_error.json"),
         check_final("FAILED"),
+    ),
+    # The sample is drawn and stored; the Wait comes before the first read.
+    "landing_check_first_round.json": (_finalized, check_landing("WAITING", done=False)),
+    "landing_check_failed_for_good.json": (
+        lambda w: w.ingested(BULK) and load_event("landing_check_failed_for_good.json"),
+        check_landing("FAILED", done=True),
     ),
     "execution_alert_execution_aborted.json": (
         lambda w: w.ingested(BULK) and load_event("execution_alert_execution_aborted.json"),

@@ -85,9 +85,13 @@ def test_the_sample_runs_end_to_end_with_its_bad_rows_reported_by_line(tmp_path,
     assert result["simulated_seconds"] > 0
     # What it spent: every state the parent and the child execution entered, each Lambda call,
     # each Target call by endpoint and answer.
+    # The landing check after Finalize (on by default, 20 sampled rows: all 10 succeeded ones here,
+    # 9 profiles: CRM-100002 was sent twice) adds 7 parent states: StartLandingCheck, CheckLanding?,
+    # then CheckLanding + Landed? twice (draw the sample; read after the Wait) and the Wait;
+    # 2 LandingCheck invocations; 9 fetches.
     assert result["state_transitions"] == {
-        "total": 3 + 1 + sum(ONE_BATCH_STATES.values()),
-        "parent": 3,  # SendBatches, Finalize, Done
+        "total": 10 + 1 + sum(ONE_BATCH_STATES.values()),
+        "parent": 10,  # SendBatches, Finalize, the check's 7, Done
         "child_executions": 1,
         "child_states": sum(ONE_BATCH_STATES.values()),
     }
@@ -97,8 +101,23 @@ def test_the_sample_runs_end_to_end_with_its_bad_rows_reported_by_line(tmp_path,
         "SubmitBatch": 1,
         "PollBatch": 3,
         "Finalize": 1,
+        "LandingCheck": 2,
     }
-    assert result["target_calls"] == {"batchUpdate": {"200": 1}, "batchStatus": {"200": 3}}
+    assert result["target_calls"] == {
+        "batchUpdate": {"200": 1},
+        "batchStatus": {"200": 3},
+        "profiles": {"200": 9},
+    }
+    assert result["landing_check"] == {
+        "status": "DONE",
+        "sampled": 9,
+        "eligible": 10,
+        "verified": 9,
+        "mismatched": 0,
+        "notVisible": 0,
+        "unchecked": 0,
+        "rounds": 1,
+    }
     rows = list(csv.DictReader(io.StringIO(Path(result["files"]["rows"]).read_text())))
     assert [(r["line"], r["outcome"]) for r in rows] == [
         ("8", "rejected"),
@@ -212,10 +231,17 @@ def test_the_summary_names_what_the_run_spent(tmp_path, capsys):
 
     out = capsys.readouterr().out
     assert code == 1
-    assert "state transitions 19 (parent 3; child executions started 1; in the child executions 15)" in out
-    assert "Lambda invocations 7 (Ingest 1, ReserveQuota 1, SubmitBatch 1, PollBatch 3, Finalize 1)" in out
-    assert "Target calls 4 (batchUpdate 200 x1; batchStatus 200 x3)" in out
-    assert "would have taken 0h 03m 00s" in out  # polls at 60, 120 and 180 s
+    # The landing check after the job: 7 more parent states, 2 invocations, 9 profile fetches (the
+    # 10 succeeded rows hold 9 ids).
+    assert "state transitions 26 (parent 10; child executions started 1; in the child executions 15)" in out
+    assert (
+        "Lambda invocations 9 (Ingest 1, ReserveQuota 1, SubmitBatch 1, PollBatch 3, Finalize 1, "
+        "LandingCheck 2)" in out
+    )
+    assert "Target calls 13 (batchUpdate 200 x1; batchStatus 200 x3; profiles 200 x9)" in out
+    assert "  landed: 9 of 9 sampled profiles verified, 0 mismatched, 0 not yet visible, 0 unchecked" in out
+    # Polls at 60, 120 and 180 s; the landing check reads LANDING_CHECK_DELAY_SECONDS (300) later.
+    assert "would have taken 0h 08m 00s" in out
 
 
 def test_retries_count_as_transitions_and_every_answer_is_counted(tmp_path, capsys, target):
@@ -229,14 +255,18 @@ def test_retries_count_as_transitions_and_every_answer_is_counted(tmp_path, caps
     result = json.loads(capsys.readouterr().out)
     assert code == 0, result["reason"]
     assert result["succeeded"] == 10
-    assert result["target_calls"] == {"batchUpdate": {"200": 1, "503": 2}, "batchStatus": {"200": 3}}
+    assert result["target_calls"] == {
+        "batchUpdate": {"200": 1, "503": 2},
+        "batchStatus": {"200": 3},
+        "profiles": {"200": 10},  # the landing check reads the 10 profiles back
+    }
     # What the client saw is what Target received.
     assert target.calls["batchUpdate"] == 3 and target.calls["batchStatus"] == 3
     assert result["lambda_invocations"]["SubmitBatch"] == 3
     child_states = sum(ONE_BATCH_STATES.values()) + 2  # each retry is billed as a transition
     assert result["state_transitions"] == {
-        "total": 3 + 1 + child_states,
-        "parent": 3,
+        "total": 10 + 1 + child_states,
+        "parent": 10,  # SendBatches, Finalize, the landing check's 7 states, Done
         "child_executions": 1,
         "child_states": child_states,
     }
@@ -311,13 +341,15 @@ def test_a_world_readable_token_file_is_used_with_a_warning(tmp_path, capsys, ta
 
 def test_the_real_clock_on_the_built_in_emulator_really_waits(tmp_path, capsys):
     options = ["--clock", "real", "--polls-until-complete", "0", "--set", "POLL_INITIAL_DELAY_SECONDS=2"]
+    options += ["--set", "LANDING_CHECK_DELAY_SECONDS=1"]  # its Wait is real too (300 s by default)
 
     code = main(["run", str(SAMPLE), "--out", str(tmp_path), "--json", *options])
 
     result = json.loads(capsys.readouterr().out)
     assert code == 1 and result["succeeded"] == 10
     assert result["clock"] == "real" and result["simulated_seconds"] is None
-    assert result["real_seconds"] >= 2  # the Wait state before the first poll took real seconds
+    assert result["real_seconds"] >= 2 + 1  # the Wait states (first poll, landing check) took real seconds
+    assert result["landing_check"]["verified"] == 9  # 10 succeeded rows, 9 ids
 
 
 @pytest.mark.slow
@@ -344,6 +376,8 @@ def test_a_target_allowing_10_calls_a_minute_in_real_time_gets_every_row_of_5_ba
                 "--set", "CALLS_PER_MINUTE=10",
                 "--set", "POLL_INITIAL_DELAY_SECONDS=5",
                 "--set", "POLL_MAX_DELAY_SECONDS=10",
+                # Not the landing check's real 5 minutes and its fetches in this minute's budget.
+                "--set", "LANDING_CHECK_SAMPLE_ROWS=0",
             ]
         )  # fmt: skip
         captured = capsys.readouterr()
@@ -367,3 +401,48 @@ def test_a_target_allowing_10_calls_a_minute_in_real_time_gets_every_row_of_5_ba
     assert len(authorization_headers) == target.calls["batchUpdate"] + target.calls["batchStatus"]
     assert set(authorization_headers) == {f"Bearer {token}"}
     assert token not in everything_written(out, captured, caplog)
+
+
+def test_lost_updates_are_caught_by_the_landing_check_in_the_output_and_json(tmp_path, capsys):
+    """`--lose-share`: the built-in emulator reports a share of rows successful and never applies
+    them; the run's landing check (every row sampled here) reads them back and says so."""
+    source = clean_file(tmp_path / "forty.csv", 40)
+    options = ["--lose-share", "0.25", "--seed", "3", "--set", "LANDING_CHECK_SAMPLE_ROWS=40"]
+
+    code = main(["run", str(source), "--out", str(tmp_path / "json"), "--json", *options])
+
+    result = json.loads(capsys.readouterr().out)
+    assert code == 0 and result["status"] == "COMPLETE"  # Target reported every row successful
+    check = result["landing_check"]
+    assert check["status"] == "DONE" and check["sampled"] == 40
+    assert 0 < check["notVisible"] < 40 and check["verified"] == 40 - check["notVisible"]
+    assert check["rounds"] == 4  # the first read, then LANDING_CHECK_RETRIES (3) more of the lost ones
+    assert result["lambda_invocations"]["LandingCheck"] == 5  # draw the sample, 4 reads
+    assert result["target_calls"]["profiles"] == {
+        "200": 40 - check["notVisible"],
+        "404": 4 * check["notVisible"],
+    }
+    summary = json.loads(Path(result["files"]["summary"]).read_text())
+    assert summary["landingCheck"]["notVisible"] == check["notVisible"]
+    assert len(summary["landingRows"]) == check["notVisible"]
+
+    code = main(["run", str(source), "--out", str(tmp_path / "text"), *options])
+
+    output = capsys.readouterr()
+    assert code == 0
+    assert (
+        f"  landed: {check['verified']} of 40 sampled profiles verified, 0 mismatched, "
+        f"{check['notVisible']} not yet visible, 0 unchecked (4 read(s))"
+    ) in output.out
+    assert "landing check:" in output.err  # the progress lines name each round
+
+
+def test_the_landing_check_can_be_turned_off(tmp_path, capsys):
+    code = main(
+        ["run", str(SAMPLE), "--out", str(tmp_path), "--json", "--set", "LANDING_CHECK_SAMPLE_ROWS=0"]
+    )
+
+    result = json.loads(capsys.readouterr().out)
+    assert code == 1
+    assert result["landing_check"] == {"sampled": 0, "reason": "off (LANDING_CHECK_SAMPLE_ROWS is 0)"}
+    assert "profiles" not in result["target_calls"] and "LandingCheck" not in result["lambda_invocations"]

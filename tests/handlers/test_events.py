@@ -300,6 +300,36 @@ def check_finalize(world: World, event: dict) -> None:
     assert any("COMPLETE_WITH_ERRORS" in m["Subject"] for m in world.messages())
 
 
+def check_landing_check(world: World, event: dict) -> None:
+    """After finalize: the sample is drawn and stored, then one read verifies every profile."""
+    submitted = world.submit()
+    world.invoke("poll_batch", world.poll_event_for(submitted))
+    world.invoke("finalize", {"jobId": event["jobId"]})
+    first = world.invoke("landing_check", event)
+    assert (first["done"], first["round"], first["waitSeconds"]) == (False, 1, 300)  # env.json's delay
+    assert world.emulator.calls["profiles"] == 0  # updates take a while: no read before the wait
+    assert world.exists(f"jobs/{event['jobId']}/landing/sample.json")
+    second = world.invoke("landing_check", {"jobId": event["jobId"], "landing": first})
+    # The sample's ten succeeded rows (nine ids: one is sent twice), each read once.
+    assert second["done"] and second["result"]["verified"] == second["result"]["sampled"] == 9
+    assert world.emulator.calls["profiles"] == 9
+    job = world.jobs.get_job(event["jobId"])
+    assert job["landingCheck"]["status"] == "DONE" and job["status"] == "COMPLETE_WITH_ERRORS"
+    assert world.read_json(job["reportKey"])["landingCheck"]["verified"] == 9
+
+
+def check_landing_check_failed(world: World, event: dict) -> None:
+    world.ingest(BULK_JOB_EVENT)
+    result = world.invoke("landing_check", event)
+    assert result["done"]
+    job = world.jobs.get_job(event["jobId"])
+    assert job["landingCheck"]["status"] == "FAILED"
+    assert job["landingCheck"]["reason"].startswith(
+        "the check failed: TransientAwsError: GetObject: SlowDown"
+    )
+    assert job["status"] == "QUEUED"  # the check never changes the job's status
+
+
 def check_job_failed(world: World, event: dict) -> None:
     world.ingest(BULK_JOB_EVENT)
     world.messages()  # not the ingest's
@@ -347,6 +377,8 @@ CHECKS: dict[str, Callable[[World, dict], None]] = {
     "single_update_first_chunk.json": check_single_update,
     "finalize_job.json": check_finalize,
     "job_failed_accounting_error.json": check_job_failed,
+    "landing_check_first_round.json": check_landing_check,
+    "landing_check_failed_for_good.json": check_landing_check_failed,
     "execution_alert_execution_aborted.json": check_execution_alert,
 }
 
@@ -457,6 +489,8 @@ def test_the_asl_task_payloads_have_the_shape_of_the_events() -> None:
         "single_update_first_chunk.json": payload_keys("SendSingleUpdates"),
         "finalize_job.json": payload_keys("Finalize"),
         "job_failed_accounting_error.json": payload_keys("JobFailed"),
+        "landing_check_first_round.json": payload_keys("CheckLanding"),
+        "landing_check_failed_for_good.json": payload_keys("RecordLandingCheckFailure"),
     }
     assert (
         payload_keys("ReserveQuota")
@@ -468,7 +502,12 @@ def test_the_asl_task_payloads_have_the_shape_of_the_events() -> None:
     assert states["SubmitBatch"]["Catch"][0]["ResultPath"] == "$.error"
     for name, keys in expected.items():
         assert set(load_event(name)) == keys, name
-    for name in ("fail_batch_submit_gave_up.json", "job_failed_accounting_error.json"):
+    assert states["StartLandingCheck"]["Result"] == load_event("landing_check_first_round.json")["landing"]
+    for name in (
+        "fail_batch_submit_gave_up.json",
+        "job_failed_accounting_error.json",
+        "landing_check_failed_for_good.json",
+    ):
         error = load_event(name)["error"]
         assert set(error) == {"Error", "Cause"}
         cause = json.loads(error["Cause"])  # Lambda's error JSON, as Step Functions passes it on

@@ -152,6 +152,20 @@ CALLS: dict[str, set] = {
         | DELTA_UPDATE
         | ALERTS
     ),
+    # landing_step.check_landing: the job's manifest, batch files and results (JobFiles lists
+    # results/), its report; put_json of landing/sample.json and report/summary.json; the profile
+    # fetch (token, profiles, the calls-per-minute window); the notice. Nothing under incoming/: the
+    # automatic re-drive of pending rows is Finalize's.
+    "LandingCheckFunctionRole": (
+        BATCH_READS
+        | s3("ListBucket", "", (("StringLike", "s3:prefix", "jobs/*"),))
+        | s3("PutObject", "/jobs/*/landing/*")
+        | s3("PutObject", "/jobs/*/report/*")
+        | table("GetItem", "Query", "UpdateItem")
+        | ALERTS
+        | TOKEN
+        | PROFILES
+    ),
     # An execution stopped by hand or timed out: job_failed again, the same reads and writes
     "ExecutionAlertFunctionRole": (
         BATCH_READS
@@ -174,6 +188,7 @@ CALLS: dict[str, set] = {
                 "SingleUpdate",
                 "Finalize",
                 "JobFailed",
+                "LandingCheck",
             )
         }
         # the Distributed Map's ItemReader (s3:getObject of batchesKey); no ResultWriter
@@ -241,6 +256,7 @@ def test_client_token_secrets_are_granted_only_under_the_prefix_folder_when_one_
             "SubmitBatchFunctionRole",
             "PollBatchFunctionRole",
             "SingleUpdateFunctionRole",
+            "LandingCheckFunctionRole",
         }
         expected = CALLS[role] - TOKEN | (CLIENT_TOKENS if target_caller else set())
         assert found["grants"] == expected, _difference(role, found["grants"], expected)
@@ -254,7 +270,12 @@ def test_the_secret_is_granted_by_its_exact_name_not_a_prefix(with_secret) -> No
     readers = {
         r for r, found in with_secret.items() for g in found["grants"] if g[0].startswith("secretsmanager:")
     }
-    assert readers == {"SubmitBatchFunctionRole", "PollBatchFunctionRole", "SingleUpdateFunctionRole"}
+    assert readers == {
+        "SubmitBatchFunctionRole",
+        "PollBatchFunctionRole",
+        "SingleUpdateFunctionRole",
+        "LandingCheckFunctionRole",
+    }
     resource = re.escape(SECRET).replace(r"\?", ".")
     assert re.fullmatch(resource, SECRET.replace("??????", "AbC123"))
     # `${TokenSecretId}*` matched these too.

@@ -390,6 +390,40 @@ def test_status_for_a_person(aws, capsys):
     assert batch_rows[2] == ["2", "POLLING", "2", "2", "-", "-", "-", "-"]
 
 
+CHECKED = {
+    "status": "DONE",
+    "sampled": 8,
+    "eligible": 8,
+    "verified": 6,
+    "mismatched": 1,
+    "notVisible": 1,
+    "unchecked": 0,
+    "rounds": 4,
+}
+
+
+def test_status_and_report_show_the_landing_check_and_the_re_drive_links(aws, tmp_path, capsys):
+    store = DynamoJobStore(TABLE, resource=boto3.resource("dynamodb", region_name=REGION))
+    store.update_job(DONE, {"landingCheck": CHECKED, "redrivenBy": [RUNNING]})
+    store.update_job(RUNNING, {"parentJobId": DONE, "landingCheck": {"status": "WAITING", "sampled": 3}})
+    landed = (
+        "landed   6 of 8 sampled profiles verified, 1 mismatched, 1 not yet visible, 0 unchecked (4 read(s))"
+    )
+
+    assert run(capsys, "status", DONE, "--table", TABLE)[1].count(landed) == 1
+    assert f"re-driven by {RUNNING}" in run(capsys, "status", DONE, "--table", TABLE)[1]
+    job = json.loads(run(capsys, "status", DONE, "--table", TABLE, "--json")[1])["job"]
+    assert (job["landingCheck"], job["redrivenBy"], job["parentJobId"]) == (CHECKED, [RUNNING], None)
+    running = run(capsys, "status", RUNNING, "--table", TABLE)[1]
+    assert f"re-drive of job {DONE}" in running
+    assert "landed   checking: 3 sampled profiles, read 0 done" in running
+    report = run(capsys, "report", DONE, "--table", TABLE, "--out", str(tmp_path))[1]
+    assert "  landed: 6 of 8 sampled profiles verified" in report
+    # A job whose check did not run says why.
+    store.update_job(DONE, {"landingCheck": {"status": "DONE", "sampled": 0, "reason": "not run: no row"}})
+    assert "landed   not run: no row" in run(capsys, "status", DONE, "--table", TABLE)[1]
+
+
 def test_status_of_a_rejected_job_shows_the_reason(aws, capsys):
     code, out, _ = run(capsys, "status", REJECTED, "--table", TABLE)
     assert code == EXIT_OK

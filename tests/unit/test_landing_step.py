@@ -134,6 +134,11 @@ def test_lost_updates_are_read_again_then_reported_and_notified():
     ]
     ((subject, message),) = inbox.messages
     assert "67%" in subject and "silver" not in message and "CRM-" not in message
+    # What a person does next: find the lines, re-send without delta sync, re-drive the pending rows.
+    job_id = jobs.job["jobId"]
+    assert f"`profile-sync report {job_id}`" in message and "incoming/demo/delta=off/" in message
+    assert f"`profile-sync redrive {job_id}`" in message  # the job has pending rows too
+    assert "Unchecked" not in message  # every sampled profile was read
 
 
 def test_a_late_update_verifies_on_a_retry_and_no_notice_goes_out():
@@ -141,6 +146,8 @@ def test_a_late_update_verifies_on_a_retry_and_no_notice_goes_out():
     state = check_landing(ports, jobs.job["jobId"])
     state = check_landing(ports, jobs.job["jobId"], state)
     assert not state["done"]
+    # What `profile-sync status` shows meanwhile: "checking: 3 sampled profiles, read 1 done".
+    assert jobs.job["landingCheck"] == {"status": "READING", "sampled": 3, "round": 1}
     target.profiles["CRM-3"] = {"tier": "gold"}  # Target applied it meanwhile
     state = check_landing(ports, jobs.job["jobId"], state)
     assert state["done"] and state["result"]["verified"] == 3 and state["result"]["rounds"] == 2

@@ -54,3 +54,25 @@ def test_a_terminal_gets_a_table_redrawn_in_place():
     text = out.getvalue()
     assert "\x1b[2F\x1b[J" in text  # the two-line table (clock + batch 1) is cleared before each redraw
     assert text.rstrip().endswith("batch    1          5 rows  complete: succeeded 4, failed 1")
+
+
+def test_the_landing_check_shows_its_rounds_and_its_figures_never_an_id():
+    out = io.StringIO()
+    progress = Progress(out, lambda: 0.0)
+    figures = {"sampled": 20, "verified": 18, "mismatched": 1, "notVisible": 1, "unchecked": 0, "rounds": 2}
+    answers = iter(
+        [
+            {"done": False, "round": 1, "waitSeconds": 300},
+            {"done": True, "round": 2, "waitSeconds": 0, "result": figures},
+            {"done": True, "round": 0, "waitSeconds": 0, "result": {"sampled": 0, "reason": "off (...)"}},
+        ]
+    )
+    check = observed({"LandingCheck": lambda e, c: next(answers)}, progress)["LandingCheck"]
+    for _ in range(3):
+        check({"jobId": "j", "landing": {"round": 0}}, None)
+    assert out.getvalue().splitlines() == [
+        "[00:00:00] landing check: read 1 in 300 s",
+        "[00:00:00] landing check: 18 of 20 sampled profiles verified, 1 mismatched, 1 not yet visible, "
+        "0 unchecked",
+        "[00:00:00] landing check off (...)",
+    ]

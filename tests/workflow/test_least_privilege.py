@@ -330,3 +330,23 @@ def test_the_automatic_re_drive_of_a_delta_job_and_the_snapshot_cleanup(pipeline
     assert child["status"] == "COMPLETE" and child["deltaUpdate"]["deleted"] >= 1
     made = _check(calls)
     assert {("finalize", "s3", "PutObject"), ("finalize", "s3", "DeleteObjects")} <= made, sorted(made)
+
+
+def test_the_landing_check_reads_back_and_notifies(pipeline, calls):
+    """LandingCheck: the job's files and records, the sample, the report, the notice."""
+    pipeline.setting(batch_max_rows=4, landing_check_sample_rows=8)
+    pipeline.emulator.configure(lose_share=0.5)
+    lossy = pipeline.run(_visitors(8))  # half lost: a notice
+    assert lossy.job["landingCheck"]["status"] == "DONE" and lossy.job["landingCheck"]["notVisible"] > 0
+    made = _check(calls)
+    assert {
+        ("landing_check", "dynamodb", "GetItem"),
+        ("landing_check", "dynamodb", "Query"),
+        ("landing_check", "dynamodb", "UpdateItem"),
+        ("landing_check", "s3", "ListObjectsV2"),
+        ("landing_check", "s3", "GetObject"),
+        ("landing_check", "s3", "PutObject"),
+        ("landing_check", "sns", "Publish"),
+    } <= made, sorted(made)
+    keys = {p["Key"] for f, _, op, p in calls.seen if f == "landing_check" and op == "PutObject"}
+    assert keys == {f"jobs/{lossy.job['jobId']}/landing/sample.json", lossy.job["reportKey"]}

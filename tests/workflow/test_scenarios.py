@@ -167,7 +167,31 @@ def test_happy_path_multi_batch_job_completes_and_matches_the_profile_store(pipe
     }
     assert all(dict(c) == expected_states for i, c in states_entered.items() if i is not None)
     parent = sum(states_entered[None].values())
-    assert parent == run.execution.state_transitions == 3  # SendBatches, Finalize, Done
+    # After Finalize, the landing check (on by default: 20 sampled rows, so all 10 here): its first
+    # call draws the sample, the Wait gives Target time to apply, the second reads every profile
+    # back. Each of these states is one more transition of the parent.
+    assert dict(states_entered[None]) == {
+        "SendBatches": 1,
+        "Finalize": 1,
+        "StartLandingCheck": 1,
+        "CheckLanding?": 1,
+        "CheckLanding": 2,
+        "Landed?": 2,
+        "WaitBeforeLandingCheck": 1,
+        "Done": 1,
+    }
+    assert parent == run.execution.state_transitions == 10
+    assert run.job["landingCheck"] == {
+        "status": "DONE",
+        "sampled": 10,
+        "eligible": 10,
+        "verified": 10,
+        "mismatched": 0,
+        "notVisible": 0,
+        "unchecked": 0,
+        "rounds": 1,
+    }
+    assert calls["profiles"] == 10  # one fetch per sampled profile, every one verified at the first read
     print(
         "\nhappy path, 3 batches (4+4+2 rows), Target answering incomplete once then complete:"
         f"\n  parent execution: {parent} state transitions {dict(states_entered[None])}"

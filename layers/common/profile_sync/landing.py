@@ -262,12 +262,43 @@ def alert_needed(result: dict[str, Any], share: float) -> bool:
     return not_verified_share(result) > share
 
 
-def alert_message(job: Mapping[str, Any], result: dict[str, Any], share: float) -> str:
+def alert_subject(job: Mapping[str, Any], result: dict[str, Any]) -> str:
     return (
-        f"Job {job['jobId']} ({job.get('sourceKey', '?')}): Target showed the values sent for "
-        f"{result['verified']} of {result['sampled']} sampled profiles. Mismatched {result['mismatched']}, "
-        f"not visible {result['notVisible']}, unchecked {result['unchecked']} after {result['rounds']} "
-        f"read(s): {not_verified_share(result):.0%} did not verify (notice above {share:.0%}).\n"
-        "Updates can take up to 24 hours to apply: check a few of the listed lines' profiles later; "
-        "if they still differ, Target lost those updates: send those rows again."
+        f"target-profile-sync: job {job['jobId']}: {not_verified_share(result):.0%} of the sampled "
+        "profiles did not verify"
     )
+
+
+def alert_message(job: Mapping[str, Any], result: dict[str, Any], share: float) -> str:
+    """What the sample showed and what a person should do next (counts and commands, no ids)."""
+    job_id = job["jobId"]
+    lines = [
+        f"Job {job_id} ({job.get('sourceKey', '?')}) ended {job.get('status', '?')}, and Target showed the "
+        f"values sent for {result['verified']} of {result['sampled']} sampled profiles after "
+        f"{result['rounds']} read(s): mismatched {result['mismatched']}, not visible {result['notVisible']}, "
+        f"unchecked {result['unchecked']}. {not_verified_share(result):.0%} did not verify (a notice goes "
+        f"out above {share:.0%})."
+        + (f" The check stopped: {result['reason']}." if result.get("reason") else ""),
+        "",
+        "What to do next:",
+        f"- Which lines: `profile-sync report {job_id}` (summary.json's landingRows: source line, outcome, "
+        "attribute names).",
+    ]
+    if result["mismatched"] or result["notVisible"]:
+        lines.append(
+            "- Mismatched or not visible: Target reported these rows successful and does not show them "
+            "(lost, or not applied yet: Adobe says usually within an hour). Look at a few of those "
+            "profiles later; if they still differ, send the file again with delta sync off (drop it "
+            f"under incoming/{job.get('clientCode', '<client>')}/delta=off/): delta sync counts these "
+            "rows as confirmed and would not send them."
+        )
+    if result["unchecked"]:
+        lines.append(
+            "- Unchecked: Target refused or failed the profile fetch, so these rows are unknown, not "
+            "lost: check the token's access to the profile API and Target's status."
+        )
+    if int(job.get("failed") or 0) or int(job.get("pending") or 0):
+        lines.append(
+            f"- The job's failed and pending rows (not part of the check): `profile-sync redrive {job_id}`."
+        )
+    return "\n".join(lines)

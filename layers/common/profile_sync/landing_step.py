@@ -63,7 +63,8 @@ def check_landing(ports: Ports, job_id: str, state: dict[str, Any] | None = None
         result = landing.tally(sample, rounds=round_, stopped=stopped)
         _finish(ports, job, result, landing.rows_report(sample))
         return {"done": True, "round": round_, "waitSeconds": 0, "result": result}
-    ports.jobs.update_job(job_id, {"landingCheck": {"status": "READING", "round": round_}})
+    reading = {"status": "READING", "sampled": len(sample.rows), "round": round_}
+    ports.jobs.update_job(job_id, {"landingCheck": reading})
     return {"done": False, "round": round_ + 1, "waitSeconds": max(1, settings.landing_check_delay_seconds)}
 
 
@@ -110,12 +111,7 @@ def _finish(
         ports.objects.put_json(job["reportKey"], summary)
     share = ports.settings.landing_check_alert_share
     if notify and landing.alert_needed(result, share):
-        missed = landing.not_verified_share(result)
-        ports.notifier.notify(
-            f"target-profile-sync: job {job['jobId']}: {missed:.0%} of the sampled profiles did not "
-            "show what was sent",
-            landing.alert_message(job, result, share),
-        )
+        ports.notifier.notify(landing.alert_subject(job, result), landing.alert_message(job, result, share))
 
 
 def landing_check_failed(ports: Ports, job_id: str, error: StepError) -> dict[str, Any]:
@@ -123,6 +119,18 @@ def landing_check_failed(ports: Ports, job_id: str, error: StepError) -> dict[st
     result = {"sampled": 0, "reason": f"the check failed: {error_reason(error)}"}
     ports.jobs.update_job(job_id, {"landingCheck": {"status": "FAILED", **result}})
     return {"done": True, "round": 0, "waitSeconds": 0, "result": result}
+
+
+def execution_ended(jobs: JobStore, job: Mapping[str, Any], how: str) -> bool:
+    """An execution that ended (stopped by hand, timed out) after its job's final status was in its
+    landing check: the job keeps its status, the check says it was cut short. False: the job had
+    no final status (the caller fails it)."""
+    if job.get("status") not in CHECKED_STATUSES:
+        return False
+    if (job.get("landingCheck") or {}).get("status") != "DONE":
+        reason = f"not finished: the execution ended {how} during the check"
+        jobs.update_job(job["jobId"], {"landingCheck": {"status": "FAILED", "sampled": 0, "reason": reason}})
+    return True
 
 
 def _as_dict(document: object) -> dict[str, Any]:

@@ -59,6 +59,11 @@ JOBS_COMPLETED = "JobsCompleted"
 JOBS_WITH_ERRORS = "JobsCompletedWithErrors"
 JOBS_FAILED = "JobsFailed"
 JOB_DURATION = "JobDuration"  # from the drop to the final status
+# Did it land? The landing check's sampled profiles, by what Target showed (profile_sync.landing)
+LANDING_VERIFIED = "LandingVerified"
+LANDING_MISMATCHED = "LandingMismatched"
+LANDING_NOT_VISIBLE = "LandingNotVisible"
+LANDING_UNCHECKED = "LandingUnchecked"
 # Delta sync (profile_sync.delta): confirmed rows merged into a client's snapshot after a job, and
 # updates that failed (those rows are sent again next time).
 DELTA_ROWS_CONFIRMED = "DeltaRowsConfirmed"
@@ -77,6 +82,7 @@ METRICS = frozenset(
         TARGET_CALLS, TARGET_THROTTLED, TARGET_SERVER_ERRORS, TARGET_TRANSPORT_ERRORS, TARGET_RETRIES,
         TARGET_REAUTHENTICATIONS, TARGET_LATENCY,
         JOBS_COMPLETED, JOBS_WITH_ERRORS, JOBS_FAILED, JOB_DURATION,
+        LANDING_VERIFIED, LANDING_MISMATCHED, LANDING_NOT_VISIBLE, LANDING_UNCHECKED,
         DELTA_ROWS_CONFIRMED, DELTA_UPDATES_FAILED,
         NOTIFICATIONS_FAILED,
     }
@@ -110,6 +116,15 @@ _CALL_METRICS = {
     "transport_errors": TARGET_TRANSPORT_ERRORS,
     "retries": TARGET_RETRIES,
     "reauthentications": TARGET_REAUTHENTICATIONS,
+}
+
+
+# The landing check's figures (landing.tally keys) -> their metric.
+LANDING_METRICS = {
+    "verified": LANDING_VERIFIED,
+    "mismatched": LANDING_MISMATCHED,
+    "notVisible": LANDING_NOT_VISIBLE,
+    "unchecked": LANDING_UNCHECKED,
 }
 
 
@@ -160,3 +175,9 @@ def add_target_calls(metrics: Metrics, stats: Mapping[str, Any]) -> None:
             count(metrics, name, stats[field])
     for latency in stats.get("latencies_ms", []):
         metrics.add_metric(name=TARGET_LATENCY, unit=MetricUnit.Milliseconds, value=latency)
+
+
+def add_landing_check(metrics: Metrics, result: dict[str, Any]) -> None:
+    """A finished landing check's sampled rows by outcome."""
+    for key, name in LANDING_METRICS.items():
+        count(metrics, name, int(result.get(key, 0)))

@@ -23,6 +23,7 @@ from profile_sync_local.deployed.output import (
     format_status,
     job_counts,
     job_summary,
+    landing_line,
 )
 from profile_sync_local.deployed.resources import (
     EXIT_NOT_FOUND,
@@ -119,6 +120,9 @@ def cmd_status(args: argparse.Namespace) -> int:
             "sourceBucket": job.get("sourceBucket"),
             "updatedAt": job.get("updatedAt"),
             "batchCount": job.get("batchCount"),
+            "parentJobId": job.get("parentJobId"),
+            "redrivenBy": job.get("redrivenBy") or [],
+            "landingCheck": job.get("landingCheck"),
         }
         print(
             json.dumps(
@@ -186,6 +190,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         print("  report/summary.json and report/rows.csv are written when the job has finished")
     if all(name in counts for name in COUNTS):
         print(f"  rows: {account_line(counts)}")
+    if job.get("landingCheck"):  # summary.json's landingRows: the sampled lines that did not verify
+        print(f"  landed: {landing_line(job['landingCheck'])}")
     return EXIT_OK
 
 

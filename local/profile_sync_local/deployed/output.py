@@ -113,6 +113,20 @@ def account_line(counts: dict) -> str:
     return f"received {_cell(counts['received'])} = {rest}"
 
 
+def landing_line(check: Mapping[str, Any]) -> str:
+    """The landing check on one line: where it is, or what the sample showed."""
+    if check.get("status") in ("WAITING", "READING"):
+        return f"checking: {check.get('sampled', '?')} sampled profiles, read {check.get('round', 0)} done"
+    if not check.get("sampled"):
+        return str(check.get("reason") or "not checked")
+    line = (
+        f"{check.get('verified', 0)} of {check['sampled']} sampled profiles verified, "
+        f"{check.get('mismatched', 0)} mismatched, {check.get('notVisible', 0)} not yet visible, "
+        f"{check.get('unchecked', 0)} unchecked ({check.get('rounds', 0)} read(s))"
+    )
+    return line + (f": {check['reason']}" if check.get("reason") else "")
+
+
 def format_status(job: Mapping[str, Any], batches: Sequence[Mapping[str, Any]]) -> str:
     counts = job_counts(job, batches)
     lines = [
@@ -126,6 +140,12 @@ def format_status(job: Mapping[str, Any], batches: Sequence[Mapping[str, Any]]) 
     ]
     if job.get("reason"):
         lines.append(f"  reason   {job['reason']}")
+    if job.get("parentJobId"):
+        lines.append(f"  re-drive of job {job['parentJobId']}")
+    if job.get("redrivenBy"):
+        lines.append(f"  re-driven by {', '.join(job['redrivenBy'])}")
+    if job.get("landingCheck"):
+        lines.append(f"  landed   {landing_line(job['landingCheck'])}")
     if batches:
         lines.append(f"  batches  {len(batches)}")
         header = (

@@ -25,6 +25,7 @@ WORKFLOW_FUNCTIONS = {
     "SingleUpdate": "single_update",
     "Finalize": "finalize",
     "JobFailed": "job_failed",
+    "LandingCheck": "landing_check",
 }
 
 
