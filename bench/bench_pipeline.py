@@ -37,23 +37,25 @@ def load() -> str:
     return f"{os.cpu_count()} cores, load average {one:.2f} {five:.2f} {fifteen:.2f}"
 
 
-def child(path: Path, out: Path, processing: float, polls: int) -> None:
+def child(path: Path, out: Path, processing: float, polls: int, landing_rows: str) -> None:
     from profile_sync_local.emulator import EmulatorConfig  # noqa: PLC0415 (in the child only)
     from profile_sync_local.run import run_local  # noqa: PLC0415
 
     start = time.perf_counter()
     config = EmulatorConfig(seed=1, polls_until_complete=polls, seconds_until_complete=processing)
-    result = run_local(path, out_dir=out, emulator_config=config)
+    settings = {"LANDING_CHECK_SAMPLE_ROWS": landing_rows} if landing_rows else None
+    result = run_local(path, out_dir=out, emulator_config=config, settings_env=settings)
     wall = time.perf_counter() - start
     usage = resource.getrusage(resource.RUSAGE_SELF)
     peak, cpu = usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
     print(json.dumps({"wall": wall, "cpu": cpu, "peak_mib": peak, "result": result}, default=str))
 
 
-def run(path: Path, processing: float = 0, polls: int = 2) -> dict:
+def run(path: Path, processing: float = 0, polls: int = 2, landing_rows: str = "") -> dict:
+    """One run in a fresh process; ``landing_rows`` overrides LANDING_CHECK_SAMPLE_ROWS ("" = default)."""
     with tempfile.TemporaryDirectory(prefix="bench-run-") as out:
         proc = subprocess.run(
-            [sys.executable, __file__, "--child", str(path), out, str(processing), str(polls)],
+            [sys.executable, __file__, "--child", str(path), out, str(processing), str(polls), landing_rows],
             capture_output=True,
             text=True,
             check=True,
@@ -77,7 +79,10 @@ def poll_table() -> bool:
     ok = True
     path = small_file()
     for name, seconds in PROCESSING.items():
-        r = run(path, processing=seconds, polls=0)["result"]
+        # The report is written at Finalize. The landing check runs after it and waits its own
+        # LANDING_CHECK_DELAY_SECONDS before reading profiles back: off here, so the run ends with
+        # the report and its length minus Target's time is the report's lag.
+        r = run(path, processing=seconds, polls=0, landing_rows="0")["result"]
         lag = r["simulated_seconds"] - seconds
         bound = max(60, 0.25 * seconds)
         t = r["state_transitions"]
@@ -127,10 +132,12 @@ def main() -> int:
     )
     default_rows = [int(n) for n in os.environ.get("BENCH_PIPELINE_ROWS", "100000 1000000 3000000").split()]
     parser.add_argument("--rows", type=int, nargs="+", default=default_rows)
-    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(Path(args.child[0]), Path(args.child[1]), float(args.child[2]), int(args.child[3]))
+        child(
+            Path(args.child[0]), Path(args.child[1]), float(args.child[2]), int(args.child[3]), args.child[4]
+        )
         return 0
     ok = poll_table()
     ok &= pipeline_table(sorted(args.rows))
